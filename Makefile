@@ -1,0 +1,51 @@
+# mad: `make run` installs into .venv and runs every stage built so far; `make test` tests it all.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= data
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+HASH   := $(shell cat pyproject.toml | sha1sum | cut -c1-10)
+
+.PHONY: run install install-test test test-fast lint bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-$(HASH): $(BIN)/python pyproject.toml
+	$(PIP) install -e .
+	rm -f $(VENV)/.installed-*; touch $@
+
+$(VENV)/.test-installed-$(HASH): $(VENV)/.installed-$(HASH)
+	$(PIP) install -e '.[test]'
+	rm -f $(VENV)/.test-installed-*; touch $@
+
+install: $(VENV)/.installed-$(HASH)
+
+install-test: $(VENV)/.test-installed-$(HASH)
+
+## run: a labelled hour of traffic into $(DATA)/generated, then the live simulator on :8000
+run: install
+	$(BIN)/mad generate --start $$(date -u -d '1 hour ago' +%Y-%m-%dT%H:00:00Z) --duration 1h \
+		--out $(DATA)/generated
+	@echo "control API: curl -X POST http://127.0.0.1:8000/api/continuous/start -H 'Content-Type: application/json' -d '{\"interval_seconds\": 3, \"logs_per_interval\": 20, \"duration_seconds\": 120}'"
+	$(BIN)/mad simulate serve --sink $(DATA)/simulator/events.jsonl
+
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+## test: lint, type-check and every test suite (slow ones too; `-m "not slow"` in test-fast)
+test: lint
+	$(BIN)/pytest -q
+
+test-fast: install-test
+	$(BIN)/pytest -q -m "not slow"
+
+bench: install-test
+	$(BIN)/python benchmarks/bench_generate.py
+
+docs: install
+	$(BIN)/mad catalog --format markdown > docs/catalog.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DATA)

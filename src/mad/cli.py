@@ -1,0 +1,145 @@
+"""`mad ...`: the command-line entry point.
+
+Commands import their stage lazily, so `mad --help` stays fast. Every user error (bad flag,
+bad setting, missing file) ends as one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.exceptions import Abort, TyperException
+
+from mad.detect.cli import register as register_detect
+from mad.errors import MadError
+
+app = typer.Typer(
+    name="mad",
+    help="Metrics Anomaly Detection: simulate, ingest, transform and watch banking services.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+simulate_app = typer.Typer(help="The live simulator and its control API.", no_args_is_help=True)
+bench_app = typer.Typer(help="Score detectors against labelled data.", no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(bench_app, name="bench")
+register_detect(bench_app)
+
+ConfigOption = typer.Option(
+    None, "--config", help="YAML settings file (default: ./mad.yaml when present)."
+)
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Any:
+    from mad.config import load_settings
+
+    return load_settings(config_file=config, overrides=overrides)
+
+
+@app.command()
+def catalog(
+    fmt: str = typer.Option("table", "--format", help="table | markdown | json"),
+    service: str | None = typer.Option(None, help="Only the event types of this service."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Print the 59 event types: service(s), kind, category, levels, fields and series."""
+    from mad import catalog as cat
+    from mad.catalog_render import render
+
+    settings_from(config)
+
+    if service is not None and service not in cat.SERVICES:
+        raise MadError(f"unknown service '{service}' (known: {', '.join(cat.SERVICES)})")
+    if fmt not in ("table", "markdown", "json"):
+        raise MadError(f"unknown format '{fmt}' (allowed: table | markdown | json)")
+    sys.stdout.write(render(fmt, service))
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder for events.jsonl[.gz] and labels.json."
+    ),
+    start: str | None = typer.Option(None, help="Simulated start, ISO-8601 with offset."),
+    duration: str | None = typer.Option(None, help="Simulated span: 90s, 30m, 6h, 2d."),
+    rate: float | None = typer.Option(None, help="Events/s over all services at the daily mean."),
+    seed: int | None = typer.Option(None, help="Random seed; the same seed gives the same bytes."),
+    scenarios: str | None = typer.Option(
+        None, help="Comma-separated incident scenarios, 'all' or 'none'."
+    ),
+    gzip: bool | None = typer.Option(None, "--gzip/--no-gzip", help="Write events.jsonl.gz."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Backfill: write a labelled stretch of simulated traffic to a folder."""
+    from mad.generate.backfill import run_backfill
+
+    settings = settings_from(
+        config,
+        **{
+            "generate.start": start,
+            "generate.duration": duration,
+            "generate.rate": rate,
+            "generate.seed": seed,
+            "generate.scenarios": scenarios.split(",") if scenarios is not None else None,
+            "generate.gzip": gzip,
+        },
+    )
+    summary = run_backfill(settings.generate, out, progress=progress)
+    typer.echo(summary)
+
+
+@simulate_app.command("serve")
+def simulate_serve(
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    sink: str | None = typer.Option(None, help="JSONL file path or http:// ingest URL."),
+    seed: int | None = typer.Option(None, help="Random seed for the live stream."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Serve the control API (POST /api/continuous/start|stop, GET /api/status, GET /health)."""
+    from mad.generate.live import serve
+
+    settings = settings_from(
+        config,
+        **{
+            "simulate.host": host,
+            "simulate.port": port,
+            "simulate.sink": sink,
+            "generate.seed": seed,
+        },
+    )
+    serve(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn user errors into one line on stderr and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="mad", standalone_mode=False)
+    except TyperException as err:
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            raise SystemExit(2) from None
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"mad: error: {err.format_message()}{hint}", err=True)
+        raise SystemExit(err.exit_code or 2) from None
+    except Abort:
+        typer.echo("mad: aborted", err=True)
+        raise SystemExit(130) from None
+    except MadError as err:
+        typer.echo(f"mad: error: {err}", err=True)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""One typed settings object for every stage.
+
+Layers, lowest first: the defaults below < a YAML file (`mad.yaml` in the working directory,
+or `--config FILE`) < `MAD_SECTION__KEY` environment variables < CLI flags. A bad value at any
+layer raises `ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mad.errors import ConfigError
+
+ENV_PREFIX = "MAD_"
+DEFAULT_CONFIG_FILE = "mad.yaml"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """`90s`, `30m`, `6h`, `2d` or a plain number of seconds; must be positive."""
+    raw = str(text).strip().lower()
+    unit = _UNITS.get(raw[-1:])
+    number = raw[:-1] if unit else raw
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a duration like 90s, 30m, 6h or 2d") from None
+    if not value > 0 or value > 366 * 86400:
+        raise ValueError(f"duration '{text}' must be > 0 and at most 366d")
+    return value
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FaultRates(Section):
+    """Data faults the generator injects, as fractions of emitted events."""
+
+    duplicates: float = Field(0.005, ge=0, le=0.5, description="exact re-sends of an event")
+    late: float = Field(0.002, ge=0, le=0.5, description="sent 15 min to `late_max_hours` late")
+    late_max_hours: float = Field(3.0, gt=0.25, le=48, description="upper bound of lateness")
+    out_of_order: float = Field(0.02, ge=0, le=1, description="delivered up to 30 s out of order")
+    malformed: float = Field(0.001, ge=0, le=0.5, description="broken records of five kinds")
+    unknown_fields: float = Field(0.01, ge=0, le=1, description="events with extra fields")
+    skewed_hosts: int = Field(2, ge=0, le=20, description="hosts whose clocks are off by 30-120 s")
+    epoch_hosts: int = Field(3, ge=0, le=20, description="hosts that send epoch timestamps")
+
+
+class GenerateSettings(Section):
+    start: datetime = Field(datetime.fromisoformat("2026-11-01T00:00:00+00:00"))
+    duration: str = Field("6h", description="simulated time span, e.g. 90m, 6h, 2d")
+    rate: float = Field(50.0, gt=0, le=1_000_000, description="events/s over all services")
+    seed: int = Field(7, ge=0)
+    scenarios: list[str] = Field(default_factory=lambda: ["all"])
+    incidents_per_day: float = Field(24.0, ge=0, le=500)
+    scrape_interval_s: float = Field(10.0, gt=0, le=3600)
+    gzip: bool = False
+    faults: FaultRates = Field(default_factory=lambda: FaultRates())
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-11-01T00:00:00Z")
+        return value
+
+    @property
+    def duration_s(self) -> float:
+        return parse_duration(self.duration)
+
+
+class SimulateSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    sink: str = Field(
+        "data/simulator/events.jsonl",
+        description="a JSONL file path, or an http(s):// URL of the ingest API",
+    )
+    faults: bool = Field(True, description="inject data faults in live mode")
+
+
+class Settings(Section):
+    data_dir: Path = Path("data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    generate: GenerateSettings = Field(default_factory=lambda: GenerateSettings())
+    simulate: SimulateSettings = Field(default_factory=lambda: SimulateSettings())
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from every layer.
+
+    `overrides` holds CLI flags as dotted keys (`{"generate.rate": 200}`); `None` values are
+    ignored so unset flags do not mask lower layers.
+    """
+    data: dict[str, Any] = {}
+    default = Path(DEFAULT_CONFIG_FILE)
+    path = config_file or (default if default.exists() else None)
+    if path is not None:
+        _merge(data, _read_yaml(path))
+    for key, value in _env_layer(os.environ if env is None else env).items():
+        _set_dotted(data, key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    except yaml.YAMLError as err:
+        detail = str(err).replace("\n", " ")
+        raise ConfigError(f"config file {path} is not valid YAML: {detail}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not a list/scalar")
+    return loaded
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    """`MAD_GENERATE__RATE=200` -> {"generate.rate": 200}; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        if "__" not in name and name[len(ENV_PREFIX) :].lower() not in Settings.model_fields:
+            continue
+        key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    value = first.get("input")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(first["loc"][:-1])
+        known = ", ".join(sorted(parent.model_fields)) if parent else "?"
+        return f"unknown setting '{key}' (known here: {known})"
+    allowed = _allowed(first["loc"])
+    msg = f"bad setting {key}={value!r}: {first['msg']}"
+    if allowed:
+        msg += f" (allowed: {allowed})"
+    more = len(err.errors()) - 1
+    return msg + (f"; and {more} more" if more else "")
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type)
+                                 and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _allowed(loc: tuple[Any, ...]) -> str:
+    parent = _model_at(loc[:-1])
+    if parent is None:
+        return ""
+    field = parent.model_fields.get(str(loc[-1]))
+    if field is None:
+        return ""
+    choices = get_args(field.annotation)
+    if choices and all(isinstance(c, str) for c in choices):
+        return " | ".join(choices)
+    bounds = []
+    for meta in field.metadata:
+        for name, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, name, None) is not None:
+                bounds.append(f"{sym} {getattr(meta, name)}")
+    if bounds:
+        return " and ".join(bounds)
+    if field.annotation is not None:
+        return getattr(field.annotation, "__name__", str(field.annotation))
+    return ""

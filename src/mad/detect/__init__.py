@@ -1,0 +1,1 @@
+"""Stage 04: streaming anomaly detectors, the decision engine and NAB scoring."""

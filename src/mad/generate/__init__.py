@@ -1,0 +1,1 @@
+"""Stage 00: the banking-services simulator (backfill and live), with ground-truth labels."""

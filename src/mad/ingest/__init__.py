@@ -1,0 +1,1 @@
+"""Stage 01, ingest: HTTP ingest API -> stream -> raw lake writer."""

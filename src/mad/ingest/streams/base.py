@@ -1,0 +1,169 @@
+"""The stream between the ingest API and the raw lake writer: one Protocol, its records and
+status rows, and the registry that finds a backend by name.
+
+Model (shared by the embedded log and Kinesis): a stream has shards; a record goes to one
+shard chosen from its key (the service name) and gets a position there. Positions are
+integers that only grow within a shard (the embedded log's record offset; a Kinesis sequence
+number read as an int). Consumers are named; each keeps one committed position per shard,
+meaning "everything up to and including this position is done". Delivery is at least once:
+a consumer that crashes before committing reads the same records again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from mad.errors import ConfigError, TerminalError
+
+Position = int
+
+
+class Ack(NamedTuple):
+    """Where an appended record landed."""
+
+    shard: str
+    position: Position
+
+
+class StreamRecord(NamedTuple):
+    """One record read back from a shard; `appended_at` is epoch seconds (UTC). A tuple
+    because consumers read hundreds of thousands per second."""
+
+    shard: str
+    position: Position
+    key: str
+    payload: bytes
+    appended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a consumer is behind on one shard: records and bytes after its committed
+    position, and the age in seconds of the oldest of them (0 when caught up). A backend that
+    cannot count exactly (Kinesis reports milliseconds behind) gives its best estimate."""
+
+    records: int
+    bytes: int
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    """One row of `mad ingest status`. `first`/`last` are the oldest retained and newest
+    readable positions (None when the shard is empty); `committed` and `lag` are keyed by
+    consumer name. `segments` and `disk_bytes` are 0 for backends that keep no local files."""
+
+    shard: str
+    first: Position | None
+    last: Position | None
+    committed: dict[str, Position | None]
+    lag: dict[str, Lag]
+    segments: int
+    disk_bytes: int
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """The whole stream: its shards plus counters an operator needs to see. `dropped_*` count
+    unconsumed data deleted to honour a disk budget; `recovered_bytes` counts torn tail bytes
+    cut away when the stream was opened."""
+
+    backend: str
+    shards: list[ShardStatus]
+    disk_bytes: int
+    dropped_records: int = 0
+    dropped_bytes: int = 0
+    recovered_bytes: int = 0
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+class StreamCorruptError(TerminalError):
+    """Stored stream data failed its checksum where it cannot be a torn tail."""
+
+
+class Stream(Protocol):
+    """A durable, sharded, append-only stream with named consumer checkpoints."""
+
+    def shards(self) -> list[str]:
+        """The shard ids, in a stable order."""
+        ...
+
+    def append(self, records: Sequence[tuple[str, bytes]]) -> list[Ack]:
+        """Append `(key, payload)` records; return where each landed, in input order.
+
+        When this returns the records are durable (the backend's fsync policy or the
+        service's acknowledgement), so the caller may acknowledge them to the producer.
+        Raises TransientError when the stream cannot take data right now, TerminalError when
+        a record can never be taken (too large). After an error some of the records may
+        still have been stored: the producer retries and the lake deduplicates by event_id.
+        """
+        ...
+
+    def read(self, shard: str, after: Position | None, limit: int) -> list[StreamRecord]:
+        """Up to `limit` durable records of `shard` with a position after `after`
+        (None: from the oldest retained record), in position order."""
+        ...
+
+    def commit(self, consumer: str, shard: str, position: Position) -> None:
+        """Durably record that `consumer` is done with `shard` up to and including `position`."""
+        ...
+
+    def committed(self, consumer: str, shard: str) -> Position | None:
+        """The last position `consumer` committed on `shard`, or None if it never did."""
+        ...
+
+    def lag(self, consumer: str) -> dict[str, Lag]:
+        """Per shard, how far `consumer` is behind; cheap enough to call per request."""
+        ...
+
+    def status(self) -> StreamStatus:
+        """Everything `mad ingest status` shows, for every known consumer."""
+        ...
+
+    def close(self) -> None:
+        """Release files, threads and connections; appends already acknowledged stay durable."""
+        ...
+
+
+StreamFactory = Callable[..., Stream]
+_REGISTRY: dict[str, StreamFactory] = {}
+
+
+def register_stream(name: str) -> Callable[[StreamFactory], StreamFactory]:
+    """Class decorator a backend module uses to make itself known by `name`."""
+
+    def add(factory: StreamFactory) -> StreamFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def stream_names() -> list[str]:
+    """Every backend name, importing each module of this package so it can register."""
+    for module in pkgutil.iter_modules(_package_path()):
+        importlib.import_module(f"{__package__}.{module.name}")
+    return sorted(_REGISTRY)
+
+
+def open_stream(name: str, **options: object) -> Stream:
+    """Open the backend registered as `name` with its own options (e.g. `path=...`)."""
+    if name not in _REGISTRY and name.isidentifier():
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{name}":
+                raise  # the backend exists but one of its own imports is missing
+    if name not in _REGISTRY:
+        known = ", ".join(stream_names())
+        raise ConfigError(f"unknown stream backend {name!r}; known backends: {known}")
+    return _REGISTRY[name](**options)
+
+
+def _package_path() -> list[str]:
+    package = importlib.import_module(__package__ or "mad.ingest.streams")
+    return list(package.__path__)

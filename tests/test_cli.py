@@ -1,0 +1,86 @@
+"""User errors end as one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MAD = [sys.executable, "-m", "mad.cli"]
+
+
+def mad(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAD_")}
+    return subprocess.run([*MAD, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env=env)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["catalog"], ["generate"], ["simulate"], ["simulate", "serve"], ["bench"]],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    proc = mad(*args, "--help")
+    assert proc.returncode == 0
+    assert "Usage:" in proc.stdout
+
+
+def test_bad_flag(tmp_path: Path) -> None:
+    one_line_error(mad("generate", "--out", str(tmp_path), "--bogus"), "--bogus")
+
+
+def test_unknown_scenario(tmp_path: Path) -> None:
+    proc = mad("generate", "--out", str(tmp_path), "--scenarios", "error_burst,meteor_strike")
+    one_line_error(proc, "meteor_strike", "error_burst", "fraud_spike")
+
+
+def test_negative_rate(tmp_path: Path) -> None:
+    one_line_error(mad("generate", "--out", str(tmp_path), "--rate", "-5"),
+                   "generate.rate", "> 0")
+
+
+def test_bad_duration(tmp_path: Path) -> None:
+    one_line_error(mad("generate", "--out", str(tmp_path), "--duration", "soon"),
+                   "generate.duration")
+
+
+def test_unwritable_out(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(mad("generate", "--out", str(blocker / "sub"), "--duration", "10m"), "--out")
+    if os.geteuid() != 0:  # root can write anywhere; a read-only dir only stops others
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        one_line_error(mad("generate", "--out", str(ro), "--duration", "10m"), "not writable")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    one_line_error(mad("generate", "--out", str(tmp_path), "--config", str(tmp_path / "no.yaml")),
+                   "config file not found")
+
+
+def test_bad_setting_in_yaml_names_key_and_allowed_values(tmp_path: Path) -> None:
+    (tmp_path / "mad.yaml").write_text("log_level: LOUD\n")
+    one_line_error(mad("catalog", cwd=tmp_path), "log_level", "DEBUG | INFO | WARNING | ERROR")
+
+
+def test_unknown_service_for_catalog() -> None:
+    one_line_error(mad("catalog", "--service", "ledger"), "ledger", "payments")
+
+
+def test_catalog_prints_all_types() -> None:
+    proc = mad("catalog")
+    assert proc.returncode == 0
+    assert "59 event types" in proc.stdout
