@@ -95,11 +95,62 @@ class SimulateSettings(Section):
     faults: bool = Field(True, description="inject data faults in live mode")
 
 
+class StreamSettings(Section):
+    """The durable stream between the ingest API and the raw writer."""
+
+    backend: Literal["embedded", "kinesis"] = "embedded"
+    path: Path | None = Field(None, description="embedded log folder (default data_dir/stream)")
+    shards: int = Field(1, ge=1, le=64)
+    fsync: str = Field("interval_ms=5", pattern=r"^(every_batch|interval_ms=\d+)$")
+    segment_bytes: int = Field(64 * 2**20, ge=2**16)
+    retention_seconds: float = Field(86400.0, gt=0)
+    kinesis_stream: str = "md-events"
+    kinesis_shards: int = Field(4, ge=1, le=500)
+
+
+class AwsSettings(Section):
+    """Endpoint and credentials for S3 and Kinesis (AWS, MinIO, LocalStack or moto)."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+class IngestSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8010, ge=1, le=65535)
+    max_body_bytes: int = Field(5 * 2**20, ge=1024, description="413 above this")
+    max_record_bytes: int = Field(256 * 1024, ge=256, description="rejected above this")
+    max_depth: int = Field(16, ge=2, le=64, description="nesting limit of one event")
+    max_lag_records: int = Field(5_000_000, ge=1, description="429 above this backlog")
+    max_disk_bytes: int = Field(20 * 2**30, ge=2**20, description="503 above this")
+    stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
+
+
+class LakeSettings(Section):
+    url: str = Field("data/lake", description="a local folder or s3://bucket[/prefix]")
+
+
+class WriterSettings(Section):
+    """Firehose-style buffering of the raw writer: a file per partition at size or age."""
+
+    consumer: str = "raw-writer"
+    flush_bytes: int = Field(5 * 2**20, ge=1024)
+    flush_interval_s: float = Field(300.0, gt=0)
+    gzip: bool = True
+    read_batch: int = Field(5000, ge=1, le=100_000)
+
+
 class Settings(Section):
     data_dir: Path = Path("data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     generate: GenerateSettings = Field(default_factory=lambda: GenerateSettings())
     simulate: SimulateSettings = Field(default_factory=lambda: SimulateSettings())
+    aws: AwsSettings = Field(default_factory=lambda: AwsSettings())
+    ingest: IngestSettings = Field(default_factory=lambda: IngestSettings())
+    lake: LakeSettings = Field(default_factory=lambda: LakeSettings())
+    writer: WriterSettings = Field(default_factory=lambda: WriterSettings())
 
 
 def load_settings(

@@ -10,6 +10,7 @@ keeps generation fast and fully determined by the seed.
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ class Host:
     skew_s: float
     omits_service: bool
     format: TimestampFormatter
+
+    @property
+    def shift_s(self) -> float:
+        """Seconds to add to true UTC time to get this host's local wall clock."""
+        return self.skew_s + (self.format.offset_s if self.time_format == "iso" else 0)
 
 
 @dataclass
@@ -122,7 +128,7 @@ class Simulator:
         self.tables = {s: _table(s) for s in SERVICES}
         self.deploy_type = next(t for t in EVENT_TYPES if t.name == "service.deploy.completed")
         self.versions = {s: 100 for s in SERVICES}
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
         self.shapes = {t.name: _shape(t) for t in EVENT_TYPES}
 
     def _make_hosts(self, epoch_hosts: int, skewed: int, omitting: int) -> dict[str, list[Host]]:
@@ -226,6 +232,9 @@ class Simulator:
         hexes = self.rng.bytes(n * 48).hex()  # 96 hex chars of ids per event
         picks = self.rng.random((n, 4)).tolist()
         version = f"{svc}-1.{self.versions[svc]}.0"
+        local = np.asarray(times) + np.fromiter((h.shift_s for h in hosts), float, n)
+        clock = np.datetime_as_string((local * 1000).astype(np.int64).astype("datetime64[ms]"),
+                                      unit="ms").tolist()
         out: list[tuple[float, Host, Event]] = []
         shapes = self.shapes
         for i in range(n):
@@ -236,7 +245,8 @@ class Simulator:
             ]
             ev: Event = {
                 "event_id": h[:32],
-                "timestamp": host.format(t + host.skew_s),
+                "timestamp": (clock[i] + host.format.suffix if host.time_format == "iso"
+                              else host.format(t + host.skew_s)),
                 "service": svc,
                 "event_type": name,
                 "kind": kind,
@@ -269,8 +279,7 @@ class Simulator:
             if alone and host.omits_service:
                 del ev["service"]
             out.append((t, host, ev))
-        for etype in types:
-            self.counts[etype.name] = self.counts.get(etype.name, 0) + 1
+        self.counts.update(Counter(t.name for t in types))
         return out
 
     def _scrapes(

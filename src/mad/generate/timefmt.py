@@ -26,6 +26,7 @@ class TimestampFormatter:
     def __init__(self, fmt: str, offset_min: int = 0) -> None:
         self.fmt = fmt
         self.offset_s = offset_min * 60
+        self.suffix = ""
         if fmt == "iso":
             if offset_min == 0:
                 self.suffix = "Z"
