@@ -1,0 +1,342 @@
+"""The raw writer: stream -> raw lake, buffered per partition like Firehose.
+
+Every record of every shard is routed to one buffer per (dataset, service, ingest hour):
+a valid event to `md-raw-{kind}s`, anything else to `md-raw-errors` as an error envelope
+(records the ingest API already rejected arrive under key `ERRORS_KEY` as envelopes). A
+buffer becomes one `part-{uuid}.jsonl.gz` file when it reaches `flush_bytes` (uncompressed)
+or `flush_interval_s` of age, and at shutdown.
+
+Checkpoints: per shard, the writer commits the highest position P such that every record
+up to P is in a file already written. A crash therefore re-writes some records (the ETL
+deduplicates by event_id) but never loses one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from mad import lake
+from mad.catalog import default_service
+from mad.config import Settings, WriterSettings
+from mad.errors import ConfigError, TransientError
+from mad.events import check
+from mad.ingest.intake import ERRORS_KEY, error_envelope
+from mad.ingest.streams import Stream, StreamRecord, open_stream
+from mad.stores import ObjectStore
+
+__all__ = ["ERRORS_KEY", "RawWriter", "main", "open_settings_stream", "status_rows"]
+
+log = logging.getLogger(__name__)
+
+SOURCE = "raw-writer"
+_ERRORS = "error"  # the buffer kind of md-raw-errors
+MAX_IDLE_SLEEP = 1.0
+MAX_RETRY_SLEEP = 30.0
+
+
+@dataclass
+class _Buffer:
+    """The lines of one future file, and what they cover."""
+
+    opened: float
+    lines: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+    first: dict[str, int] = field(default_factory=dict)  # lowest position held, per shard
+    counts: Counter[str] = field(default_factory=Counter)  # kind, or error code
+
+
+@dataclass
+class _Totals:
+    files: int = 0
+    bytes: int = 0
+    raw_bytes: int = 0
+    records: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    last_flush_at: float | None = None
+    flush_failures: int = 0
+    last_error: str | None = None
+
+
+class RawWriter:
+    """Consumes `stream` as `settings.consumer` into `store`; see the module docstring.
+
+    `clock` measures buffer age (monotonic seconds); tests pass their own.
+    """
+
+    def __init__(self, stream: Stream, store: ObjectStore, settings: WriterSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.store, self.settings, self.clock = stream, store, settings, clock
+        self.consumer = settings.consumer
+        self._shards = stream.shards()
+        self._committed = {s: stream.committed(self.consumer, s) for s in self._shards}
+        self._cursor = dict(self._committed)
+        self._buffers: dict[tuple[str, str | None, int], _Buffer] = {}
+        self._totals = _Totals()
+        self._lock = threading.Lock()  # stats() may be called from another thread
+
+    # -- one step at a time ----------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Read one batch from every shard, route it, flush what is due, commit.
+        Returns how many records were read."""
+        read = 0
+        for shard in self._shards:
+            batch = self.stream.read(shard, self._cursor[shard], self.settings.read_batch)
+            read += len(batch)
+            self._route(shard, batch)
+        self.flush_due()
+        return read
+
+    def flush_due(self) -> int:
+        """Write the buffers at their size or age limit; commit; return files written."""
+        now = self.clock()
+        due = [k for k, b in self._buffers.items()
+               if b.nbytes >= self.settings.flush_bytes
+               or now - b.opened >= self.settings.flush_interval_s]
+        for key in due:
+            self._flush(key)
+        self.commit()
+        return len(due)
+
+    def flush_all(self) -> int:
+        """Write every open buffer and commit (at shutdown); return files written."""
+        keys = list(self._buffers)
+        for key in keys:
+            self._flush(key)
+        self.commit()
+        return len(keys)
+
+    def commit(self) -> None:
+        """Advance each shard's checkpoint to the last position covered by written files."""
+        for shard in self._shards:
+            lows = [b.first[shard] for b in self._buffers.values() if shard in b.first]
+            safe = min(lows) - 1 if lows else self._cursor[shard]
+            done = self._committed[shard]
+            if safe is not None and safe >= 0 and (done is None or safe > done):
+                self.stream.commit(self.consumer, shard, safe)
+                with self._lock:
+                    self._committed[shard] = safe
+
+    def drain(self) -> None:
+        """Read until the stream has nothing more, then write everything (batch mode)."""
+        while self.poll():
+            pass
+        self.flush_all()
+
+    def run(self, stop: threading.Event, idle_sleep: float = MAX_IDLE_SLEEP) -> None:
+        """Poll until `stop` is set, sleeping at most `idle_sleep` when there is nothing
+        new and backing off while the store fails; then write everything and commit."""
+        pause = 0.0
+        while not stop.is_set():
+            try:
+                if pause:  # the store failed: retry the due buffers before reading more
+                    self.flush_due()
+                read = self.poll()
+                pause = 0.0
+            except TransientError as err:
+                self._failed(err)
+                pause = min(max(pause * 2, 0.5), MAX_RETRY_SLEEP)
+                stop.wait(pause)
+                continue
+            if not read:
+                stop.wait(min(idle_sleep, self._next_due()))
+        for attempt in range(5):
+            try:
+                self.flush_all()
+                return
+            except TransientError as err:
+                self._failed(err)
+                time.sleep(min(2.0**attempt, MAX_RETRY_SLEEP))
+        self.flush_all()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for `mad ingest status` and the health endpoint."""
+        with self._lock:
+            t = self._totals
+            return {
+                "consumer": self.consumer,
+                "lake": self.store.url,
+                "files": t.files,
+                "bytes": t.bytes,
+                "raw_bytes": t.raw_bytes,
+                "records": dict(t.records),
+                "errors": dict(t.errors),
+                "last_flush_at": t.last_flush_at,
+                "committed": dict(self._committed),
+                "open_buffers": len(self._buffers),
+                "buffered_bytes": sum(b.nbytes for b in list(self._buffers.values())),
+                "flush_failures": t.flush_failures,
+                "last_error": t.last_error,
+            }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _route(self, shard: str, batch: list[StreamRecord]) -> None:
+        flush_bytes = self.settings.flush_bytes
+        done = self._cursor[shard]
+        try:
+            for rec in batch:
+                kind, service, line, count = self._classify(rec)
+                key = (kind, service, int(rec.appended_at) // 3600 * 3600)
+                buf = self._buffers.get(key)
+                if buf is None:
+                    buf = self._buffers[key] = _Buffer(self.clock())
+                buf.lines.append(line)
+                buf.nbytes += len(line) + 1
+                buf.first.setdefault(shard, rec.position)
+                buf.counts[count] += 1
+                done = rec.position
+                if buf.nbytes >= flush_bytes:
+                    self._flush(key)
+        finally:
+            self._cursor[shard] = done
+
+    def _classify(self, rec: StreamRecord) -> tuple[str, str | None, bytes, str]:
+        """(buffer kind, service, line, what to count) for one stream record."""
+        payload = rec.payload.strip()
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError as err:
+            if rec.key == ERRORS_KEY:
+                return self._reject(rec, "bad_error_envelope", f"not JSON: {err}")
+            return self._reject(rec, "invalid_json", f"not valid JSON: {err}")
+        if rec.key == ERRORS_KEY:
+            if not isinstance(event, dict) or not isinstance(event.get("error_code"), str):
+                return self._reject(rec, "bad_error_envelope", "envelope without error_code")
+            return _ERRORS, None, _line(payload, event), event["error_code"]
+        problem = check(event)
+        if problem is not None:
+            return self._reject(rec, problem.reason, problem.message)
+        service = event.get("service") or default_service(event["event_type"])
+        return event["kind"], service, _line(payload, event), event["kind"]
+
+    def _reject(self, rec: StreamRecord, code: str, message: str) -> tuple[str, None, bytes, str]:
+        when = datetime.fromtimestamp(rec.appended_at, UTC)
+        envelope = error_envelope(code, message, rec.payload, when, source=SOURCE)
+        return _ERRORS, None, orjson.dumps(envelope), code
+
+    def _flush(self, key: tuple[str, str | None, int]) -> None:
+        kind, service, hour = key
+        buf = self._buffers[key]
+        data = b"\n".join(buf.lines) + b"\n"
+        gz = self.settings.gzip
+        if gz:
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+        if kind == _ERRORS:
+            name = lake.errors_key(hour, gz)
+        else:
+            name = lake.raw_key(kind, service or "unknown", hour, gz)
+        self.store.put(name, data)
+        log.debug("wrote %s (%d records, %d bytes)", name, len(buf.lines), len(data))
+        with self._lock:
+            del self._buffers[key]
+            t = self._totals
+            t.files += 1
+            t.bytes += len(data)
+            t.raw_bytes += buf.nbytes
+            (t.errors if kind == _ERRORS else t.records).update(buf.counts)
+            t.last_flush_at = time.time()
+
+    def _next_due(self) -> float:
+        if not self._buffers:
+            return MAX_IDLE_SLEEP
+        oldest = min(b.opened for b in self._buffers.values())
+        return max(0.01, oldest + self.settings.flush_interval_s - self.clock())
+
+    def _failed(self, err: Exception) -> None:
+        log.warning("raw writer: %s (will retry)", err)
+        with self._lock:
+            self._totals.flush_failures += 1
+            self._totals.last_error = str(err)
+
+
+def _line(payload: bytes, event: Any) -> bytes:
+    """The payload as one JSONL line: as sent when it has no line breaks, else re-encoded."""
+    return orjson.dumps(event) if b"\n" in payload or b"\r" in payload else payload
+
+
+def status_rows(stream: Stream, consumer: str,
+                stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per shard for a status table: positions, checkpoint and lag of `consumer`,
+    plus the writer's counters (files, bytes, errors by reason) when `stats` is given."""
+    lags = stream.lag(consumer)
+    rows = []
+    status = stream.status()
+    for shard in status.shards:
+        lag = lags.get(shard.shard)
+        rows.append({
+            "shard": shard.shard,
+            "first": shard.first,
+            "last": shard.last,
+            "committed": stream.committed(consumer, shard.shard),
+            "lag_records": lag.records if lag else None,
+            "lag_bytes": lag.bytes if lag else None,
+            "lag_seconds": lag.age_seconds if lag else None,
+        })
+    if stats is not None:
+        for row in rows:
+            row.update(files=stats["files"], bytes=stats["bytes"], errors=stats["errors"])
+    return rows
+
+
+def open_settings_stream(settings: Settings) -> Stream:
+    """The stream named by `settings.ingest.stream` (embedded: under data_dir/stream)."""
+    ss = settings.ingest.stream
+    if ss.backend != "embedded":
+        raise ConfigError(f"the raw writer cannot open stream backend {ss.backend!r} yet")
+    return open_stream(
+        "embedded",
+        path=Path(ss.path or settings.data_dir / "stream"),
+        shards=ss.shards,
+        fsync=ss.fsync,
+        segment_bytes=ss.segment_bytes,
+        retention_seconds=ss.retention_seconds,
+        consumers=[settings.writer.consumer],
+    )
+
+
+def main(settings: Settings, stream: Stream | None = None,
+         stop: threading.Event | None = None) -> int:
+    """Run the writer until SIGTERM / Ctrl-C (or `stop`); write open buffers, checkpoint,
+    return 0. Opens the stream from settings unless one is given."""
+    stop = stop or threading.Event()
+    own = stream is None
+    stream = stream or open_settings_stream(settings)
+    try:
+        store = lake.open_store(settings.lake.url, settings.aws)
+        writer = RawWriter(stream, store, settings.writer)
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                log.info("raw writer: signal %d, writing open buffers", signum)
+                stop.set()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        try:
+            log.info("raw writer: %s -> %s", writer.consumer, store.url)
+            writer.run(stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        s = writer.stats()
+        log.info("raw writer stopped: %d files, %d bytes, committed %s",
+                 s["files"], s["bytes"], s["committed"])
+        return 0
+    finally:
+        if own:
+            stream.close()

@@ -1,0 +1,11 @@
+"""The state database: job runs, partitions, quality history and stream checkpoints.
+
+SQLite file by default (`sqlite:///data/state.db`), the same schema on PostgreSQL by URL
+(`postgresql+psycopg://user@host:5432/db`). `open_state(url)` returns a SQLAlchemy engine with
+every table created.
+"""
+
+from mad.state.checkpoints import Checkpoint, CheckpointStore
+from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
+
+__all__ = ["DEFAULT_URL", "Checkpoint", "CheckpointStore", "metadata", "open_state", "safe_url"]

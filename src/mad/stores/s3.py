@@ -1,0 +1,145 @@
+"""The S3 object store (`s3://bucket/prefix`): AWS S3, MinIO, LocalStack or moto via boto3.
+
+A put is one PutObject, or a multipart upload above `multipart_threshold`; S3 shows an
+object only once either completes. Endpoint, region and credentials come from
+`mad.config.AwsSettings` (unset credentials fall back to boto3's usual chain).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from mad.errors import ConfigError, TerminalError, TransientError
+from mad.stores import ObjectNotFound, ObjectStore, register_store
+
+if TYPE_CHECKING:
+    from mad.config import AwsSettings
+
+MIB = 2**20
+
+
+class S3Store:
+    """Objects under `s3://{bucket}/{prefix}`."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        aws: AwsSettings | None = None,
+        create_bucket: bool = False,
+        page_size: int = 1000,
+        multipart_threshold: int = 64 * MIB,
+        part_size: int = 16 * MIB,
+    ) -> None:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            raise ConfigError("s3:// lakes need boto3: pip install boto3==1.43.117") from None
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self.page_size, self.threshold, self.part_size = page_size, multipart_threshold, part_size
+        style = {"addressing_style": "path"} if aws and aws.endpoint_url else {}
+        self._client: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=aws.endpoint_url if aws else None,
+            region_name=aws.region if aws else None,
+            aws_access_key_id=aws.access_key_id if aws else None,
+            aws_secret_access_key=aws.secret_access_key if aws else None,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3=style),
+        )
+        if create_bucket:
+            self._create_bucket(aws.region if aws else "us-east-1")
+
+    def put(self, key: str, data: bytes) -> None:
+        name = self.prefix + key
+        if len(data) <= self.threshold:
+            md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+            self._call("put", key, "put_object", Key=name, Body=data, ContentMD5=md5)
+            return
+        upload = self._call("put", key, "create_multipart_upload", Key=name)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), self.part_size), 1):
+                chunk = data[start : start + self.part_size]
+                done = self._call("put", key, "upload_part", Key=name, UploadId=upload,
+                                  PartNumber=number, Body=chunk)
+                parts.append({"PartNumber": number, "ETag": done["ETag"]})
+            self._call("put", key, "complete_multipart_upload", Key=name, UploadId=upload,
+                       MultipartUpload={"Parts": parts})
+        except BaseException:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload)
+            raise
+
+    def get(self, key: str) -> bytes:
+        body = self._call("get", key, "get_object", Key=self.prefix + key)["Body"]
+        return bytes(body.read())
+
+    def list(self, prefix: str = "") -> list[str]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket,
+            Prefix=self.prefix + prefix,
+            PaginationConfig={"PageSize": self.page_size},
+        )
+        keys: list[str] = []
+        try:
+            for page in pages:
+                keys.extend(item["Key"][len(self.prefix):] for item in page.get("Contents", ()))
+        except Exception as err:
+            raise self._error("list", prefix, err) from err
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, "delete_object", Key=self.prefix + key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head", key, "head_object", Key=self.prefix + key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def _create_bucket(self, region: str) -> None:
+        where = {} if region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}}
+        try:
+            self._client.create_bucket(Bucket=self.bucket, **where)
+        except self._client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        except Exception as err:
+            raise self._error("create bucket", "", err) from err
+
+    def _call(self, what: str, key: str, method: str, **params: Any) -> Any:
+        try:
+            return getattr(self._client, method)(Bucket=self.bucket, **params)
+        except Exception as err:
+            raise self._error(what, key, err) from err
+
+    def _error(self, what: str, key: str, err: Exception) -> Exception:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        where = f"{self.url}{key}"
+        if isinstance(err, ClientError):
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return ObjectNotFound(f"no object {where}")
+            if code == "NoSuchBucket":
+                return ConfigError(f"S3 bucket {self.bucket!r} does not exist (lake {self.url})")
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return TerminalError(f"S3 refused {what} {where}: {code}")
+            return TransientError(f"S3 {what} {where} failed: {code or err}")
+        if isinstance(err, BotoCoreError):
+            return TransientError(f"S3 {what} {where} failed: {err}")
+        return err
+
+
+@register_store("s3")
+def open_s3(location: str, aws: AwsSettings | None, create: bool) -> ObjectStore:
+    """An `S3Store` for `bucket/prefix` (the part of the URL after `s3://`)."""
+    bucket, _, prefix = location.partition("/")
+    if not bucket:
+        raise ConfigError("an s3:// lake URL needs a bucket: s3://bucket[/prefix]")
+    return S3Store(bucket, prefix, aws, create_bucket=create)

@@ -1,0 +1,298 @@
+"""The Kinesis stream against a real moto server on loopback, checkpoints in SQLite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import free_port
+
+from mad.errors import TerminalError, TransientError
+from mad.ingest.streams import open_stream, stream_names
+from mad.ingest.streams.base import Ack, StreamRecord
+from mad.ingest.streams.kinesis import (
+    KinesisStream,
+    backoff_seconds,
+    plan_batches,
+    settle_put_response,
+)
+
+SERVICES = ["payments", "accounts", "cards", "loans", "auth", "notifications"]
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """A moto server process for this module, stopped at the end."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with code {proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto server not ready after 30 s") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _open(
+    moto_url: str, tmp_path: Path, name: str, shards: int = 3, lag_ttl: float = 5.0
+) -> KinesisStream:
+    return KinesisStream(
+        stream_name=name,
+        shards=shards,
+        endpoint_url=moto_url,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        wait_seconds=20,
+        lag_ttl=lag_ttl,
+    )
+
+
+def _events(n: int) -> list[tuple[str, bytes]]:
+    """`n` records over the services; each payload holds its key and a per-key counter."""
+    counters = dict.fromkeys(SERVICES, 0)
+    out = []
+    for i in range(n):
+        key = SERVICES[i % len(SERVICES)]
+        out.append((key, f"{key}:{counters[key]}".encode()))
+        counters[key] += 1
+    return out
+
+
+def _read_all(
+    stream: KinesisStream, shard: str, after: int | None, page: int
+) -> list[StreamRecord]:
+    out: list[StreamRecord] = []
+    while True:
+        batch = stream.read(shard, after, page)
+        if not batch:
+            return out
+        out.extend(batch)
+        after = batch[-1].position
+
+
+def test_registered_by_name() -> None:
+    assert "kinesis" in stream_names()
+
+
+def test_round_trip_over_shards_keeps_order_per_key(moto_url: str, tmp_path: Path) -> None:
+    name = f"rt-{uuid.uuid4().hex[:8]}"
+    with _open(moto_url, tmp_path, name) as stream:
+        assert len(stream.shards()) == 3
+        records = _events(600)
+        acks = stream.append(records)
+        assert len(acks) == len(records)
+        assert all(isinstance(a, Ack) and a.shard in stream.shards() for a in acks)
+        assert len({a.shard for a in acks}) > 1, "keys should spread over shards"
+        key_shard: dict[str, str] = {}
+        for (key, _), ack in zip(records, acks, strict=True):
+            assert key_shard.setdefault(key, ack.shard) == ack.shard  # a key stays on one shard
+
+        seen: dict[str, list[int]] = {}
+        total = 0
+        for shard in stream.shards():
+            got = _read_all(stream, shard, None, page=70)
+            positions = [r.position for r in got]
+            assert positions == sorted(positions) and len(set(positions)) == len(positions)
+            for r in got:
+                key, counter = r.payload.decode().split(":")
+                assert r.key == key and r.shard == shard
+                assert r.appended_at == pytest.approx(time.time(), abs=120)
+                seen.setdefault(key, []).append(int(counter))
+            expected = {(a.shard, a.position) for a in acks if a.shard == shard}
+            assert {(r.shard, r.position) for r in got} == expected
+            total += len(got)
+            if got:
+                stream.commit("writer", shard, got[-1].position)
+                assert stream.committed("writer", shard) == got[-1].position
+        assert total == len(records)
+        for key, counters in seen.items():
+            assert counters == list(range(len(counters))), f"order of {key}"
+        assert all(lag.records == 0 for lag in stream.lag("writer").values())
+
+
+def test_checkpoints_survive_reopening(moto_url: str, tmp_path: Path) -> None:
+    name = f"reopen-{uuid.uuid4().hex[:8]}"
+    with _open(moto_url, tmp_path, name, shards=2) as first:
+        acks = first.append(_events(40))
+        shards = first.shards()
+        for shard in shards:
+            got = first.read(shard, None, 1000)
+            if got:
+                first.commit("writer", shard, got[-1].position)
+        done = {s: first.committed("writer", s) for s in shards}
+        assert first.committed("other", shards[0]) is None
+    with _open(moto_url, tmp_path, name, shards=2) as second:
+        assert second.shards() == shards
+        assert {s: second.committed("writer", s) for s in shards} == done
+        more = second.append([("payments", b"after-reopen")])
+        shard = more[0].shard
+        got = second.read(shard, done[shard], 100)
+        assert [r.payload for r in got] == [b"after-reopen"]
+        assert max(a.position for a in acks if a.shard == shard) < got[0].position
+        status = second.status()
+        assert status.backend == "kinesis" and status.disk_bytes == 0
+        row = next(r for r in status.shards if r.shard == shard)
+        assert row.last == more[0].position and row.first is not None
+        assert row.committed["writer"] == done[shard]
+        assert row.lag["writer"].records == 1
+
+
+def test_open_stream_by_name_creates_the_stream(moto_url: str, tmp_path: Path) -> None:
+    name = f"named-{uuid.uuid4().hex[:8]}"
+    stream = open_stream(
+        "kinesis",
+        stream_name=name,
+        shards=1,
+        endpoint_url=moto_url,
+        access_key_id="testing",
+        secret_access_key="testing",
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+    )
+    try:
+        assert stream.shards() == ["shardId-000000000000"]
+        assert stream.read("shardId-000000000000", None, 10) == []
+        with pytest.raises(TerminalError):
+            stream.read("shardId-000000000099", None, 10)
+    finally:
+        stream.close()
+
+
+def test_lag_counts_then_drops_to_zero_after_commit(moto_url: str, tmp_path: Path) -> None:
+    name = f"lag-{uuid.uuid4().hex[:8]}"
+    with _open(moto_url, tmp_path, name, shards=2, lag_ttl=0.0) as stream:
+        assert all(lag.records == 0 for lag in stream.lag("writer").values())
+        records = [("payments", b"x" * 100)] * 7 + [("cards", b"y" * 50)] * 5
+        acks = stream.append(records)
+        time.sleep(0.05)
+        lags = stream.lag("writer")
+        assert sum(lag.records for lag in lags.values()) == 12
+        assert sum(lag.bytes for lag in lags.values()) == 7 * 108 + 5 * 55
+        assert all(lag.age_seconds > 0 for lag in lags.values() if lag.records)
+        for shard in {a.shard for a in acks}:
+            stream.commit("writer", shard, max(a.position for a in acks if a.shard == shard))
+        assert all(lag == type(lag)(0, 0, 0.0) for lag in stream.lag("writer").values())
+
+
+def test_append_refuses_a_record_kinesis_cannot_take(moto_url: str, tmp_path: Path) -> None:
+    with _open(moto_url, tmp_path, f"big-{uuid.uuid4().hex[:8]}", shards=1) as stream:
+        with pytest.raises(TerminalError, match="too large"):
+            stream.append([("payments", b"x" * (2**20))])
+        with pytest.raises(TerminalError, match="key"):
+            stream.append([("", b"x")])
+
+
+def test_large_append_is_split_into_batches(moto_url: str, tmp_path: Path) -> None:
+    with _open(moto_url, tmp_path, f"batch-{uuid.uuid4().hex[:8]}", shards=2) as stream:
+        records = [(SERVICES[i % 2], b"z" * 12_000) for i in range(1100)]  # 13 MB, 1100 rows
+        acks = stream.append(records)
+        assert len(acks) == 1100
+        counts = {s: len(_read_all(stream, s, None, 10_000)) for s in stream.shards()}
+        assert sum(counts.values()) == 1100
+
+
+def test_plan_batches_respects_both_limits() -> None:
+    assert plan_batches([]) == []
+    assert plan_batches([1] * 1200) == [range(0, 500), range(500, 1000), range(1000, 1200)]
+    mib = 2**20
+    assert plan_batches([mib] * 12) == [range(0, 5), range(5, 10), range(10, 12)]
+    assert plan_batches([3, 3, 3], max_records=10, max_bytes=5) == [
+        range(0, 1),
+        range(1, 2),
+        range(2, 3),
+    ]
+
+
+def test_partial_failure_retries_only_failed_entries(moto_url: str, tmp_path: Path) -> None:
+    """A real PutRecords response with some entries turned into the failures Kinesis sends
+    under throttling: only those are sent again, and they end up stored and acknowledged."""
+    with _open(moto_url, tmp_path, f"retry-{uuid.uuid4().hex[:8]}", shards=2) as stream:
+        entries: list[dict[str, object]] = [
+            {"Data": f"r{i}".encode(), "PartitionKey": SERVICES[i % 3]} for i in range(6)
+        ]
+        response = stream._client.put_records(StreamName=stream.name, Records=entries)
+        assert response["FailedRecordCount"] == 0
+        response["Records"][1] = {
+            "ErrorCode": "ProvisionedThroughputExceededException",
+            "ErrorMessage": "Rate exceeded for shard shardId-000000000001",
+        }
+        response["Records"][4] = {"ErrorCode": "InternalFailure", "ErrorMessage": "retry"}
+        response["FailedRecordCount"] = 2
+        indexes = [10, 11, 12, 13, 14, 15]
+        outcome = settle_put_response(response, indexes)
+        assert outcome.retry == [11, 14] and outcome.refused == []
+        assert sorted(outcome.acks) == [10, 12, 13, 15]
+        assert outcome.acks[12] == Ack(
+            response["Records"][2]["ShardId"], int(response["Records"][2]["SequenceNumber"])
+        )
+
+        # the retry path of append: send the two failed entries again, fill the gaps
+        acks: list[Ack | None] = [None] * 16
+        for index, ack in outcome.acks.items():
+            acks[index] = ack
+        padded: list[dict[str, object]] = [{} for _ in range(10)]
+        padded.extend(entries)
+        stream._put(padded, outcome.retry, acks)
+        assert all(acks[i] is not None for i in indexes)
+        stored = {
+            (r.shard, r.position): r.payload
+            for s in stream.shards()
+            for r in _read_all(stream, s, None, 100)
+        }
+        for i in (11, 14):
+            retried = acks[i]
+            assert retried is not None
+            assert stored[(retried.shard, retried.position)] == f"r{i - 10}".encode()
+
+        refused = dict(response)
+        refused["Records"] = [*response["Records"][:5], {"ErrorCode": "KMSAccessDeniedException"}]
+        assert settle_put_response(refused, range(6)).refused == [
+            (5, "KMSAccessDeniedException", "")
+        ]
+        with pytest.raises(TransientError):
+            settle_put_response(response, indexes[:3])
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    delays = [backoff_seconds(n, base=0.1, cap=1.0) for n in range(1, 10)]
+    assert 0.05 <= delays[0] <= 0.1
+    assert 0.2 <= delays[2] <= 0.4
+    assert all(0.5 <= d <= 1.0 for d in delays[5:])
+
+
+def test_unreachable_endpoint_is_transient(tmp_path: Path) -> None:
+    with pytest.raises(TransientError):
+        KinesisStream(
+            stream_name="nowhere",
+            client_attempts=1,
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            access_key_id="testing",
+            secret_access_key="testing",
+            state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        )
