@@ -23,12 +23,12 @@ install: $(VENV)/.installed-$(HASH)
 
 install-test: $(VENV)/.test-installed-$(HASH)
 
-## run: a labelled hour of traffic into $(DATA)/generated, then the live simulator on :8000
+## run: a labelled hour of traffic into $(DATA)/generated, then every stage wired together:
+##      live simulator (:8000) -> ingest API (:8010) -> stream -> raw writer -> $(DATA)/lake
 run: install
 	$(BIN)/mad generate --start $$(date -u -d '1 hour ago' +%Y-%m-%dT%H:00:00Z) --duration 1h \
 		--out $(DATA)/generated
-	@echo "control API: curl -X POST http://127.0.0.1:8000/api/continuous/start -H 'Content-Type: application/json' -d '{\"interval_seconds\": 3, \"logs_per_interval\": 20, \"duration_seconds\": 120}'"
-	$(BIN)/mad simulate serve --sink $(DATA)/simulator/events.jsonl
+	MAD_DATA_DIR=$(DATA) $(BIN)/mad up --rate 50
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks

@@ -1,11 +1,21 @@
-"""Shared fixtures: free loopback ports, and one generated 6-hour backfill for the session."""
+"""Shared fixtures: free loopback ports, a real moto server (S3 and Kinesis emulator) for the
+session, and one generated 6-hour backfill."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mad.config import AwsSettings
 
 
 def free_port() -> int:
@@ -24,3 +34,53 @@ def six_hours(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = load_settings(env={}, overrides={"generate.duration": "6h"})
     run_backfill(settings.generate, out, progress=False)
     return out
+
+
+def start_moto(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python -m moto.server` on a free port; return it once it answers HTTP."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (log_dir / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited: {(log_dir / 'moto.log').read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return proc, url
+        except urllib.error.HTTPError:  # any HTTP answer means it is up
+            return proc, url
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("moto server did not answer within 60 s")
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint URL of a moto server that lives for the test session."""
+    proc, url = start_moto(tmp_path_factory.mktemp("moto"))
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def aws(moto_url: str) -> AwsSettings:
+    """Settings pointing at the moto server with dummy credentials (not the real env)."""
+    return AwsSettings(endpoint_url=moto_url, region="us-east-1",
+                       access_key_id="testing", secret_access_key="testing")
+
+
+@pytest.fixture
+def bucket_url() -> str:
+    """A fresh bucket name per test, as an s3:// lake URL with a prefix."""
+    return f"s3://mad-test-{uuid.uuid4().hex[:12]}/lake"

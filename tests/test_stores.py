@@ -14,10 +14,6 @@ from mad.errors import ConfigError
 from mad.stores import ObjectNotFound, ObjectStore
 from mad.stores.local import LocalStore
 from mad.stores.s3 import S3Store
-from tests.ingest import conftest as moto
-
-# the moto server fixtures of tests/ingest, shared with this module
-moto_url, aws, bucket_url = moto.moto_url, moto.aws, moto.bucket_url
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -26,7 +26,10 @@ app = typer.Typer(
 )
 simulate_app = typer.Typer(help="The live simulator and its control API.", no_args_is_help=True)
 bench_app = typer.Typer(help="Score detectors against labelled data.", no_args_is_help=True)
+ingest_app = typer.Typer(help="Ingest API, durable stream and raw lake writer.",
+                         no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(ingest_app, name="ingest")
 app.add_typer(bench_app, name="bench")
 register_detect(bench_app)
 
@@ -115,6 +118,83 @@ def simulate_serve(
         },
     )
     serve(settings)
+
+
+def _ingest_overrides(host: str | None, port: int | None, stream: str | None,
+                      lake: str | None) -> dict[str, Any]:
+    return {"ingest.host": host, "ingest.port": port, "ingest.stream.backend": stream,
+            "lake.url": lake}
+
+
+HostOption = typer.Option(None, help="Bind address of the ingest API (default 127.0.0.1).")
+PortOption = typer.Option(None, help="Port of the ingest API (default 8010).")
+StreamOption = typer.Option(None, help="Stream backend: embedded | kinesis.")
+LakeOption = typer.Option(None, help="Raw lake: a folder or s3://bucket[/prefix].")
+
+
+@ingest_app.command("serve")
+def ingest_serve(
+    host: str | None = HostOption,
+    port: int | None = PortOption,
+    stream: str | None = StreamOption,
+    lake: str | None = LakeOption,
+    writer: bool = typer.Option(True, "--writer/--no-writer",
+                                help="Run the raw writer beside the API (default)."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Serve POST /v1/events, /health, /metrics, /openapi.json; write the raw lake."""
+    from mad.ingest.run import run_stage
+
+    run_stage(settings_from(config, **_ingest_overrides(host, port, stream, lake)),
+              with_writer=writer)
+
+
+@ingest_app.command("writer")
+def ingest_writer(
+    stream: str | None = StreamOption,
+    lake: str | None = LakeOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Consume the stream into the raw lake until SIGTERM / Ctrl-C (flushes, checkpoints)."""
+    from mad.ingest.run import run_writer
+
+    raise SystemExit(run_writer(settings_from(config, **_ingest_overrides(None, None, stream,
+                                                                           lake))))
+
+
+@ingest_app.command("status")
+def ingest_status(
+    stream: str | None = StreamOption,
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Per shard: lag and last checkpoint; per dataset: files, records, bytes; errors."""
+    import orjson
+
+    from mad.ingest.status import collect, render
+
+    if fmt not in ("table", "json"):
+        raise MadError(f"unknown format '{fmt}' (allowed: table | json)")
+    data = collect(settings_from(config, **_ingest_overrides(None, None, stream, None)))
+    if fmt == "json":
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render(data))
+
+
+@app.command()
+def up(
+    rate: float = typer.Option(20.0, help="Events/s the live simulator posts (0: none)."),
+    lake: str | None = LakeOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Run every stage built so far, embedded and wired: simulator -> ingest -> raw lake."""
+    from mad.ingest.run import run_stage
+
+    if rate < 0:
+        raise MadError("--rate must be >= 0")
+    run_stage(settings_from(config, **_ingest_overrides(None, None, None, lake)),
+              simulate_rate=rate)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,7 +129,9 @@ class IngestSettings(Section):
 
 
 class LakeSettings(Section):
-    url: str = Field("data/lake", description="a local folder or s3://bucket[/prefix]")
+    url: str | None = Field(
+        None, description="a local folder or s3://bucket[/prefix]; default <data_dir>/lake"
+    )
 
 
 class WriterSettings(Section):
@@ -142,6 +144,12 @@ class WriterSettings(Section):
     read_batch: int = Field(5000, ge=1, le=100_000)
 
 
+class StateSettings(Section):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db"
+    )
+
+
 class Settings(Section):
     data_dir: Path = Path("data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -151,6 +159,15 @@ class Settings(Section):
     ingest: IngestSettings = Field(default_factory=lambda: IngestSettings())
     lake: LakeSettings = Field(default_factory=lambda: LakeSettings())
     writer: WriterSettings = Field(default_factory=lambda: WriterSettings())
+    state: StateSettings = Field(default_factory=lambda: StateSettings())
+
+    @property
+    def lake_url(self) -> str:
+        return self.lake.url or str(self.data_dir / "lake")
+
+    @property
+    def state_url(self) -> str:
+        return self.state.url or f"sqlite:///{self.data_dir / 'state.db'}"
 
 
 def load_settings(

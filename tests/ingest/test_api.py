@@ -24,9 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import free_port
 
 from mad.config import Settings, load_settings
-from mad.ingest.api import create_app, open_ingest_stream
+from mad.ingest.api import create_app
 from mad.ingest.intake import ERRORS_KEY
 from mad.ingest.streams import Stream
+from mad.ingest.wiring import open_configured_stream as open_ingest_stream
 
 NDJSON = {"content-type": "application/x-ndjson"}
 JSON = {"content-type": "application/json"}

@@ -199,7 +199,7 @@ def test_flush_by_interval(tmp_path: Path, lines: list[bytes]) -> None:
 CHILD = textwrap.dedent("""
     import sys
     from mad.config import load_settings
-    from mad.ingest.writer import main
+    from mad.ingest.run import run_writer as main
     overrides = {"ingest.stream.path": sys.argv[1], "ingest.stream.shards": 2,
                  "lake.url": sys.argv[2], "writer.flush_bytes": 1024, "writer.read_batch": 20}
     sys.exit(main(load_settings(env={}, overrides=overrides)))

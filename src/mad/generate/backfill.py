@@ -97,6 +97,10 @@ def make_labels(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MadError(f"cannot create {path.parent}: {err.strerror or err}") from None
     with _atomic(path) as f:
         f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 

@@ -196,6 +196,8 @@ def create_app(settings: Settings) -> FastAPI:
         state["run"] = new
         return {"status": "started", **new.status()}
 
+    app.state.start = start  # `mad up` starts a run without a request
+
     @app.post("/api/continuous/stop")
     def stop() -> dict[str, Any]:
         run = state["run"]

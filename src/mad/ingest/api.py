@@ -14,6 +14,7 @@ text) report on the API and its stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import orjson
@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from mad.config import Settings, load_settings
-from mad.errors import ConfigError, TerminalError, TransientError
+from mad.errors import TerminalError, TransientError
 from mad.ingest.intake import (
     Accepted,
     BodyError,
@@ -43,7 +43,7 @@ from mad.ingest.intake import (
     stream_records,
 )
 from mad.ingest.metrics import CONTENT_TYPE, IngestMetrics
-from mad.ingest.streams import Lag, Stream, StreamCorruptError, open_stream
+from mad.ingest.streams import Lag, Stream, StreamCorruptError
 
 log = logging.getLogger(__name__)
 
@@ -365,42 +365,30 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 # -- serving -------------------------------------------------------------------------------
 
 
-def open_ingest_stream(settings: Settings) -> Stream:
-    """Open the stream that `settings.ingest.stream` describes."""
-    cfg = settings.ingest.stream
-    if cfg.backend != "embedded":
-        raise ConfigError(f"the ingest API cannot open a '{cfg.backend}' stream yet; "
-                          "use ingest.stream.backend=embedded")
-    path: Path = cfg.path or settings.data_dir / "stream"
-    return open_stream(
-        "embedded",
-        path=path,
-        shards=cfg.shards,
-        fsync=cfg.fsync,
-        segment_bytes=cfg.segment_bytes,
-        retention_seconds=cfg.retention_seconds,
-        consumers=[settings.writer.consumer],
-    )
+def serve_stream(settings: Settings, stream: Stream) -> None:
+    """Serve the API on `stream` until SIGTERM or Ctrl-C: then stop accepting and finish the
+    requests in flight. The caller owns (and closes) the stream."""
+    import uvicorn
+
+    app = create_app(settings, stream)
+    ing = settings.ingest
+    print(f"ingest API on http://{ing.host}:{ing.port}/v1/events -> "
+          f"{ing.stream.backend} stream", flush=True)
+    config = uvicorn.Config(app, host=ing.host, port=ing.port, log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=10)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn already shut down
+        uvicorn.Server(config).run()
 
 
 def serve(settings: Settings) -> None:
-    """Run the API until SIGTERM or Ctrl-C: then stop accepting, finish the requests in
-    flight and close the stream."""
-    import uvicorn
+    """The API alone on the configured stream (no raw writer beside it)."""
+    from mad.ingest.wiring import open_configured_stream
 
-    stream = open_ingest_stream(settings)
+    stream = open_configured_stream(settings)
     try:
-        app = create_app(settings, stream, close_stream=True)
-        ing = settings.ingest
-        print(f"ingest API on http://{ing.host}:{ing.port}/v1/events -> "
-              f"{ing.stream.backend} stream", flush=True)
-        config = uvicorn.Config(app, host=ing.host, port=ing.port, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=10)
-        uvicorn.Server(config).run()
-    except KeyboardInterrupt:  # Ctrl-C: uvicorn has already shut down gracefully
-        pass
+        serve_stream(settings, stream)
     finally:
-        stream.close()  # a no-op when the app already closed it
+        stream.close()
 
 
 def main() -> None:

@@ -15,29 +15,27 @@ from __future__ import annotations
 
 import gzip
 import logging
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import orjson
 
 from mad import lake
 from mad.catalog import default_service
-from mad.config import Settings, WriterSettings
-from mad.errors import ConfigError, TransientError
+from mad.config import WriterSettings
+from mad.errors import TransientError
 from mad.events import check
 from mad.ingest.intake import ERRORS_KEY, error_envelope
-from mad.ingest.streams import Stream, StreamRecord, open_stream
+from mad.ingest.streams import Stream, StreamRecord
+from mad.state import NullLedger, RawFileLedger
 from mad.stores import ObjectStore
 
-__all__ = ["ERRORS_KEY", "RawWriter", "main", "open_settings_stream", "status_rows"]
+__all__ = ["ERRORS_KEY", "RawWriter", "status_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +75,10 @@ class RawWriter:
     """
 
     def __init__(self, stream: Stream, store: ObjectStore, settings: WriterSettings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ledger: RawFileLedger | NullLedger | None = None) -> None:
         self.stream, self.store, self.settings, self.clock = stream, store, settings, clock
+        self.ledger = ledger or NullLedger()
         self.consumer = settings.consumer
         self._shards = stream.shards()
         self._committed = {s: stream.committed(self.consumer, s) for s in self._shards}
@@ -136,9 +136,11 @@ class RawWriter:
             pass
         self.flush_all()
 
-    def run(self, stop: threading.Event, idle_sleep: float = MAX_IDLE_SLEEP) -> None:
+    def run(self, stop: threading.Event, idle_sleep: float = MAX_IDLE_SLEEP,
+            drain: bool = False) -> None:
         """Poll until `stop` is set, sleeping at most `idle_sleep` when there is nothing
-        new and backing off while the store fails; then write everything and commit."""
+        new and backing off while the store fails; then write everything and commit.
+        With `drain`, read what is left in the stream first (its producers have stopped)."""
         pause = 0.0
         while not stop.is_set():
             try:
@@ -153,6 +155,9 @@ class RawWriter:
                 continue
             if not read:
                 stop.wait(min(idle_sleep, self._next_due()))
+        if drain:
+            while self.poll():
+                pass
         for attempt in range(5):
             try:
                 self.flush_all()
@@ -240,6 +245,8 @@ class RawWriter:
         else:
             name = lake.raw_key(kind, service or "unknown", hour, gz)
         self.store.put(name, data)
+        self.ledger.record(name, name.split("/", 1)[0], service, hour, len(buf.lines),
+                           len(data), dict(buf.counts))
         log.debug("wrote %s (%d records, %d bytes)", name, len(buf.lines), len(data))
         with self._lock:
             del self._buffers[key]
@@ -292,51 +299,3 @@ def status_rows(stream: Stream, consumer: str,
     return rows
 
 
-def open_settings_stream(settings: Settings) -> Stream:
-    """The stream named by `settings.ingest.stream` (embedded: under data_dir/stream)."""
-    ss = settings.ingest.stream
-    if ss.backend != "embedded":
-        raise ConfigError(f"the raw writer cannot open stream backend {ss.backend!r} yet")
-    return open_stream(
-        "embedded",
-        path=Path(ss.path or settings.data_dir / "stream"),
-        shards=ss.shards,
-        fsync=ss.fsync,
-        segment_bytes=ss.segment_bytes,
-        retention_seconds=ss.retention_seconds,
-        consumers=[settings.writer.consumer],
-    )
-
-
-def main(settings: Settings, stream: Stream | None = None,
-         stop: threading.Event | None = None) -> int:
-    """Run the writer until SIGTERM / Ctrl-C (or `stop`); write open buffers, checkpoint,
-    return 0. Opens the stream from settings unless one is given."""
-    stop = stop or threading.Event()
-    own = stream is None
-    stream = stream or open_settings_stream(settings)
-    try:
-        store = lake.open_store(settings.lake.url, settings.aws)
-        writer = RawWriter(stream, store, settings.writer)
-        previous: dict[signal.Signals, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-
-            def on_signal(signum: int, frame: FrameType | None) -> None:
-                log.info("raw writer: signal %d, writing open buffers", signum)
-                stop.set()
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                previous[sig] = signal.signal(sig, on_signal)
-        try:
-            log.info("raw writer: %s -> %s", writer.consumer, store.url)
-            writer.run(stop)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        s = writer.stats()
-        log.info("raw writer stopped: %d files, %d bytes, committed %s",
-                 s["files"], s["bytes"], s["committed"])
-        return 0
-    finally:
-        if own:
-            stream.close()

@@ -7,5 +7,9 @@ every table created.
 
 from mad.state.checkpoints import Checkpoint, CheckpointStore
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
+from mad.state.raw_files import NullLedger, RawFileLedger
 
-__all__ = ["DEFAULT_URL", "Checkpoint", "CheckpointStore", "metadata", "open_state", "safe_url"]
+__all__ = [
+    "DEFAULT_URL", "Checkpoint", "CheckpointStore", "NullLedger", "RawFileLedger", "metadata",
+    "open_state", "safe_url",
+]

@@ -5,6 +5,11 @@ consumer: the house rule is that state is a database, SQLite gives atomic durabl
 (WAL, synchronous=FULL) without hand-written temp-file-and-rename code, several counters
 change together in one transaction, and the table has the same shape as the checkpoint table
 the Kinesis backend keeps in the state database. A commit costs one WAL fsync.
+
+The owning process and reader processes share the file: WAL lets them read while one
+writes, and a busy timeout makes a writer wait for another process's transaction instead of
+failing. `Checkpoints` caches the positions in a process and re-reads them after a short
+time, so a process sees the commits other processes make.
 """
 
 from __future__ import annotations
@@ -12,7 +17,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+from mad.errors import ConfigError
+
+BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -29,7 +39,10 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -75,3 +88,55 @@ class StateStore:
         """Close the database connection."""
         with self._lock:
             self._db.close()
+
+
+def check_shard_count(store: StateStore, path: Path, shards: int) -> None:
+    """Store the shard count the first time; refuse a different one later."""
+    stored = int(store.meta("shards", str(shards)))
+    if stored != shards:
+        raise ConfigError(
+            f"stream at {path} has {stored} shards, settings ask for {shards}; "
+            "keys would move between shards. Use the stored count or a new path."
+        )
+
+
+class Checkpoints:
+    """Committed positions as this process last read them, plus the consumers known so far
+    (those named when opening and any that ever committed). Thread-safe. Positions committed
+    by other processes show up once `refresh` re-reads the store (at most every `ttl`
+    seconds); this process's own commits show at once."""
+
+    def __init__(self, store: StateStore, ttl: float, consumers: Iterable[str] = ()) -> None:
+        self._store, self._ttl = store, ttl
+        self._lock = threading.Lock()
+        self._positions = store.checkpoints()
+        self._read_at = time.monotonic()
+        self.consumers = frozenset(consumers) | {c for c, _ in self._positions}
+
+    def get(self, consumer: str, shard: str) -> int | None:
+        """The last position `consumer` committed on `shard`, or None."""
+        return self._positions.get((consumer, shard))
+
+    def save(self, consumer: str, shard: str, position: int) -> None:
+        """Store a commit durably and remember it."""
+        with self._lock:
+            self._store.save_checkpoint(consumer, shard, position)
+            self._positions = {**self._positions, (consumer, shard): position}
+            self.consumers = self.consumers | {consumer}
+
+    def refresh(self, max_age: float | None = None) -> bool:
+        """Re-read the store if the cache is older than `max_age` (default: the ttl);
+        returns whether any position changed."""
+        if time.monotonic() - self._read_at < (self._ttl if max_age is None else max_age):
+            return False
+        with self._lock:
+            fresh = self._store.checkpoints()
+            changed = fresh != self._positions
+            self._positions, self._read_at = fresh, time.monotonic()
+            self.consumers = self.consumers | {c for c, _ in fresh}
+        return changed
+
+    def floor(self, shard: str) -> int:
+        """The highest position every known consumer has committed on `shard` (-1: none)."""
+        positions = self._positions
+        return min((positions.get((c, shard), -1) for c in self.consumers), default=-1)

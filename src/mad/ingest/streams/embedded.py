@@ -1,11 +1,13 @@
 """The embedded stream: a durable, segmented, append-only log in a local directory.
 
-No server: the ingest process owns the directory (an exclusive lock file stops a second
-process from opening it). Layout:
+No server: the ingest process owns the directory and is the only one that appends (an
+exclusive lock file stops a second owner). Other processes may open it as readers
+(`reader.py`): `open_stream("embedded", path=..., role="reader")`. Layout:
 
-    {path}/LOCK                   held with flock while open
+    {path}/LOCK                   held with flock by the owner while open
     {path}/state.sqlite           consumer checkpoints, drop counters, shard count
     {path}/shard-{i}/{base}.log   segment files, see `shard_log.py`, `segment.py`, `framing.py`
+    {path}/shard-{i}/FRONTIER     how far readers may read, see `frontier.py`
 
 Records go to shard `crc32(key) % shards` (one shard by default), so order per key is kept.
 Positions are record offsets, contiguous per shard. Reads return only durable records.
@@ -25,7 +27,9 @@ than `retention_seconds` or the stream is over `retention_bytes`. With no named 
 nothing counts as consumed. Unconsumed data is deleted only to stay under `max_bytes`, and
 is counted; a consumer whose records were dropped resumes at the oldest one kept. The active
 segment is never deleted, so budgets hold to within one segment. Retention runs after every
-commit and segment roll, and on `apply_retention()`.
+commit and segment roll, when `lag`/`status`/`committed` notice a commit made by another
+process (checkpoints are re-read at most every `checkpoint_ttl` seconds), and on
+`apply_retention()` (which re-reads them first).
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any
 
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams import framing
@@ -47,28 +52,19 @@ from mad.ingest.streams.base import (
     Ack,
     Lag,
     Position,
-    ShardStatus,
+    Stream,
     StreamRecord,
     StreamStatus,
     register_stream,
 )
-from mad.ingest.streams.checkpoints import StateStore
+from mad.ingest.streams.checkpoints import Checkpoints, StateStore, check_shard_count
+from mad.ingest.streams.reader import EmbeddedReader
 from mad.ingest.streams.retention import Retention
-from mad.ingest.streams.segment import Segment
 from mad.ingest.streams.shard_log import ShardLog
 
 log = logging.getLogger(__name__)
 
 MAX_RECORD = framing.MAX_FRAME - framing.BODY_HEAD.size
-
-
-class _Cursor(NamedTuple):
-    """Where a consumer's first unconsumed record is, cached so lag costs no I/O."""
-
-    offset: int
-    segment: Segment
-    position: int
-    appended_us: int
 
 
 def parse_fsync(policy: str) -> float | None:
@@ -84,8 +80,18 @@ def parse_fsync(policy: str) -> float | None:
 
 
 @register_stream("embedded")
+def open_embedded(role: str = "owner", **options: Any) -> Stream:
+    """The `embedded` backend: `role="owner"` (the default) opens the stream to append,
+    `role="reader"` opens it read-only from another process (`EmbeddedReader`)."""
+    if role == "owner":
+        return EmbeddedStream(**options)
+    if role == "reader":
+        return EmbeddedReader(**options)
+    raise ConfigError(f"embedded stream role must be 'owner' or 'reader', got {role!r}")
+
+
 class EmbeddedStream:
-    """A `Stream` kept in local segment files; see the module docstring."""
+    """A `Stream` kept in local segment files, opened by its owner; see the module docstring."""
 
     def __init__(
         self,
@@ -97,6 +103,7 @@ class EmbeddedStream:
         retention_bytes: int | None = None,
         max_bytes: int | None = None,
         consumers: Iterable[str] = (),
+        checkpoint_ttl: float = 0.5,
     ) -> None:
         if shards < 1 or segment_bytes < 1024:
             raise ConfigError("stream needs shards >= 1 and segment_bytes >= 1024")
@@ -110,12 +117,7 @@ class EmbeddedStream:
         self._logs: list[ShardLog] = []
         try:
             self._store = store = StateStore(self.path / "state.sqlite")
-            stored = int(self._store.meta("shards", str(shards)))
-            if stored != shards:
-                raise ConfigError(
-                    f"stream at {self.path} has {stored} shards, settings ask for {shards}; "
-                    "keys would move between shards. Use the stored count or a new path."
-                )
+            check_shard_count(self._store, self.path, shards)
             for i in range(shards):
                 self._logs.append(ShardLog(self.path / f"shard-{i}", str(i), segment_bytes))
         except BaseException:
@@ -125,10 +127,7 @@ class EmbeddedStream:
                 store.close()
             os.close(self._lock_fd)
             raise
-        self._committed = self._store.checkpoints()
-        self._consumers = frozenset(consumers) | {c for c, _ in self._committed}
-        self._cursors: dict[tuple[str, str], _Cursor] = {}
-        self._commit_lock = threading.Lock()
+        self._checkpoints = Checkpoints(self._store, checkpoint_ttl, consumers)
         self._retention_lock = threading.Lock()
         self._closed = threading.Event()
         self._dirty = threading.Event()
@@ -183,7 +182,7 @@ class EmbeddedStream:
             for shard_log, end in ends:
                 shard_log.wait_synced(end)
         if rolled:
-            self.apply_retention()
+            self._retain()
         return acks
 
     def read(self, shard: str, after: Position | None, limit: int) -> list[StreamRecord]:
@@ -197,37 +196,24 @@ class EmbeddedStream:
                 f"cannot commit position {position} on stream shard {shard}: "
                 f"readable positions end at {durable_next - 1}"
             )
-        with self._commit_lock:
-            self._store.save_checkpoint(consumer, shard, position)
-            self._committed[(consumer, shard)] = position
-            self._consumers = self._consumers | {consumer}
-        self.apply_retention()
+        self._checkpoints.save(consumer, shard, position)
+        self._retain()
 
     def committed(self, consumer: str, shard: str) -> Position | None:
         self._log(shard)
-        return self._committed.get((consumer, shard))
+        self._notice_commits()
+        return self._checkpoints.get(consumer, shard)
 
     def lag(self, consumer: str) -> dict[str, Lag]:
-        now = time.time()
-        return {lg.shard: self._lag(consumer, lg, now) for lg in self._logs}
+        self._notice_commits()
+        now, cps = time.time(), self._checkpoints
+        return {lg.shard: lg.lag(cps.get(consumer, lg.shard), consumer, now) for lg in self._logs}
 
     def status(self) -> StreamStatus:
-        now = time.time()
-        consumers = sorted(self._consumers)
-        rows = []
-        for lg in self._logs:
-            start, (durable_next, _) = lg.start_offset(), lg.durable_end()
-            rows.append(
-                ShardStatus(
-                    shard=lg.shard,
-                    first=start if durable_next > start else None,
-                    last=durable_next - 1 if durable_next > start else None,
-                    committed={c: self._committed.get((c, lg.shard)) for c in consumers},
-                    lag={c: self._lag(c, lg, now) for c in consumers},
-                    segments=lg.segment_count(),
-                    disk_bytes=lg.disk_bytes(),
-                )
-            )
+        self._notice_commits()
+        now, cps = time.time(), self._checkpoints
+        consumers = sorted(cps.consumers)
+        rows = [lg.status(consumers, partial(cps.get, shard=lg.shard), now) for lg in self._logs]
         dropped_records, dropped_bytes = self._store.dropped()
         settings: dict[str, object] = {
             "path": str(self.path),
@@ -269,37 +255,24 @@ class EmbeddedStream:
         return sum(lg.disk_bytes() for lg in self._logs)
 
     def apply_retention(self) -> int:
-        """Delete segments that retention allows; returns how many. Runs after each commit
-        and segment roll, and may be called on a timer for age-based retention."""
+        """Re-read the checkpoints, then delete segments that retention allows; returns how
+        many. Call it on a timer for age-based retention."""
+        self._checkpoints.refresh(0)
+        return self._retain()
+
+    def _retain(self) -> int:
+        """Apply retention with the checkpoints as cached (runs after commits and rolls)."""
+        self._checkpoints.refresh()
         with self._retention_lock:
-            return self._retention.apply(self._logs, self._consumed_up_to, self._store)
+            return self._retention.apply(self._logs, self._checkpoints.floor, self._store)
+
+    def _notice_commits(self) -> None:
+        """Pick up commits of other processes (at most every `checkpoint_ttl` seconds) and
+        let retention act on them."""
+        if self._checkpoints.refresh():
+            self._retain()
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _consumed_up_to(self, shard: str) -> int:
-        """The highest position every named consumer has committed on `shard` (-1: none)."""
-        positions = [self._committed.get((c, shard), -1) for c in self._consumers]
-        return min(positions, default=-1)
-
-    def _lag(self, consumer: str, lg: ShardLog, now: float) -> Lag:
-        durable_next, durable_byte = lg.durable_end()
-        committed = self._committed.get((consumer, lg.shard))
-        start = lg.start_offset()
-        first = start if committed is None else max(committed + 1, start)
-        if first >= durable_next:
-            return Lag(0, 0, 0.0)
-        key = (consumer, lg.shard)
-        cursor = self._cursors.get(key)
-        if cursor is None or cursor.offset != first or not lg.holds(cursor.segment):
-            try:
-                cursor = _Cursor(first, *lg.locate(first))
-            except FileNotFoundError:
-                if lg.start_offset() <= first:
-                    raise
-                return self._lag(consumer, lg, now)  # retention deleted it meanwhile
-            self._cursors[key] = cursor
-        nbytes = durable_byte - (cursor.segment.start_byte + cursor.position)
-        return Lag(durable_next - first, nbytes, max(0.0, now - cursor.appended_us / 1e6))
 
     def _log(self, shard: str) -> ShardLog:
         try:

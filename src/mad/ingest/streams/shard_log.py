@@ -10,10 +10,14 @@ Only the last segment (the active one) is written. Durability rules:
 - rolling to a new segment first fsyncs the old one and then the directory, so every sealed
   segment is whole; only the active segment can have a torn tail after a crash.
 
+- every advance of the watermark is published to the shard's frontier file (`frontier.py`)
+  so reader processes follow it too.
+
 On open the active segment is scanned and a torn or corrupt tail is cut off (logged and
 counted in `recovered_bytes`): a crash can only tear what was written after the last fsync,
-and nothing after the last fsync was acknowledged. Sealed segments are checked lazily (see
-`segment.py`).
+and nothing after the last fsync was acknowledged. What is left is fsynced before it counts
+as durable (after a process crash it may be whole but not yet on disk). Sealed segments are
+checked lazily (see `segment.py`). Reads are in `shard_view.py`.
 """
 
 from __future__ import annotations
@@ -24,43 +28,45 @@ import re
 import threading
 import time
 from array import array
-from bisect import bisect_right
 from pathlib import Path
 
 from mad.errors import TransientError
 from mad.ingest.streams import framing
 from mad.ingest.streams.base import StreamCorruptError
-from mad.ingest.streams.segment import INDEX_EVERY, Row, Segment
+from mad.ingest.streams.frontier import Frontier, FrontierFile
+from mad.ingest.streams.segment import INDEX_EVERY, Segment
+from mad.ingest.streams.shard_view import ShardView
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^(\d{20})\.log$")
+NAME = re.compile(r"^(\d{20})\.log$")
+"""A segment file's name; the group is its base offset."""
 
 
-class ShardLog:
+class ShardLog(ShardView):
     """The segment files of one shard, with thread-safe appends, syncs and reads."""
 
     def __init__(self, directory: Path, shard: str, segment_bytes: int) -> None:
-        self.shard = shard
+        super().__init__(shard)  # self._lock also guards the write position and watermark
         self.recovered_bytes = 0
         self._dir = directory
         self._segment_bytes = segment_bytes
-        self._lock = threading.Lock()  # segment list, write position, watermark
         self._synced_cond = threading.Condition(self._lock)
         self._sync_lock = threading.Lock()  # one fsync or roll at a time; taken before _lock
-        self._hints: dict[int, tuple[Segment, int]] = {}  # next offset -> where the last read ended
         self._failed: str | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self._segments = self._recover()
         active = self._segments[-1]
         self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
         self._next = active.end
-        self._synced_next, self._synced_size = self._next, active.size
+        self._frontier = FrontierFile(directory, writable=True)
+        with self._lock:
+            self._advance(self._next, active.size)
 
     # -- opening -------------------------------------------------------------------------
 
     def _recover(self) -> list[Segment]:
-        paths = sorted(p for p in self._dir.iterdir() if _NAME.match(p.name))
+        paths = sorted(p for p in self._dir.iterdir() if NAME.match(p.name))
         if not paths:
             return [self._create_segment(0, 0)]
         segments: list[Segment] = []
@@ -95,8 +101,8 @@ class ShardLog:
                     found.problem,
                 )
                 f.truncate(found.valid_end)
-                os.fsync(f.fileno())
                 self.recovered_bytes += cut
+            os.fsync(fd)
         return Segment(
             base,
             path,
@@ -214,8 +220,13 @@ class ShardLog:
                 self._synced_cond.wait()
 
     def _advance(self, synced_next: int, synced_size: int) -> None:
+        """Move the durable watermark (holding `_lock`, after the fsync) and publish it."""
         self._synced_next, self._synced_size = synced_next, synced_size
         self._synced_cond.notify_all()
+        try:
+            self._frontier.publish(Frontier(synced_next, self._segments[-1].base, synced_size))
+        except OSError as err:  # readers in other processes lag until a publish works
+            log.warning("stream shard %s: could not publish the frontier: %s", self.shard, err)
 
     def _fail(self, reason: str) -> None:
         self._failed = reason
@@ -236,34 +247,26 @@ class ShardLog:
                 os.close(self._fd)
                 self._fd = -1
             self._fail("closed")
+            self._frontier.close()
 
-    # -- reading -------------------------------------------------------------------------
+    # -- reading (see shard_view.py) -----------------------------------------------------
+
+    def _visible(self) -> tuple[list[Segment], int, int]:
+        with self._lock:
+            return list(self._segments), self._synced_next, self._synced_size
+
+    def _vanished(self, seg: Segment) -> bool:
+        return not self.holds(seg)  # delete_oldest drops it from the list before unlinking
 
     def durable_end(self) -> tuple[int, int]:
         """The offset after the last durable record, and the shard byte position after it."""
         with self._lock:
             return self._synced_next, self._segments[-1].start_byte + self._synced_size
 
-    def start_offset(self) -> int:
-        """The offset of the oldest retained record (or of the next one, if none is kept)."""
-        return self._segments[0].base
-
     def sealed(self) -> list[Segment]:
         """The sealed segments, oldest first."""
         with self._lock:
             return self._segments[:-1]
-
-    def holds(self, seg: Segment) -> bool:
-        """Whether `seg` is still part of the log (retention may have deleted it)."""
-        return any(s is seg for s in self._segments)
-
-    def disk_bytes(self) -> int:
-        """Bytes of all segment files; no system call."""
-        return sum(s.size for s in self._segments)
-
-    def segment_count(self) -> int:
-        """How many segment files the shard has."""
-        return len(self._segments)
 
     def delete_oldest(self, seg: Segment) -> None:
         """Delete `seg`, which must be the oldest segment and sealed."""
@@ -281,49 +284,3 @@ class ShardLog:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-    def read(self, after: int | None, limit: int) -> list[Row]:
-        """Durable records after offset `after` as (offset, appended_us, key, payload)."""
-        with self._lock:
-            segments = list(self._segments)
-            visible, visible_size = self._synced_next, self._synced_size
-        start = segments[0].base if after is None else max(after + 1, segments[0].base)
-        i = bisect_right([s.base for s in segments], start) - 1
-        out: list[Row] = []
-        while i < len(segments) and len(out) < limit and start < visible:
-            seg, last = segments[i], i == len(segments) - 1
-            end_offset = visible if last else seg.end
-            if start < end_offset:
-                try:
-                    rows, pos = seg.read(
-                        start,
-                        self._position_of(seg, start),
-                        end_offset,
-                        visible_size if last else seg.size,
-                        limit - len(out),
-                    )
-                except FileNotFoundError:
-                    if self.holds(seg):
-                        raise StreamCorruptError(f"stream segment {seg.path} is missing") from None
-                    return out if out else self.read(after, limit)  # retention deleted it
-                out += rows
-                start += len(rows)
-                if len(self._hints) > 64:
-                    self._hints.clear()
-                self._hints[start] = (seg, pos)
-            i += 1
-        return out
-
-    def locate(self, offset: int) -> tuple[Segment, int, int]:
-        """The segment, file position and append time (µs) of the record at `offset`."""
-        with self._lock:
-            segments = list(self._segments)
-        seg = segments[bisect_right([s.base for s in segments], offset) - 1]
-        pos = self._position_of(seg, offset)
-        return seg, pos, seg.append_time_at(offset, pos)
-
-    def _position_of(self, seg: Segment, offset: int) -> int:
-        hint = self._hints.get(offset)
-        if hint is not None and hint[0] is seg:
-            return hint[1]
-        return seg.position_of(offset)
