@@ -6,7 +6,7 @@ DATA   ?= data
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 HASH   := $(shell cat pyproject.toml | sha1sum | cut -c1-10)
 
-.PHONY: run install install-test test test-fast lint bench docs clean
+.PHONY: run install install-test system-deps test test-fast lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,17 @@ lint: install-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+## system-deps: Prometheus' promtool (Debian package prometheus) lints /metrics in the tests.
+## PostgreSQL 15 (tests start it on a free port) and Java come with the machine image.
+system-deps:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing: run 'sudo apt-get install prometheus' (its test is skipped)"; fi; }
+
 ## test: lint, type-check and every test suite (slow ones too; `-m "not slow"` in test-fast)
-test: lint
+test: lint system-deps
 	$(BIN)/pytest -q
 
 test-fast: install-test

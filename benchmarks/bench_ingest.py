@@ -38,11 +38,12 @@ from typing import Any
 
 import orjson
 
-from mad.config import GenerateSettings
+from mad.config import GenerateSettings, WriterSettings
 from mad.generate.backfill import run_backfill
 
 ROOT = Path(__file__).resolve().parents[1]
-FLUSH_BYTES = 5 * 2**20  # the raw writer's default flush size (uncompressed)
+FLUSH_BYTES = WriterSettings().flush_bytes  # the raw writer's default flush size (uncompressed)
+GZIP_LEVEL = WriterSettings().gzip_level  # and its compression level
 MAX_ATTEMPTS = 20  # per batch, on 429 / 503 / a dropped connection
 CATCH_UP_TIMEOUT_S = 120.0
 PEER_TIMEOUT_S = 300.0
@@ -387,7 +388,7 @@ def run_floor(lines: list[bytes], tmp: Path) -> float:
             chunk.append(line)
             size += len(line)
         if chunk and (size >= FLUSH_BYTES or not line):
-            data = gzip.compress(b"".join(chunk), compresslevel=6, mtime=0)
+            data = gzip.compress(b"".join(chunk), compresslevel=GZIP_LEVEL, mtime=0)
             fd = os.open(out / f"part-{n:05d}.jsonl.gz", os.O_WRONLY | os.O_CREAT, 0o644)
             try:
                 os.write(fd, data)

@@ -141,6 +141,7 @@ class WriterSettings(Section):
     flush_bytes: int = Field(5 * 2**20, ge=1024)
     flush_interval_s: float = Field(300.0, gt=0)
     gzip: bool = True
+    gzip_level: int = Field(1, ge=1, le=9, description="1: ~3x faster than 6, files ~25% larger")
     read_batch: int = Field(5000, ge=1, le=100_000)
 
 

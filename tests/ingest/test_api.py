@@ -6,6 +6,7 @@ import base64
 import gzip
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -314,10 +315,23 @@ def test_metrics_follow_the_prometheus_rules(start: Start) -> None:
         if not line.startswith("#"):
             for label in re.findall(r'([^{},=]+)="', line):
                 assert re.fullmatch(r"[a-z_][a-z0-9_]*", label) and not label.startswith("__")
+    lint = promtool_check(text)
+    assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
     samples = metric_samples(api)
     assert samples[("mad_ingest_rejected_total", (("reason", "invalid_json"),))] == 1
     assert samples[("mad_ingest_requests_total", (("code", "415"),))] == 1
     assert samples[("mad_ingest_bytes_total", ())] > 0
+
+
+def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
+    """Prometheus' own linter (`make test` installs it with Debian's prometheus package)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: `make test` installs it (Debian package prometheus)")
+        pytest.skip("promtool not installed; `make test` installs it")
+    return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
 
 
 def resolve(schema: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:

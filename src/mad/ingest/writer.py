@@ -239,7 +239,7 @@ class RawWriter:
         data = b"\n".join(buf.lines) + b"\n"
         gz = self.settings.gzip
         if gz:
-            data = gzip.compress(data, compresslevel=6, mtime=0)
+            data = gzip.compress(data, compresslevel=self.settings.gzip_level, mtime=0)
         if kind == _ERRORS:
             name = lake.errors_key(hour, gz)
         else:
