@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RETENTION_EVERY_S = 60.0  # a quiet stream still drops segments past retention_seconds
 
 
 @contextmanager
@@ -183,8 +184,13 @@ def run_stage(settings: Settings, with_writer: bool = True, simulate_rate: float
                   flush=True)
         if on_ready is not None:
             on_ready()
+        retention = getattr(stream, "apply_retention", None)  # embedded: age-based deletes
+        next_retention = time.monotonic() + RETENTION_EVERY_S
         with stop_on_signals(stop):
             while not stop.wait(0.5):
+                if retention is not None and time.monotonic() >= next_retention:
+                    retention()
+                    next_retention = time.monotonic() + RETENTION_EVERY_S
                 if not api.thread.is_alive():
                     raise OSError("the ingest API stopped unexpectedly")
                 if writer is not None and not writer.alive():

@@ -48,4 +48,8 @@ def ledger(settings: Settings) -> RawFileLedger:
 def build_writer(settings: Settings, stream: Stream) -> RawWriter:
     """A raw writer from `stream` into the configured lake, recording files in the ledger."""
     store = lake.open_store(settings.lake_url, settings.aws, create=True)
-    return RawWriter(stream, store, settings.writer, ledger=ledger(settings))
+    revalidate = settings.writer.revalidate
+    if revalidate is None:
+        revalidate = settings.ingest.stream.backend != "embedded"
+    return RawWriter(stream, store, settings.writer, ledger=ledger(settings),
+                     checked_upstream=not revalidate)
