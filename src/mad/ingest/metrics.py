@@ -12,6 +12,7 @@ import bisect
 import math
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 LabelValues = tuple[str, ...]
 
 
-class Metric:
+class Metric(ABC):
     """Shared parts: name, help text, label names and the registry lock."""
 
     kind = "untyped"
@@ -47,8 +48,9 @@ class Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
 
+    @abstractmethod
     def samples(self) -> list[str]:
-        raise NotImplementedError
+        """The sample lines of this metric, in exposition format."""
 
     def _labels(self, values: LabelValues, extra: str = "") -> str:
         parts = [f'{k}="{_escape_label(v)}"' for k, v in zip(self.labels, values, strict=True)]

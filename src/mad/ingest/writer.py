@@ -136,8 +136,8 @@ class RawWriter:
 
     def drain(self) -> None:
         """Read until the stream has nothing more, then write everything (batch mode)."""
-        while self.poll():
-            pass
+        while self.poll() > 0:
+            continue
         self.flush_all()
 
     def run(self, stop: threading.Event, idle_sleep: float = MAX_IDLE_SLEEP,
@@ -160,8 +160,8 @@ class RawWriter:
             if not read:
                 stop.wait(min(idle_sleep, self._next_due()))
         if drain:
-            while self.poll():
-                pass
+            while self.poll() > 0:
+                continue
         for attempt in range(5):
             try:
                 self.flush_all()

@@ -108,7 +108,7 @@ class S3Store:
         try:
             self._client.create_bucket(Bucket=self.bucket, **where)
         except self._client.exceptions.BucketAlreadyOwnedByYou:
-            pass
+            return  # created earlier by us: nothing to do
         except Exception as err:
             raise self._error("create bucket", "", err) from err
 

@@ -15,7 +15,8 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from types import TracebackType
+from typing import NamedTuple, Protocol, Self
 
 from mad.errors import ConfigError, TerminalError
 
@@ -79,6 +80,30 @@ class StreamStatus:
     dropped_bytes: int = 0
     recovered_bytes: int = 0
     settings: dict[str, object] = field(default_factory=dict)
+
+
+class ClosesOnExit:
+    """`with stream: ...` closes the stream at the end of the block."""
+
+    def close(self) -> None:
+        raise TypeError(f"{type(self).__name__} must define close()")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def check_commit_position(shard: str, position: Position, durable_next: Position) -> None:
+    """A consumer may commit only a position that has been readable (appended and durable)."""
+    if not 0 <= position < durable_next:
+        raise TerminalError(
+            f"cannot commit position {position} on stream shard {shard}: "
+            f"readable positions end at {durable_next - 1}"
+        )
 
 
 class StreamCorruptError(TerminalError):

@@ -43,18 +43,19 @@ import zlib
 from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams import framing
 from mad.ingest.streams.base import (
     Ack,
+    ClosesOnExit,
     Lag,
     Position,
     Stream,
     StreamRecord,
     StreamStatus,
+    check_commit_position,
     register_stream,
 )
 from mad.ingest.streams.checkpoints import Checkpoints, StateStore, check_shard_count
@@ -90,7 +91,7 @@ def open_embedded(role: str = "owner", **options: Any) -> Stream:
     raise ConfigError(f"embedded stream role must be 'owner' or 'reader', got {role!r}")
 
 
-class EmbeddedStream:
+class EmbeddedStream(ClosesOnExit):
     """A `Stream` kept in local segment files, opened by its owner; see the module docstring."""
 
     def __init__(
@@ -190,12 +191,7 @@ class EmbeddedStream:
         return [StreamRecord(shard, o, k.decode(), p, us / 1e6) for o, us, k, p in rows]
 
     def commit(self, consumer: str, shard: str, position: Position) -> None:
-        durable_next, _ = self._log(shard).durable_end()
-        if not 0 <= position < durable_next:
-            raise TerminalError(
-                f"cannot commit position {position} on stream shard {shard}: "
-                f"readable positions end at {durable_next - 1}"
-            )
+        check_commit_position(shard, position, self._log(shard).durable_end()[0])
         self._checkpoints.save(consumer, shard, position)
         self._retain()
 
@@ -298,13 +294,6 @@ class EmbeddedStream:
                 except TransientError as err:  # the shard is marked failed; waiters get it
                     log.error("%s", err)
 
-    def __enter__(self) -> EmbeddedStream:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _lock_directory(path: Path) -> int:

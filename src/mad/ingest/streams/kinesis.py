@@ -29,12 +29,12 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, NamedTuple
 
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams.base import (
     Ack,
+    ClosesOnExit,
     Lag,
     Position,
     ShardStatus,
@@ -120,7 +120,7 @@ class _Scan(NamedTuple):
 
 
 @register_stream("kinesis")
-class KinesisStream:
+class KinesisStream(ClosesOnExit):
     """A `Stream` on a Kinesis data stream; see the module docstring.
 
     Options: `stream_name` and `shards` (the stream is created with that many shards when
@@ -578,13 +578,6 @@ class KinesisStream:
             return TransientError(f"{where}: {err}")
         return err
 
-    def __enter__(self) -> KinesisStream:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def _estimate_lag(scan: _Scan, now: float) -> Lag:

@@ -24,10 +24,17 @@ import time
 from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 
 from mad.errors import ConfigError, TerminalError
-from mad.ingest.streams.base import Ack, Lag, Position, StreamRecord, StreamStatus
+from mad.ingest.streams.base import (
+    Ack,
+    ClosesOnExit,
+    Lag,
+    Position,
+    StreamRecord,
+    StreamStatus,
+    check_commit_position,
+)
 from mad.ingest.streams.checkpoints import Checkpoints, StateStore, check_shard_count
 from mad.ingest.streams.shard_reader import ShardReader
 
@@ -36,7 +43,7 @@ OWNER_OPTIONS = frozenset(
 )
 
 
-class EmbeddedReader:
+class EmbeddedReader(ClosesOnExit):
     """A read-only `Stream` over an embedded stream directory; see the module docstring."""
 
     def __init__(
@@ -80,12 +87,7 @@ class EmbeddedReader:
         return [StreamRecord(shard, o, k.decode(), p, us / 1e6) for o, us, k, p in rows]
 
     def commit(self, consumer: str, shard: str, position: Position) -> None:
-        durable_next, _ = self._view(shard).durable_end()
-        if not 0 <= position < durable_next:
-            raise TerminalError(
-                f"cannot commit position {position} on stream shard {shard}: "
-                f"readable positions end at {durable_next - 1}"
-            )
+        check_commit_position(shard, position, self._view(shard).durable_end()[0])
         self._checkpoints.save(consumer, shard, position)
 
     def committed(self, consumer: str, shard: str) -> Position | None:
@@ -133,10 +135,3 @@ class EmbeddedReader:
         except (ValueError, IndexError):
             raise TerminalError(f"no shard {shard!r} in stream {self.path}") from None
 
-    def __enter__(self) -> EmbeddedReader:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -11,6 +11,7 @@ they ended, so a consumer reading on from there costs no index lookup.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import NamedTuple
@@ -19,7 +20,7 @@ from mad.ingest.streams.base import Lag, ShardStatus, StreamCorruptError
 from mad.ingest.streams.segment import Row, Segment
 
 
-class ShardView:
+class ShardView(ABC):
     """Thread-safe reads of one shard's segment files."""
 
     def __init__(self, shard: str) -> None:
@@ -31,21 +32,23 @@ class ShardView:
 
     # -- what a subclass provides ---------------------------------------------------------
 
+    @abstractmethod
     def _visible(self) -> tuple[list[Segment], int, int]:
         """The segments, the offset after the last readable record and the readable size of
         the last segment (the others are read whole)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _vanished(self, seg: Segment) -> bool:
         """`seg`'s file is missing: True if retention deleted it, False if it should exist."""
-        raise NotImplementedError
 
     def _ended_at(self, seg: Segment, offset: int, pos: int) -> None:
-        """A read of `seg` ended before record `offset`, at file position `pos`."""
+        """A read of `seg` ended before record `offset`, at file position `pos`: a subclass
+        may remember it to start the next read there. By default nothing is kept."""
+        return None
 
+    @abstractmethod
     def durable_end(self) -> tuple[int, int]:
         """The offset after the last readable record, and the shard byte position after it."""
-        raise NotImplementedError
 
     # -- shared --------------------------------------------------------------------------
 
