@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,18 +13,6 @@ from sqlalchemy import Engine, inspect
 from mad.errors import ConfigError, TransientError
 from mad.state import CheckpointStore, open_state
 from tests.conftest import free_port
-from tests.pg_server import PgServer, postgres_fixture
-
-pg = postgres_fixture()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty state database of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'nested' / 'state.db'}"
-    server: PgServer = request.getfixturevalue("pg")
-    return server.create_database(f"state_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -7,9 +7,18 @@ every table created.
 
 from mad.state.checkpoints import Checkpoint, CheckpointStore
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
+from mad.state.etl_runs import EtlLedger, Written
 from mad.state.raw_files import NullLedger, RawFileLedger
 
 __all__ = [
-    "DEFAULT_URL", "Checkpoint", "CheckpointStore", "NullLedger", "RawFileLedger", "metadata",
-    "open_state", "safe_url",
+    "DEFAULT_URL",
+    "Checkpoint",
+    "CheckpointStore",
+    "EtlLedger",
+    "NullLedger",
+    "RawFileLedger",
+    "Written",
+    "metadata",
+    "open_state",
+    "safe_url",
 ]

@@ -1,0 +1,178 @@
+"""ETL bookkeeping in the state database: runs, the raw files they read, the partitions they wrote.
+
+- `etl_runs`: one row per run (plan, engine, status, counts, duration, error, attempt).
+- `etl_inputs`: one row per raw file and the run that read it; a file is done when that run
+  succeeded. A run killed mid-way leaves its files pending, so the next run reads them again
+  (the transform deduplicates by `event_id`, so nothing is counted twice).
+- `etl_partitions`: the last run that replaced each output partition, with rows and bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    desc,
+    func,
+    select,
+)
+
+from mad.state.db import UtcDateTime, metadata
+
+etl_runs = Table(
+    "etl_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("plan", String(64), nullable=False),
+    Column("engine", String(32), nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # running|succeeded|failed
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("duration_s", Float),
+    Column("files_in", Integer, nullable=False, default=0),
+    Column("rows_in", BigInteger),
+    Column("rows_out", BigInteger),
+    Column("duplicates", BigInteger),
+    Column("quarantined", BigInteger),
+    Column("late", BigInteger),
+    Column("partitions", Integer),
+    Column("error", Text),
+)
+
+etl_inputs = Table(
+    "etl_inputs",
+    metadata,
+    Column("plan", String(64), primary_key=True),
+    Column("key", String(1024), primary_key=True),
+    Column("run_id", String(64), nullable=False, index=True),
+    Column("bytes", BigInteger),
+)
+
+etl_partitions = Table(
+    "etl_partitions",
+    metadata,
+    Column("dataset", String(128), primary_key=True),
+    Column("partition", String(256), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("files", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+COUNTS = ("rows_in", "rows_out", "duplicates", "quarantined", "late", "partitions")
+
+
+@dataclass(frozen=True)
+class Written:
+    dataset: str
+    partition: str
+    rows: int
+    files: int
+    bytes: int
+
+
+class EtlLedger:
+    """Reads and writes the three ETL tables; every method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def start(self, plan: str, engine: str, keys: Sequence[tuple[str, int]],
+              attempt: int = 1) -> str:
+        """Record a running run and claim its input files; returns the run id."""
+        run_id = f"{plan}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        with self.engine.begin() as conn:
+            conn.execute(etl_runs.insert().values(
+                run_id=run_id, plan=plan, engine=engine, status="running", attempt=attempt,
+                started_at=datetime.now(UTC), files_in=len(keys)))
+            for key, nbytes in keys:
+                conn.execute(etl_inputs.delete().where(
+                    and_(etl_inputs.c.plan == plan, etl_inputs.c.key == key)))
+                conn.execute(etl_inputs.insert().values(plan=plan, key=key, run_id=run_id,
+                                                        bytes=nbytes))
+        return run_id
+
+    def succeed(self, run_id: str, counts: dict[str, int], written: Iterable[Written]) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            started = conn.execute(select(etl_runs.c.started_at).where(
+                etl_runs.c.run_id == run_id)).scalar_one()
+            for w in written:
+                conn.execute(etl_partitions.delete().where(and_(
+                    etl_partitions.c.dataset == w.dataset,
+                    etl_partitions.c.partition == w.partition)))
+                conn.execute(etl_partitions.insert().values(
+                    dataset=w.dataset, partition=w.partition, run_id=run_id, rows=w.rows,
+                    files=w.files, bytes=w.bytes, updated_at=now))
+            conn.execute(etl_runs.update().where(etl_runs.c.run_id == run_id).values(
+                status="succeeded", finished_at=now,
+                duration_s=(now - started).total_seconds(),
+                **{k: int(v) for k, v in counts.items() if k in COUNTS}))
+
+    def fail(self, run_id: str, error: str) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            started = conn.execute(select(etl_runs.c.started_at).where(
+                etl_runs.c.run_id == run_id)).scalar_one()
+            conn.execute(etl_runs.update().where(etl_runs.c.run_id == run_id).values(
+                status="failed", finished_at=now, duration_s=(now - started).total_seconds(),
+                error=error[:4000]))
+
+    def abandon_running(self) -> int:
+        """Mark runs left `running` by a killed process as failed; returns how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(etl_runs.update().where(etl_runs.c.status == "running").values(
+                status="failed", finished_at=datetime.now(UTC),
+                error="interrupted: the process stopped before the run finished"))
+            return int(result.rowcount or 0)
+
+    def done_keys(self, plan: str) -> set[str]:
+        """Raw files a succeeded run of `plan` has read."""
+        q = select(etl_inputs.c.key).join(
+            etl_runs, etl_runs.c.run_id == etl_inputs.c.run_id
+        ).where(and_(etl_inputs.c.plan == plan, etl_runs.c.status == "succeeded"))
+        with self.engine.connect() as conn:
+            return {row[0] for row in conn.execute(q)}
+
+    def forget(self, plan: str, keys: Iterable[str]) -> int:
+        """Make files pending again (reprocess); returns how many were known."""
+        n = 0
+        with self.engine.begin() as conn:
+            for key in keys:
+                n += int(conn.execute(etl_inputs.delete().where(and_(
+                    etl_inputs.c.plan == plan, etl_inputs.c.key == key))).rowcount or 0)
+        return n
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        q = select(etl_runs).order_by(desc(etl_runs.c.started_at)).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(q)]
+
+    def totals(self) -> dict[str, int]:
+        """Runs by status."""
+        q = select(etl_runs.c.status, func.count()).group_by(etl_runs.c.status)
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(q)}
+
+    def partitions(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        q = select(etl_partitions).order_by(etl_partitions.c.dataset,
+                                            etl_partitions.c.partition)
+        if dataset is not None:
+            q = q.where(etl_partitions.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(q)]
