@@ -38,6 +38,8 @@ def test_put_get_list_delete_exists(store: ObjectStore) -> None:
     assert store.list("a/b/t") == ["a/b/two.bin"]
     assert store.list("a") == store.list()
     assert store.list("zz/") == []
+    assert store.sizes("a/") == {"a/b/one.bin": 1, "a/b/two.bin": 2, "a/c/three.bin": 0}
+    assert store.sizes() == {**store.sizes("a/"), "ab.bin": 1000}
     assert store.exists("a/b/one.bin") and not store.exists("a/b/none.bin")
     assert not store.exists("a/b")
     store.put("a/b/one.bin", b"replaced")

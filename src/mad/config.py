@@ -149,6 +149,26 @@ class WriterSettings(Section):
     )
 
 
+Window = Literal["1m", "5m", "1h"]
+WINDOWS: tuple[Window, ...] = ("1m", "5m", "1h")
+
+
+class EtlSettings(Section):
+    """Stage 02: raw lake -> Parquet lake and aggregates."""
+
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    batch_bytes: int = Field(1 * 2**30, ge=2**20, description="raw bytes per run at most")
+    batch_files: int = Field(2000, ge=1)
+    watch_interval_s: float = Field(60.0, gt=0, description="`mad etl run --watch` poll")
+    retries: int = Field(3, ge=0, le=20, description="attempts after a transient failure")
+    target_file_bytes: int = Field(128 * 2**20, ge=2**20, description="compaction target")
+    windows: list[Window] = Field(default_factory=lambda: list(WINDOWS))
+    duckdb_memory_limit: str = "4GB"
+    duckdb_threads: int = Field(2, ge=1, le=256)
+    spark_master: str = "local[*]"
+    spark_jars: list[str] = Field(default_factory=list, description="e.g. hadoop-aws jars")
+
+
 class StateSettings(Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db"
@@ -165,6 +185,7 @@ class Settings(Section):
     lake: LakeSettings = Field(default_factory=lambda: LakeSettings())
     writer: WriterSettings = Field(default_factory=lambda: WriterSettings())
     state: StateSettings = Field(default_factory=lambda: StateSettings())
+    etl: EtlSettings = Field(default_factory=lambda: EtlSettings())
 
     @property
     def lake_url(self) -> str:

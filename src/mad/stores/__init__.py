@@ -39,6 +39,10 @@ class ObjectStore(Protocol):
         """Every key that starts with `prefix` (a plain string prefix), sorted."""
         ...
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key that starts with `prefix`, with its size in bytes (one listing)."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""
         ...

@@ -66,6 +66,9 @@ class LocalStore:
             keys.extend(base + f for f in filenames if not f.startswith("."))
         return sorted(k for k in keys if k.startswith(prefix))
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        return {key: self._path(key).stat().st_size for key in self.list(prefix)}
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 

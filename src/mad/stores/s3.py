@@ -79,18 +79,22 @@ class S3Store:
         return bytes(body.read())
 
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
         pages = self._client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket,
             Prefix=self.prefix + prefix,
             PaginationConfig={"PageSize": self.page_size},
         )
-        keys: list[str] = []
+        found: dict[str, int] = {}
         try:
             for page in pages:
-                keys.extend(item["Key"][len(self.prefix):] for item in page.get("Contents", ()))
+                for item in page.get("Contents", ()):
+                    found[item["Key"][len(self.prefix):]] = int(item["Size"])
         except Exception as err:
             raise self._error("list", prefix, err) from err
-        return sorted(keys)
+        return found
 
     def delete(self, key: str) -> None:
         self._call("delete", key, "delete_object", Key=self.prefix + key)

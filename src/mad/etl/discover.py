@@ -1,0 +1,50 @@
+"""Finds raw files the ETL has not read yet and cuts them into runs.
+
+New files in old partitions count too: discovery compares the lake's listing with the
+files that succeeded runs have read (`etl_inputs`), not with a high-water mark. Runs are cut
+in ingest order, each at most `batch_bytes` of raw data and `batch_files` files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mad import lake
+from mad.stores import ObjectStore
+
+RAW_DATASETS = ("md-raw-logs", "md-raw-metrics", "md-raw-apm")
+
+
+@dataclass(frozen=True)
+class RawFile:
+    key: str
+    bytes: int
+    hour: float  # ingest hour (epoch seconds), from the partition path
+
+
+def pending(store: ObjectStore, done: set[str]) -> list[RawFile]:
+    """Raw event files (errors excluded) not yet read by a succeeded run, oldest first."""
+    out = []
+    for dataset in RAW_DATASETS:
+        for key, size in store.sizes(dataset + "/").items():
+            if key in done or not key.rsplit("/", 1)[-1].startswith("part-"):
+                continue
+            out.append(RawFile(key, size, lake.parse_key(key).start))
+    return sorted(out, key=lambda f: (f.hour, f.key))
+
+
+def batches(files: list[RawFile], max_bytes: int, max_files: int) -> list[list[RawFile]]:
+    """Consecutive runs of files, each within both limits (a file larger than `max_bytes`
+    gets a run of its own)."""
+    runs: list[list[RawFile]] = []
+    current: list[RawFile] = []
+    size = 0
+    for f in files:
+        if current and (size + f.bytes > max_bytes or len(current) >= max_files):
+            runs.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.bytes
+    if current:
+        runs.append(current)
+    return runs
