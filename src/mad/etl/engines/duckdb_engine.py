@@ -1,0 +1,197 @@
+"""The embedded engine: runs a `Plan` in an in-process DuckDB and writes partitioned Parquet.
+
+Every `execute` opens a fresh in-memory database bounded by `memory_limit`, `threads` and a
+spill folder (`temp_directory`), so runs never see each other's views. Raw files are read as
+LINES through the CSV reader with no delimiter, quote or escape character in play: a
+truncated or malformed JSON line stays one row, and nothing is parsed before the plan does.
+`line_no` is the 1-based position of a line in its file (blank lines included in the count,
+never dropped by the reader), kept deterministic by preserving insertion order.
+`ingest_hour` comes from the raw-lake path (`year=/month=/day=/hour=`), NULL elsewhere.
+
+Datasets: a name bound to Parquet files is read with Hive partition columns as text and
+aligned by name on the plan's `schema_<name>` step when it has one (missing columns become
+NULL); bound to no files it is that empty, typed schema. S3 paths go through the httpfs
+extension loaded offline from the `duckdb-extension-httpfs` package.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import duckdb
+
+from mad.errors import ConfigError
+from mad.etl.engines.base import register_engine
+from mad.etl.plan import Plan, Step
+
+RAW_SCHEMA = ("SELECT CAST(NULL AS VARCHAR) AS line, CAST(NULL AS VARCHAR) AS source_file, "
+              "CAST(NULL AS BIGINT) AS line_no, CAST(NULL AS TIMESTAMP) AS ingest_hour "
+              "WHERE 1 = 0")
+HOUR_PATTERN = r"year=([0-9]{4})/month=([0-9]{2})/day=([0-9]{2})/hour=([0-9]{2})/"
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _list(paths: Sequence[str]) -> str:
+    return "[" + ", ".join(_lit(p) for p in paths) + "]"
+
+
+@register_engine("duckdb")
+class DuckDBEngine:
+    """DuckDB behind the `Engine` Protocol; options are plain keyword arguments."""
+
+    name = "duckdb"
+
+    def __init__(
+        self,
+        memory_limit: str = "2GB",
+        threads: int = 2,
+        temp_directory: str | None = None,
+        s3_endpoint: str | None = None,
+        s3_region: str = "us-east-1",
+        s3_access_key_id: str | None = None,
+        s3_secret_access_key: str | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ConfigError("duckdb threads must be >= 1")
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), "mad-duckdb")
+        self.s3 = {"endpoint": s3_endpoint, "region": s3_region,
+                   "key": s3_access_key_id, "secret": s3_secret_access_key}
+
+    # -- the Protocol ----------------------------------------------------------------------
+    def execute(
+        self,
+        plan: Plan,
+        raw_files: Sequence[str],
+        datasets: Mapping[str, Sequence[str]],
+        out_dir: str,
+    ) -> dict[str, int]:
+        paths = [*raw_files, out_dir, *(p for ps in datasets.values() for p in ps)]
+        con = self.connect(any(p.startswith("s3://") for p in paths))
+        try:
+            self._bind_raw(con, raw_files)
+            steps = {s.name: s for s in plan.steps}
+            for name in plan.datasets:
+                missing = name not in datasets
+                self._bind_dataset(con, name, [] if missing else datasets[name],
+                                   steps.get(f"schema_{name}"))
+            for step in plan.steps:
+                kind = "TEMP TABLE" if step.cache else "TEMP VIEW"
+                con.execute(f'CREATE {kind} "{step.name}" AS {step.sql}')
+            counts: dict[str, int] = {}
+            for name in plan.outputs:
+                counts[name] = self._write(con, plan.step(name), out_dir)
+            for step in plan.steps:
+                if step.name.startswith("count_"):
+                    row = con.execute(f'SELECT count(*) FROM "{step.name}"').fetchone()
+                    counts[step.name] = int(row[0]) if row else 0
+            return counts
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        """Nothing to release: every run has its own connection."""
+
+    # -- pieces ----------------------------------------------------------------------------
+    def connect(self, s3: bool = False) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory database with this engine's limits (and S3 when asked)."""
+        os.makedirs(self.temp_directory, exist_ok=True)
+        con = duckdb.connect(config={"allow_unsigned_extensions": "false"})
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET memory_limit = {_lit(self.memory_limit)}")
+        con.execute(f"SET threads = {int(self.threads)}")
+        con.execute(f"SET temp_directory = {_lit(self.temp_directory)}")
+        con.execute("SET preserve_insertion_order = true")
+        if s3:
+            self._load_s3(con)
+        return con
+
+    def _load_s3(self, con: duckdb.DuckDBPyConnection) -> None:
+        from duckdb_extensions import import_extension
+
+        import_extension("httpfs", con=con)
+        con.execute("LOAD httpfs")
+        s3 = self.s3
+        opts: dict[str, Any] = {"TYPE": "S3", "REGION": s3["region"]}
+        if s3["key"]:
+            opts.update(KEY_ID=s3["key"], SECRET=s3["secret"] or "")
+        if s3["endpoint"]:
+            scheme, _, host = str(s3["endpoint"]).partition("://")
+            opts.update(ENDPOINT=host.rstrip("/") or scheme, URL_STYLE="path",
+                        USE_SSL="true" if scheme == "https" else "false")
+        body = ", ".join(f"{k} {_lit(str(v))}" for k, v in opts.items())
+        con.execute(f"CREATE OR REPLACE SECRET mad_s3 ({body})")
+
+    def _bind_raw(self, con: duckdb.DuckDBPyConnection, raw_files: Sequence[str]) -> None:
+        if not raw_files:
+            con.execute(f"CREATE TEMP VIEW raw_lines AS {RAW_SCHEMA}")
+            return
+        con.execute(f"""
+            CREATE TEMP TABLE raw_read AS
+            SELECT line, filename AS source_file
+            FROM read_csv({_list(raw_files)}, columns = {{'line': 'VARCHAR'}}, delim = '\\0',
+                          quote = '', escape = '', header = false, auto_detect = false,
+                          compression = 'auto', filename = true, strict_mode = false,
+                          null_padding = false, max_line_size = 2097152,
+                          buffer_size = 4194304)
+        """)
+        con.execute(f"""
+            CREATE TEMP VIEW raw_lines AS
+            SELECT line, source_file,
+                   CAST(rowid - min(rowid) OVER (PARTITION BY source_file) + 1 AS BIGINT)
+                       AS line_no,
+                   CASE WHEN regexp_matches(source_file, '{HOUR_PATTERN}') THEN make_timestamp(
+                       CAST(regexp_extract(source_file, '{HOUR_PATTERN}', 1) AS BIGINT),
+                       CAST(regexp_extract(source_file, '{HOUR_PATTERN}', 2) AS BIGINT),
+                       CAST(regexp_extract(source_file, '{HOUR_PATTERN}', 3) AS BIGINT),
+                       CAST(regexp_extract(source_file, '{HOUR_PATTERN}', 4) AS BIGINT), 0, 0)
+                   END AS ingest_hour
+            FROM raw_read
+        """)
+
+    def _bind_dataset(
+        self, con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str],
+        schema: Step | None,
+    ) -> None:
+        if not files:
+            if schema is None:
+                raise ConfigError(f"dataset {name!r} has no files and the plan no "
+                                  f"schema_{name} step to give it a schema")
+            con.execute(f'CREATE TEMP VIEW "{name}" AS {schema.sql}')
+            return
+        read = (f"read_parquet({_list(files)}, hive_partitioning = true, "
+                f"hive_types_autocast = false, union_by_name = true)")
+        if schema is None:
+            con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM {read}')
+            return
+        cols = [d[0] for d in con.execute(f"SELECT * FROM ({schema.sql}) LIMIT 0").description]
+        have = {d[0] for d in con.execute(f"SELECT * FROM {read} LIMIT 0").description}
+        typed = con.execute(f"DESCRIBE {schema.sql}").fetchall()
+        select = ", ".join(
+            f'CAST("{c}" AS {t}) AS "{c}"' if c in have else f'CAST(NULL AS {t}) AS "{c}"'
+            for c, t, *_ in typed
+        )
+        assert len(cols) == len(typed)
+        con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {select} FROM {read}')
+
+    def _write(self, con: duckdb.DuckDBPyConnection, step: Step, out_dir: str) -> int:
+        target = f"{out_dir.rstrip('/')}/{step.name}"
+        opts = "FORMAT PARQUET, COMPRESSION SNAPPY"
+        if not target.startswith("s3://"):
+            os.makedirs(target, exist_ok=True)
+        if step.partition_by:
+            cols = ", ".join(f'"{c}"' for c in step.partition_by)
+            opts += (f", PARTITION_BY ({cols}), OVERWRITE_OR_IGNORE true,"
+                     f" FILENAME_PATTERN 'part-{{uuid}}'")
+        else:
+            target += "/part-0.parquet"
+        row = con.execute(f'COPY (SELECT * FROM "{step.name}") TO {_lit(target)} ({opts})')
+        got = row.fetchone()
+        return int(got[0]) if got else 0

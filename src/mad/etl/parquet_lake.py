@@ -1,0 +1,146 @@
+"""Publishing an engine's staged output into the Parquet lake, one partition at a time.
+
+An engine writes a run's output under a staging folder INSIDE the lake,
+`{lake}/.staging/{run_id}/out/<output>/key=value/...` (same filesystem, so renames are
+atomic; the leading dot keeps it out of every `key=value` glob). `publish` then replaces each
+partition found there:
+
+1. write the marker `{lake}/.staging/{run_id}/COMMIT` (the staged output is complete);
+2. per partition: rename the live folder aside to `.staging/{run_id}/old/...`, rename the
+   staged folder into place, delete the old one;
+3. delete `.staging/{run_id}`.
+
+A partition's content is always the old or the new set of files, never a mix (a reader that
+lists the folder in the instant between the two renames sees it missing and retries).
+Recovery (`recover`, run at start-up before any new run): a staging folder WITH the marker
+is rolled forward with the same idempotent steps (a partition whose staged copy is gone and
+whose old copy is aside is finished by deleting the old copy; one whose live folder is
+missing but old copy is aside gets the staged copy); one WITHOUT the marker died while the
+engine was still writing and is deleted. Runs over the same dataset must not overlap (the
+events plan merges the live rows it read), so the scheduler runs them one at a time.
+
+Events are MERGED, not appended: the events plan reads the full rows of every partition it
+touches (`existing`) and writes them back with the new rows, so a published partition is
+complete and, being written by one COPY, compact (one file per partition unless large).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+STAGING = ".staging"
+MARKER = "COMMIT"
+
+
+def transformed_dataset(kind: str) -> str:
+    """`log` -> `md-transformed-logs`, and so on."""
+    plural = {"log": "logs", "metric": "metrics", "apm": "apm"}
+    return f"md-transformed-{plural[kind]}"
+
+
+def staging_dir(lake: str | Path, run_id: str) -> Path:
+    """Where an engine run writes: pass `staging_dir(...) / "out"` as `out_dir`."""
+    return Path(lake) / STAGING / run_id
+
+
+def partition_dirs(root: Path) -> list[Path]:
+    """The leaf `key=value/...` folders under `root` (relative paths), sorted."""
+    if not root.is_dir():
+        return []
+    found = {p.parent.relative_to(root) for p in root.rglob("*.parquet")}
+    return sorted(found)
+
+
+def partition_files(lake: str | Path, dataset: str,
+                    partitions: Iterable[tuple[str, str]]) -> list[str]:
+    """The Parquet files of the `(date, hour)` partitions of a dataset that exist."""
+    files: list[str] = []
+    for date, hour in partitions:
+        folder = Path(lake) / dataset / f"date={date}" / f"hour={hour}"
+        if folder.is_dir():
+            files += sorted(str(p) for p in folder.glob("*.parquet"))
+    return files
+
+
+def dataset_files(lake: str | Path, dataset: str) -> list[str]:
+    """Every Parquet file of a dataset (hidden staging folders excluded)."""
+    root = Path(lake) / dataset
+    return sorted(str(p) for p in root.rglob("*.parquet")
+                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def publish(lake: str | Path, run_id: str, targets: dict[str, str],
+            append: dict[str, str] | None = None, key: str = "") -> list[str]:
+    """Swap the staged outputs into the lake: `targets` maps an output name to its dataset
+    folder (e.g. `{"events": "md-transformed-logs"}`); returns the partitions replaced.
+
+    Outputs in `append` (e.g. `{"quarantine": "md-quarantine"}`) are added instead: each
+    staged file is renamed into its live partition as `part-{key}-{n}.parquet`, so re-running
+    the same input (same `key`, e.g. a hash of the raw file list) replaces its own files and
+    leaves other runs' files alone."""
+    stage = staging_dir(lake, run_id)
+    _fsync_write(stage / MARKER, repr(sorted(targets.items())))
+    for output, dataset in sorted((append or {}).items()):
+        root = stage / "out" / output
+        for rel in partition_dirs(root):
+            live = Path(lake) / dataset / rel
+            live.mkdir(parents=True, exist_ok=True)
+            for n, f in enumerate(sorted((root / rel).glob("*.parquet"))):
+                os.replace(f, live / f"part-{key or run_id}-{n}.parquet")
+            _fsync_dir(live)
+    done = _roll_forward(Path(lake), stage, targets)
+    shutil.rmtree(stage, ignore_errors=True)
+    return done
+
+
+def recover(lake: str | Path, targets: dict[str, str]) -> list[str]:
+    """Finish or discard the half-done runs found under `{lake}/.staging` (see module doc)."""
+    root = Path(lake) / STAGING
+    done: list[str] = []
+    if not root.is_dir():
+        return done
+    for stage in sorted(root.iterdir()):
+        if (stage / MARKER).exists():
+            done += _roll_forward(Path(lake), stage, targets)
+        shutil.rmtree(stage, ignore_errors=True)
+    return done
+
+
+def _roll_forward(lake: Path, stage: Path, targets: dict[str, str]) -> list[str]:
+    done: list[str] = []
+    for output, dataset in sorted(targets.items()):
+        new_root, old_root = stage / "out" / output, stage / "old" / dataset
+        rels = set(partition_dirs(new_root)) | set(partition_dirs(old_root))
+        for rel in sorted(rels):
+            live, new, old = lake / dataset / rel, new_root / rel, old_root / rel
+            if new.exists():
+                if live.exists() and not old.exists():
+                    old.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(live, old)
+                live.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(new, live)
+                _fsync_dir(live.parent)
+            if old.exists():
+                shutil.rmtree(old)
+            done.append(f"{dataset}/{rel}")
+    return done
+
+
+def _fsync_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Transforms written once as `Plan`s: raw lines -> typed events, events -> window aggregates."""

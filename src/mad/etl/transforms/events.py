@@ -1,0 +1,283 @@
+"""Raw JSONL lines -> flat typed events, with validation, quarantine and deduplication.
+
+`events_plan()` reads `raw_lines(line, source_file, line_no, ingest_hour)` and the dataset
+`existing`: the full rows already in the transformed-lake partitions this run touches (bind
+them all, see `partitions_plan`). Outputs:
+
+- `events` (partition_by date, hour of the EVENT time, UTC): the new events merged with the
+  existing rows of every partition that receives at least one new event. Writing it replaces
+  those partitions whole, so the lake never holds an `event_id` twice and re-running a run
+  rewrites nothing (no new events -> no partition in the output).
+- `quarantine` (partition_by date, hour of the INGEST hour, `unknown` when the raw file is
+  outside the raw-lake layout): every line that is not a valid event, with its `reason` code
+  (the codes of `mad.events.check`, plus `invalid_json`), the raw `line`, `source_file`,
+  `line_no`.
+
+Counts (the row count of each `count_*` step): `count_in` non-blank lines read;
+`count_quarantined`; `count_duplicates` valid lines not written because their `event_id` came
+earlier in the input (earliest ingest hour, then file, then line wins) or is already in
+`existing`; `count_new` events written; `count_late` new events whose event time is more than
+one hour before the start of their ingest hour (the raw partition they arrived in), i.e. at
+least one full hour late. Blank lines are skipped and not counted.
+`count_in = count_new + count_duplicates + count_quarantined` always holds.
+
+Validation mirrors `mad.events.check`. Where SQL over JSON text cannot tell types apart the
+way Python does, the result is documented here: a numeric string in `metrics` counts as a
+number, and `event_id` must appear as a JSON string (checked by pattern on the raw line).
+"""
+
+from __future__ import annotations
+
+from mad.catalog import EVENT_TYPES, KINDS
+from mad.etl.plan import Plan, Step
+from mad.etl.transforms.sql import (
+    TIMESTAMP_SQL,
+    quote,
+    series_names,
+    sql_list,
+    sql_str,
+    values_table,
+)
+
+# Flat columns taken from the nested event: (column, JSON path, SQL type).
+FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("level", "$.level", "VARCHAR"),
+    ("host", "$.host", "VARCHAR"),
+    ("message", "$.message", "VARCHAR"),
+    ("trace_id", "$.trace.trace_id", "VARCHAR"),
+    ("span_id", "$.trace.span_id", "VARCHAR"),
+    ("user_id", "$.context.user_id", "VARCHAR"),
+    ("request_id", "$.context.request_id", "VARCHAR"),
+    ("session_id", "$.context.session_id", "VARCHAR"),
+    ("client_ip", "$.context.client_ip", "VARCHAR"),
+    ("country", "$.context.geo.country", "VARCHAR"),
+    ("city", "$.context.geo.city", "VARCHAR"),
+    ("status_code", "$.context.status_code", "BIGINT"),
+    ("error_code", "$.error.code", "VARCHAR"),
+    ("error_type", "$.error.type", "VARCHAR"),
+    ("error_message", "$.error.message", "VARCHAR"),
+)
+ENVELOPE = ("event_id", "timestamp", "service", "event_type", "kind")
+NESTED = ("trace", "context", "metrics", "error")
+LATE_AFTER = "INTERVAL 1 HOUR"
+
+
+def columns() -> list[tuple[str, str]]:
+    """The transformed-lake schema, in order: (name, DuckDB type)."""
+    cols = [("event_id", "VARCHAR"), ("event_time", "TIMESTAMP"), ("service", "VARCHAR"),
+            ("event_type", "VARCHAR"), ("kind", "VARCHAR")]
+    cols += [(name, typ) for name, _, typ in FIELDS]
+    cols += [(name, "DOUBLE") for name in series_names()]
+    cols += [("extra", "VARCHAR"), ("ingest_hour", "TIMESTAMP"), ("source_file", "VARCHAR"),
+             ("date", "VARCHAR"), ("hour", "VARCHAR")]
+    return cols
+
+
+def schema_sql(cols: list[tuple[str, str]]) -> str:
+    """A typed, empty SELECT with these columns (the `schema_<dataset>` convention)."""
+    body = ", ".join(f"CAST(NULL AS {typ}) AS {quote(name)}" for name, typ in cols)
+    return f"SELECT {body} WHERE 1 = 0"
+
+
+def _extra_patch() -> str:
+    """A JSON merge patch that deletes every field the flat columns already hold."""
+    import json
+
+    patch: dict[str, object] = {name: None for name in ENVELOPE}
+    patch.update({"level": None, "host": None, "message": None})
+    nested: dict[str, dict[str, object]] = {n: {} for n in NESTED}
+    for _col, path, _typ in FIELDS:
+        parts = path[2:].split(".")
+        if len(parts) == 2:
+            nested[parts[0]][parts[1]] = None
+    nested["context"]["geo"] = {"country": None, "city": None}
+    nested["metrics"] = {name: None for name in series_names()}
+    patch.update(nested)
+    return json.dumps(patch, separators=(",", ":"))
+
+
+def _extra_sql() -> str:
+    """`extra`: the event minus its flat columns (unknown fields, the rest of `context`, ...);
+    objects left empty are dropped, and NULL when nothing is left."""
+    empties = "(geo|context|trace|error|metrics)"
+    expr = f"CAST(json_merge_patch(doc, {sql_str(_extra_patch())}) AS VARCHAR)"
+    for _ in range(2):  # twice: `context` can be empty only once `geo` is gone
+        expr = f"regexp_replace({expr}, ',\"{empties}\":[{{][}}]', '', 'g')"
+        expr = f"regexp_replace({expr}, '[{{]\"{empties}\":[{{][}}],?', '{{', 'g')"
+    return f"NULLIF({expr}, '{{}}')"
+
+
+def _lines_step() -> Step:
+    return Step("lines", """
+        SELECT line, source_file, line_no, ingest_hour,
+               CASE WHEN json_valid(line) AND left(trim(line), 1) = '{' THEN line END AS doc,
+               json_valid(line) AS is_json
+        FROM raw_lines
+        WHERE line IS NOT NULL AND trim(line) <> ''
+    """)
+
+
+def _top_step() -> Step:
+    """Each top-level value as JSON text, once: later steps parse only these small pieces."""
+    tops = ", ".join(f"json_extract_string(doc, '$.{n}') AS {n}_raw"
+                     for n in ("timestamp", "service", "level", "host", "message", *NESTED))
+    return Step("top", f"""
+        SELECT line, source_file, line_no, ingest_hour, doc, is_json,
+               json_extract_string(doc, '$.event_id') AS event_id,
+               regexp_matches(doc, '"event_id"[ ]*:[ ]*"') AS id_is_text,
+               json_extract_string(doc, '$.event_type') AS event_type,
+               json_extract_string(doc, '$.kind') AS kind,
+               {tops},
+               {_extra_sql()} AS extra
+        FROM lines
+    """, cache=True)
+
+
+def _obj(name: str) -> str:
+    """A nested value's text when it is an object (else NULL: JSON paths into it fail)."""
+    return f"CASE WHEN left({name}_raw, 1) = '{{' THEN {name}_raw END"
+
+
+def _fields_step() -> Step:
+    series = series_names()
+
+    def metric(s: str) -> str:
+        return f"json_extract_string({_obj('metrics')}, '$.{s}')"
+
+    metric_cols = ",\n".join(f"TRY_CAST({metric(s)} AS DOUBLE) AS {quote(s)}" for s in series)
+    bad_metric = " OR ".join(
+        f"({metric(s)} IS NOT NULL AND TRY_CAST({metric(s)} AS DOUBLE) IS NULL)" for s in series
+    )
+    bad_nested = " OR ".join(
+        f"({n}_raw IS NOT NULL AND left({n}_raw, 1) <> '{{')" for n in NESTED
+    )
+    flat = []
+    for name, path, typ in FIELDS:
+        parts = path[2:].split(".")
+        if len(parts) == 1:
+            expr = f"{parts[0]}_raw"
+        else:
+            expr = f"json_extract_string({_obj(parts[0])}, '$.{'.'.join(parts[1:])}')"
+        flat.append(f"TRY_CAST({expr} AS {typ}) AS {name}" if typ != "VARCHAR"
+                    else f"{expr} AS {name}")
+    return Step("fields", f"""
+        SELECT line, source_file, line_no, ingest_hour, doc, is_json, event_id, id_is_text,
+               timestamp_raw AS ts_raw, service_raw, event_type, kind,
+               {TIMESTAMP_SQL.format(raw="timestamp_raw")} AS event_time,
+               ({bad_nested}) AS bad_nested,
+               ({bad_metric}) AS bad_metric,
+               {", ".join(flat)},
+               {metric_cols},
+               extra
+        FROM top
+    """)
+
+
+def _reason_sql(kind: str | None) -> str:
+    kinds = sql_list(KINDS)
+    wrong_dataset = f"WHEN f.kind <> {sql_str(kind)} THEN 'kind_mismatch'" if kind else ""
+    return f"""CASE
+        WHEN NOT f.is_json THEN 'invalid_json'
+        WHEN f.doc IS NULL THEN 'not_an_object'
+        WHEN f.event_id IS NULL OR f.ts_raw IS NULL OR f.event_type IS NULL OR f.kind IS NULL
+            THEN 'missing_field'
+        WHEN NOT f.id_is_text OR f.event_id = '' OR length(f.event_id) > 128
+            OR f.event_type = '' OR f.kind = '' THEN 'wrong_type'
+        WHEN c.event_type IS NULL THEN 'unknown_event_type'
+        WHEN f.kind NOT IN ({kinds}) THEN 'wrong_type'
+        WHEN f.kind <> c.kind THEN 'kind_mismatch'
+        {wrong_dataset}
+        WHEN f.service_raw IS NULL AND c.default_service = '' THEN 'missing_field'
+        WHEN f.service_raw IS NOT NULL AND s.service IS NULL THEN 'unknown_service'
+        WHEN f.ts_raw IN ('true', 'false') OR left(f.ts_raw, 1) IN ('{{', '[')
+            THEN 'wrong_type'
+        WHEN f.event_time IS NULL THEN 'bad_timestamp'
+        WHEN f.bad_nested OR f.bad_metric THEN 'wrong_type'
+    END"""
+
+
+def _catalog_steps() -> list[Step]:
+    types = [(t.name, t.kind, t.services[0] if len(t.services) == 1 else "") for t in EVENT_TYPES]
+    pairs = [(t.name, s) for t in EVENT_TYPES for s in t.services]
+    return [
+        Step("catalog_types", values_table(types, ("event_type", "kind", "default_service"))),
+        Step("catalog_services", values_table(pairs, ("event_type", "service"))),
+    ]
+
+
+def events_plan(kind: str | None = None) -> Plan:
+    """The events transform; with `kind`, valid events of another kind are quarantined
+    (`kind_mismatch`), for runs over one raw dataset such as `md-raw-logs`."""
+    cols = columns()
+    names = ", ".join(quote(name) for name, _ in cols)
+    out_cols = [c for c, _ in cols if c not in ("service", "date", "hour")]
+    valid_cols = ", ".join(f"f.{quote(c)}" for c in out_cols)
+    steps = [
+        Step("schema_existing", schema_sql(cols)),
+        *_catalog_steps(),
+        _lines_step(),
+        _top_step(),
+        _fields_step(),
+        Step("checked", f"""
+            SELECT f.*, {_reason_sql(kind)} AS reason,
+                   COALESCE(f.service_raw, c.default_service) AS service
+            FROM fields f
+            LEFT JOIN catalog_types c ON c.event_type = f.event_type
+            LEFT JOIN catalog_services s
+                   ON s.event_type = f.event_type AND s.service = f.service_raw
+        """, cache=True),
+        Step("quarantine", """
+            SELECT reason, line, source_file, line_no, ingest_hour,
+                   COALESCE(strftime(ingest_hour, '%Y-%m-%d'), 'unknown') AS date,
+                   COALESCE(strftime(ingest_hour, '%H'), 'unknown') AS hour
+            FROM checked WHERE reason IS NOT NULL
+        """, partition_by=("date", "hour")),
+        Step("ranked", f"""
+            SELECT {valid_cols}, f.service,
+                   strftime(f.event_time, '%Y-%m-%d') AS date,
+                   strftime(f.event_time, '%H') AS hour,
+                   row_number() OVER (PARTITION BY f.event_id
+                                      ORDER BY f.ingest_hour, f.source_file, f.line_no) AS copy_no
+            FROM checked f WHERE f.reason IS NULL
+        """),
+        Step("known_ids", "SELECT DISTINCT event_id FROM existing"),
+        Step("fresh", f"""
+            SELECT {", ".join(f"r.{quote(c)}" for c, _ in cols)}
+            FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
+            WHERE r.copy_no = 1 AND k.event_id IS NULL
+        """, cache=True),
+        Step("touched", "SELECT DISTINCT date, hour FROM fresh"),
+        Step("events", f"""
+            SELECT {names} FROM fresh
+            UNION ALL
+            SELECT {", ".join(f"e.{quote(c)}" for c, _ in cols)}
+            FROM existing e JOIN touched t ON e.date = t.date AND e.hour = t.hour
+        """, partition_by=("date", "hour")),
+        Step("count_in", "SELECT line_no FROM lines"),
+        Step("count_quarantined", "SELECT line_no FROM checked WHERE reason IS NOT NULL"),
+        Step("count_duplicates", """
+            SELECT r.event_id FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
+            WHERE r.copy_no > 1 OR k.event_id IS NOT NULL
+        """),
+        Step("count_new", "SELECT event_id FROM fresh"),
+        Step("count_late", f"""
+            SELECT event_id FROM fresh WHERE event_time < ingest_hour - {LATE_AFTER}
+        """),
+    ]
+    return Plan("events", tuple(steps), outputs=("events", "quarantine"), datasets=("existing",))
+
+
+def partitions_plan() -> Plan:
+    """The event-time partitions (`date`, `hour`) the lines could touch: run it first, then
+    bind `existing` of `events_plan` to the files of exactly these partitions."""
+    ts = TIMESTAMP_SQL.format(raw="json_extract_string(doc, '$.timestamp')")
+    steps = (
+        _lines_step(),
+        Step("stamps", f"SELECT {ts} AS event_time FROM lines WHERE doc IS NOT NULL"),
+        Step("partitions", """
+            SELECT DISTINCT strftime(event_time, '%Y-%m-%d') AS date,
+                   strftime(event_time, '%H') AS hour
+            FROM stamps WHERE event_time IS NOT NULL
+        """),
+    )
+    return Plan("partitions", steps, outputs=("partitions",))

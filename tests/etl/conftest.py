@@ -1,0 +1,41 @@
+"""ETL fixtures: a small generated backfill (faults included) split into a raw lake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mad.etl.engines.base import Engine, open_engine
+from tests.etl.helpers import split_backfill
+
+
+@pytest.fixture(scope="session")
+def backfill(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """2 simulated hours at 20 events/s, with more duplicates and late events than usual."""
+    from mad.config import load_settings
+    from mad.generate.backfill import run_backfill
+
+    out = tmp_path_factory.mktemp("etl_backfill")
+    settings = load_settings(env={}, overrides={
+        "generate.duration": "2h", "generate.rate": 20.0,
+        "generate.faults.duplicates": 0.01, "generate.faults.late": 0.01,
+        "generate.faults.malformed": 0.005, "generate.faults.late_max_hours": 1.5,
+    })
+    run_backfill(settings.generate, out, progress=False)
+    labels = json.loads((out / "labels.json").read_text())
+    return out / "events.jsonl", labels
+
+
+@pytest.fixture
+def raw_lake(tmp_path: Path, backfill: tuple[Path, dict[str, Any]]) -> tuple[Path, list[Path]]:
+    lake = tmp_path / "lake"
+    return lake, split_backfill(backfill[0], lake)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_engine("duckdb", memory_limit="1GB", threads=2,
+                       temp_directory=str(tmp_path / "spill"))
