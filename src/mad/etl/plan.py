@@ -10,7 +10,10 @@ Inputs an engine binds by name (see `mad.etl.engines.base.Engine`):
 - `raw_lines(line VARCHAR, source_file VARCHAR, line_no BIGINT, ingest_hour TIMESTAMP)`: the
   raw JSONL lines of the input files, one row per line, untouched;
 - any Parquet dataset the plan declares in `datasets` (e.g. the rows already in the target
-  partitions, for deduplication), as a table of that name.
+  partitions, for deduplication), as a table of that name. Its columns are those of the
+  plan's step `schema_<dataset>`, a typed `SELECT ... WHERE false`: an empty file list binds
+  an empty table of that shape, and Parquet files are aligned to it by column name (a column
+  missing from older files reads as NULL).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class Plan:
     steps: tuple[Step, ...]
     outputs: tuple[str, ...]  # names of steps whose rows are the plan's results
     datasets: tuple[str, ...] = field(default_factory=tuple)  # Parquet inputs bound by name
+
+    def schema_step(self, dataset: str) -> Step:
+        """The typed empty `SELECT` that gives `dataset`'s columns."""
+        return self.step(f"schema_{dataset}")
 
     def step(self, name: str) -> Step:
         for s in self.steps:
