@@ -30,6 +30,9 @@ ingest_app = typer.Typer(help="Ingest API, durable stream and raw lake writer.",
                          no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(ingest_app, name="ingest")
+etl_app = typer.Typer(help="Raw lake -> Parquet lake and aggregates (DuckDB or Spark).",
+                      no_args_is_help=True)
+app.add_typer(etl_app, name="etl")
 app.add_typer(bench_app, name="bench")
 register_detect(bench_app)
 
@@ -180,6 +183,44 @@ def ingest_status(
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(render(data))
+
+
+@etl_app.command("run")
+def etl_run(
+    engine: str | None = typer.Option(None, help="duckdb (default) | spark"),
+    lake: str | None = LakeOption,
+    watch: bool = typer.Option(False, "--watch", help="Keep running: a pass every interval."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Transform every raw file not read yet, publish partitions, recompute aggregates."""
+    import threading
+
+    from mad.etl.runner import EtlRunner
+    from mad.ingest.run import stop_on_signals
+
+    settings = settings_from(config, **{"etl.engine": engine, "lake.url": lake})
+    runner = EtlRunner(settings)
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop):
+            while True:
+                typer.echo(runner.run_once().line())
+                if not watch or stop.wait(settings.etl.watch_interval_s):
+                    break
+    finally:
+        runner.close()
+
+
+@etl_app.command("status")
+def etl_status(
+    limit: int = typer.Option(10, help="How many recent runs to show."),
+    lake: str | None = LakeOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Recent runs with their counts, runs by status, and the raw files still pending."""
+    from mad.etl.status import render
+
+    sys.stdout.write(render(settings_from(config, **{"lake.url": lake}), limit))
 
 
 @app.command()
