@@ -25,10 +25,12 @@ install-test: $(VENV)/.test-installed-$(HASH)
 
 ## run: a labelled hour of traffic into $(DATA)/generated, then every stage wired together:
 ##      live simulator (:8000) -> ingest API (:8010) -> stream -> raw writer -> $(DATA)/lake
+##      -> ETL every 30 s -> $(DATA)/lake/md-transformed-*, md-aggregates
 run: install
 	$(BIN)/mad generate --start $$(date -u -d '1 hour ago' +%Y-%m-%dT%H:00:00Z) --duration 1h \
 		--out $(DATA)/generated
-	MAD_DATA_DIR=$(DATA) $(BIN)/mad up --rate 50
+	MAD_DATA_DIR=$(DATA) MAD_WRITER__FLUSH_INTERVAL_S=30 MAD_ETL__WATCH_INTERVAL_S=30 \
+		$(BIN)/mad up --rate 50
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks

@@ -229,13 +229,14 @@ def up(
     lake: str | None = LakeOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """Run every stage built so far, embedded and wired: simulator -> ingest -> raw lake."""
+    """Run every stage built so far, embedded and wired:
+    simulator -> ingest API -> stream -> raw writer -> raw lake -> ETL -> Parquet lake."""
     from mad.ingest.run import run_stage
 
     if rate < 0:
         raise MadError("--rate must be >= 0")
     run_stage(settings_from(config, **_ingest_overrides(None, None, None, lake)),
-              simulate_rate=rate)
+              simulate_rate=rate, with_etl=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,11 @@ points, re-estimated every `reestimate` points. The tail probability `p` of the 
 average becomes `log(p) / log(1e-10)` clipped to [0, 1], so 0.5 means a 1-in-100 000 event.
 After a score above `red` (an alert), the following scores are capped at `after_red` until
 the likelihood falls back, so one lasting change yields one alert, not many.
-The first `learning` points only learn (score 0).
+The first `learning` points only learn (score 0). Raw scores of exactly 0 that come before the
+first non-zero one are the member's own warm-up, not a measurement: they count towards
+`learning` but stay out of the distribution (a run of warm-up zeros would drag its mean down and
+inflate its spread, hiding anomalies for as long as they stay in the history). Until the first
+estimate the distribution is (mean 0, std 1), under which no average of scores in [0, 1] is rare.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Likelihood:
         self.std = 1.0
         self.seen = 0
         self.last = 0.0
+        self.started = False
 
     def _average_with(self, raw: float) -> float:
         window = [*self.recent[len(self.recent) - self.short + 1 :], raw] if self.short > 1 \
@@ -59,13 +64,16 @@ class Likelihood:
         """Add one raw score to the history."""
         score = self._uncapped(raw)
         self.last = self.red if self.last >= self.red and score >= self.red else score
+        self.seen += 1
+        if not self.started and raw == 0.0:
+            return
+        self.started = True
         self.recent.append(raw)
         if len(self.recent) > self.short:
             del self.recent[0]
         self.averages.append(sum(self.recent) / len(self.recent))
         if len(self.averages) > self.history:
             del self.averages[0]
-        self.seen += 1
         if self.seen % self.reestimate == 0 or self.seen == self.learning:
             arr = np.asarray(self.averages)
             self.mean = float(arr.mean())
@@ -82,7 +90,7 @@ class Likelihood:
                 "reestimate": self.reestimate, "min_std": self.min_std, "red": self.red,
                 "after_red": self.after_red, "recent": list(self.recent),
                 "averages": list(self.averages), "mean": self.mean, "std": self.std,
-                "seen": self.seen, "last": self.last}
+                "seen": self.seen, "last": self.last, "started": self.started}
 
     @classmethod
     def from_state(cls, s: dict[str, Any]) -> Likelihood:
@@ -92,4 +100,5 @@ class Likelihood:
         d.averages = [float(x) for x in s["averages"]]
         d.mean, d.std = float(s["mean"]), float(s["std"])
         d.seen, d.last = int(s["seen"]), float(s["last"])
+        d.started = bool(s.get("started", True))
         return d

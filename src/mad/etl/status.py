@@ -19,8 +19,9 @@ def render(settings: Settings, limit: int = 10) -> str:
         f"backlog: {len(backlog)} raw files, {sum(f.bytes for f in backlog)} bytes not read yet",
         "",
     ]
-    rows: list[tuple[str, ...]] = [("RUN", "STATUS", "FILES", "IN", "NEW", "DUPS", "QUARANTINED", "LATE", "SECONDS",
-             "ERROR")]
+    rows: list[tuple[str, ...]] = [
+        ("RUN", "STATUS", "FILES", "IN", "NEW", "DUPS", "QUARANTINED", "LATE", "SECONDS", "ERROR")
+    ]
     for r in ledger.recent_runs(limit):
         rows.append(tuple(str(x) if x is not None else "-" for x in (
             r["run_id"], r["status"], r["files_in"], r["rows_in"], r["rows_out"],

@@ -149,11 +149,41 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
+class EtlThread:
+    """`EtlRunner.run_once` every `etl.watch_interval_s` in a thread, until stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="mad-etl", daemon=True)
+
+    def _loop(self) -> None:
+        from mad.etl.runner import EtlRunner
+
+        runner = EtlRunner(self.settings)
+        try:
+            while not self.stop_event.wait(self.settings.etl.watch_interval_s):
+                try:
+                    print(f"etl: {runner.run_once().line()}", flush=True)
+                except Exception as err:  # recorded in the state database; retried next pass
+                    log.error("etl pass failed: %s", err)
+        finally:
+            runner.close()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=600)
+
+
 def run_stage(settings: Settings, with_writer: bool = True, simulate_rate: float = 0.0,
-              on_ready: Callable[[], None] | None = None,
+              with_etl: bool = False, on_ready: Callable[[], None] | None = None,
               stop: threading.Event | None = None) -> None:
-    """Ingest API + raw writer on the configured stream, and optionally the live simulator
-    posting `simulate_rate` events/s to the API. Returns after SIGTERM / Ctrl-C (or `stop`)."""
+    """Ingest API + raw writer on the configured stream; optionally the live simulator
+    posting `simulate_rate` events/s to the API and the ETL every `etl.watch_interval_s`.
+    Returns after SIGTERM / Ctrl-C (or `stop`)."""
     from mad.generate.live import StartRequest
     from mad.generate.live import create_app as simulator_app
     from mad.ingest.api import create_app as ingest_app
@@ -163,11 +193,14 @@ def run_stage(settings: Settings, with_writer: bool = True, simulate_rate: float
     ing = settings.ingest
     api = ServerThread(ingest_app(settings, stream), ing.host, ing.port, "mad-ingest-api")
     writer = WriterProcess(settings) if with_writer else None
+    etl = EtlThread(settings) if with_etl else None
     simulator: ServerThread | None = None
     try:
         if writer is not None:
             writer.start()
         api.start()
+        if etl is not None:
+            etl.start()
         print(f"ingest API on {api.url}/v1/events -> {ing.stream.backend} stream"
               f"{' -> raw writer -> ' + settings.lake_url if with_writer else ''}", flush=True)
         if simulate_rate > 0:
@@ -201,5 +234,7 @@ def run_stage(settings: Settings, with_writer: bool = True, simulate_rate: float
         api.stop()
         if writer is not None:
             writer.stop()
+        if etl is not None:
+            etl.stop()
         stream.close()
-        print("stopped: simulator, ingest API, raw writer; stream closed", flush=True)
+        print("stopped: simulator, ingest API, raw writer, etl; stream closed", flush=True)
