@@ -138,11 +138,23 @@ def _obj(name: str) -> str:
     return f"CASE WHEN left({name}_raw, 1) = '{{' THEN {name}_raw END"
 
 
+def _metric_text_step() -> Step:
+    """Each series' text from the `metrics` object, extracted once (checked and cast next)."""
+    metrics = _obj("metrics")
+    texts = ",\n".join(f"json_extract_string({metrics}, '$.{s}') AS {_text(s)}"
+                       for s in series_names())
+    return Step("metric_text", f"SELECT *, {texts} FROM top")
+
+
+def _text(series: str) -> str:
+    return quote(f"text__{series}")
+
+
 def _fields_step() -> Step:
     series = series_names()
 
     def metric(s: str) -> str:
-        return f"json_extract_string({_obj('metrics')}, '$.{s}')"
+        return _text(s)
 
     metric_cols = ",\n".join(f"TRY_CAST({metric(s)} AS DOUBLE) AS {quote(s)}" for s in series)
     bad_metric = " OR ".join(
@@ -169,7 +181,7 @@ def _fields_step() -> Step:
                {", ".join(flat)},
                {metric_cols},
                extra
-        FROM top
+        FROM metric_text
     """)
 
 
@@ -217,6 +229,7 @@ def events_plan(kind: str | None = None) -> Plan:
         *_catalog_steps(),
         _lines_step(),
         _top_step(),
+        _metric_text_step(),
         _fields_step(),
         Step("checked", f"""
             SELECT f.*, {_reason_sql(kind)} AS reason,
