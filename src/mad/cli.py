@@ -211,6 +211,46 @@ def etl_run(
         runner.close()
 
 
+@etl_app.command("backfill")
+def etl_backfill(
+    start: str = typer.Option(..., "--from", help="First ingest hour, ISO-8601 with offset."),
+    end: str = typer.Option(..., "--to", help="End (exclusive), ISO-8601 with offset."),
+    lake: str | None = LakeOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Re-read the raw files of an ingest-time range, then run a pass."""
+    from mad.etl.runner import EtlRunner
+    from mad.events import parse_timestamp
+
+    t0, t1 = parse_timestamp(start), parse_timestamp(end)
+    if t0 is None or t1 is None or t1 <= t0:
+        raise MadError("--from and --to must be ISO-8601 times with an offset, --from < --to")
+    runner = EtlRunner(settings_from(config, **{"lake.url": lake}))
+    try:
+        typer.echo(f"{runner.backfill(t0, t1)} raw files to re-read")
+        typer.echo(runner.run_once().line())
+    finally:
+        runner.close()
+
+
+@etl_app.command("reprocess")
+def etl_reprocess(
+    partition: str = typer.Option(..., help="date=YYYY-MM-DD/hour=HH"),
+    dataset: str = typer.Option("md-transformed-logs", help="md-transformed-{logs,metrics,apm}"),
+    lake: str | None = LakeOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rebuild one event-time partition from the raw files that fed it, then run a pass."""
+    from mad.etl.runner import EtlRunner
+
+    runner = EtlRunner(settings_from(config, **{"lake.url": lake}))
+    try:
+        typer.echo(f"{runner.reprocess(dataset, partition)} raw files to re-read")
+        typer.echo(runner.run_once().line())
+    finally:
+        runner.close()
+
+
 @etl_app.command("status")
 def etl_status(
     limit: int = typer.Option(10, help="How many recent runs to show."),

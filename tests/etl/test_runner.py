@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,41 @@ def test_status_command_shows_runs_and_backlog(
     status = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert "succeeded" in status.stdout and "backlog: 0 raw files" in status.stdout
+
+
+def partition_ids(lake: Path, rel: str) -> list[str]:
+    return sorted(r[0] for r in duckdb.sql(
+        f"SELECT event_id FROM read_parquet('{lake}/md-transformed-logs/{rel}/*.parquet')"
+    ).fetchall())
+
+
+def test_reprocess_rebuilds_a_partition_and_backfill_restores_a_lost_one(
+    tmp_path: Path, raw_lake: tuple[Path, list[Path]],
+) -> None:
+    lake, _ = raw_lake
+    runner = EtlRunner(settings_for(tmp_path, lake))
+    try:
+        runner.run_once()
+        everything = sorted(event_ids(lake))
+        parts = sorted(p.relative_to(lake / "md-transformed-logs").as_posix()
+                       for p in (lake / "md-transformed-logs").glob("date=*/hour=*"))
+        target = parts[len(parts) // 2]
+        before = partition_ids(lake, target)
+        assert runner.reprocess("md-transformed-logs", target) > 0
+        assert not (lake / "md-transformed-logs" / target).exists()
+        again = runner.run_once()
+        assert again.runs > 0 and again.rows_out == len(before)
+        assert partition_ids(lake, target) == before
+        assert sorted(event_ids(lake)) == everything
+
+        lost = parts[0]
+        lost_ids = partition_ids(lake, lost)
+        shutil.rmtree(lake / "md-transformed-logs" / lost)
+        assert runner.backfill(0.0, 4_102_444_800.0) > 0
+        restored = runner.run_once()
+        assert restored.rows_out == len(lost_ids)
+        assert restored.duplicates == restored.rows_in - restored.rows_out - restored.quarantined
+        assert partition_ids(lake, lost) == lost_ids
+        assert sorted(event_ids(lake)) == everything
+    finally:
+        runner.close()

@@ -52,3 +52,7 @@ def test_reprocess_forgets_files_and_partitions_keep_the_latest_run(ledger: EtlL
     ledger.succeed(second, {}, [Written("d", "date=2026-11-01/hour=00", 4, 1, 12)])
     (part,) = ledger.partitions()
     assert (part["run_id"], part["rows"]) == (second, 4)
+    third = ledger.start("events", "duckdb", [("b", 1)])
+    ledger.succeed(third, {}, [Written("d", "date=2026-11-01/hour=00", 5, 2, 20)])
+    assert ledger.sources("events", "d", "date=2026-11-01/hour=00") == {"a", "b"}
+    assert ledger.sources("events", "d", "date=2026-11-02/hour=00") == set()

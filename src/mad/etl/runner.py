@@ -100,6 +100,26 @@ class EtlRunner:
         summary.days_aggregated = sorted(days)
         return summary
 
+    def backfill(self, start: float, end: float) -> int:
+        """Make raw files of ingest hours in [start, end) pending again; returns how many.
+        The next pass re-reads them: rows already in the lake count as duplicates, rows
+        missing from it (a partition lost or deleted) are written again."""
+        keys = [f.key for f in pending(self.store, set()) if start <= f.hour < end]
+        return self.ledger.forget(PLAN, keys)
+
+    def reprocess(self, dataset: str, partition: str) -> int:
+        """Rebuild one event-time partition (e.g. `md-transformed-logs`,
+        `date=2026-11-01/hour=07`) from the raw files of every run that wrote it: the
+        partition is removed and those files become pending; returns how many files."""
+        if dataset not in {pq.transformed_dataset(k) for k in KINDS}:
+            raise ConfigError(f"unknown dataset '{dataset}' (known: "
+                              f"{', '.join(pq.transformed_dataset(k) for k in KINDS)})")
+        keys = self.ledger.sources(PLAN, dataset, partition)
+        if not keys:
+            raise ConfigError(f"no run wrote {dataset}/{partition}; see `mad etl status`")
+        shutil.rmtree(self.lake / dataset / partition, ignore_errors=True)
+        return self.ledger.forget(PLAN, keys)
+
     # -- one events run --------------------------------------------------------------------
 
     def _events_run(self, kind: str, batch: list[RawFile], summary: PassSummary) -> set[str]:

@@ -4,6 +4,7 @@
 - `etl_inputs`: one row per raw file and the run that read it; a file is done when that run
   succeeded. A run killed mid-way leaves its files pending, so the next run reads them again
   (the transform deduplicates by `event_id`, so nothing is counted twice).
+- `etl_outputs`: every partition each run wrote (what `mad etl reprocess` re-reads).
 - `etl_partitions`: the last run that replaced each output partition, with rows and bytes.
 """
 
@@ -62,6 +63,14 @@ etl_inputs = Table(
     Column("bytes", BigInteger),
 )
 
+etl_outputs = Table(
+    "etl_outputs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("dataset", String(128), primary_key=True),
+    Column("partition", String(256), primary_key=True),
+)
+
 etl_partitions = Table(
     "etl_partitions",
     metadata,
@@ -113,6 +122,8 @@ class EtlLedger:
             started = conn.execute(select(etl_runs.c.started_at).where(
                 etl_runs.c.run_id == run_id)).scalar_one()
             for w in written:
+                conn.execute(etl_outputs.insert().values(run_id=run_id, dataset=w.dataset,
+                                                         partition=w.partition))
                 conn.execute(etl_partitions.delete().where(and_(
                     etl_partitions.c.dataset == w.dataset,
                     etl_partitions.c.partition == w.partition)))
@@ -157,6 +168,15 @@ class EtlLedger:
                 n += int(conn.execute(etl_inputs.delete().where(and_(
                     etl_inputs.c.plan == plan, etl_inputs.c.key == key))).rowcount or 0)
         return n
+
+    def sources(self, plan: str, dataset: str, partition: str) -> set[str]:
+        """The raw files of every succeeded run that wrote `dataset`/`partition`."""
+        runs = select(etl_outputs.c.run_id).where(and_(
+            etl_outputs.c.dataset == dataset, etl_outputs.c.partition == partition))
+        q = select(etl_inputs.c.key).where(and_(etl_inputs.c.plan == plan,
+                                                etl_inputs.c.run_id.in_(runs)))
+        with self.engine.connect() as conn:
+            return {row[0] for row in conn.execute(q)}
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         q = select(etl_runs).order_by(desc(etl_runs.c.started_at)).limit(limit)
