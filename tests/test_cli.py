@@ -29,7 +29,10 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> Non
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["catalog"], ["generate"], ["simulate"], ["simulate", "serve"], ["bench"]],
+    [[], ["catalog"], ["generate"], ["simulate"], ["simulate", "serve"], ["bench"],
+     ["bench", "nab"], ["ingest"], ["ingest", "serve"], ["ingest", "writer"],
+     ["ingest", "status"], ["up"], ["etl"], ["etl", "run"], ["etl", "status"],
+     ["etl", "backfill"], ["etl", "reprocess"]],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     proc = mad(*args, "--help")
@@ -78,6 +81,16 @@ def test_bad_setting_in_yaml_names_key_and_allowed_values(tmp_path: Path) -> Non
 
 def test_unknown_service_for_catalog() -> None:
     one_line_error(mad("catalog", "--service", "ledger"), "ledger", "payments")
+
+
+def test_etl_backfill_needs_an_ordered_range(tmp_path: Path) -> None:
+    one_line_error(mad("etl", "backfill", "--from", "2026-11-02T00:00:00Z", "--to",
+                       "2026-11-01T00:00:00Z", cwd=tmp_path), "--from < --to")
+
+
+def test_etl_reprocess_of_an_unknown_partition(tmp_path: Path) -> None:
+    proc = mad("etl", "reprocess", "--partition", "date=2026-11-01/hour=07", cwd=tmp_path)
+    one_line_error(proc, "no run wrote md-transformed-logs/date=2026-11-01/hour=07")
 
 
 def test_catalog_prints_all_types() -> None:

@@ -219,15 +219,22 @@ def etl_backfill(
     config: Path | None = ConfigOption,
 ) -> None:
     """Re-read the raw files of an ingest-time range, then run a pass."""
-    from mad.etl.runner import EtlRunner
     from mad.events import parse_timestamp
 
     t0, t1 = parse_timestamp(start), parse_timestamp(end)
     if t0 is None or t1 is None or t1 <= t0:
         raise MadError("--from and --to must be ISO-8601 times with an offset, --from < --to")
-    runner = EtlRunner(settings_from(config, **{"lake.url": lake}))
+    _mark_then_run(settings_from(config, **{"lake.url": lake}),
+                   lambda runner: runner.backfill(t0, t1))
+
+
+def _mark_then_run(settings: Any, mark: Any) -> None:
+    """Make raw files pending with `mark(runner)`, then run one ETL pass."""
+    from mad.etl.runner import EtlRunner
+
+    runner = EtlRunner(settings)
     try:
-        typer.echo(f"{runner.backfill(t0, t1)} raw files to re-read")
+        typer.echo(f"{mark(runner)} raw files to re-read")
         typer.echo(runner.run_once().line())
     finally:
         runner.close()
@@ -241,14 +248,8 @@ def etl_reprocess(
     config: Path | None = ConfigOption,
 ) -> None:
     """Rebuild one event-time partition from the raw files that fed it, then run a pass."""
-    from mad.etl.runner import EtlRunner
-
-    runner = EtlRunner(settings_from(config, **{"lake.url": lake}))
-    try:
-        typer.echo(f"{runner.reprocess(dataset, partition)} raw files to re-read")
-        typer.echo(runner.run_once().line())
-    finally:
-        runner.close()
+    _mark_then_run(settings_from(config, **{"lake.url": lake}),
+                   lambda runner: runner.reprocess(dataset, partition))
 
 
 @etl_app.command("status")
