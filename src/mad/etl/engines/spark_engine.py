@@ -20,6 +20,7 @@ Inputs are bound as temporary views:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -108,6 +109,14 @@ def _rewrite(tree: exp.Expr) -> exp.Expr:
     - `list[i]` / `list_extract(list, i)` -> `try_element_at` (NULL out of range, as DuckDB;
       Spark's ANSI mode raises)
     - DuckDB-only types (HUGEINT, UBIGINT, TIMESTAMP_MS ...) -> their Spark equivalents
+    - `json_transform(x, '<struct spec>')` (literal spec: an object of field -> VARCHAR /
+      BIGINT / DOUBLE / BOOLEAN or a nested object) -> `from_json(x, '<DDL>')`; both give a
+      string value unquoted and any other value as compact JSON text (numbers may be spelled
+      differently: `1.0E20` in Spark, cast them before comparing)
+    - `json_merge_patch(x, '<patch>')` with a literal patch that only deletes (every leaf is
+      null) -> the object as `MAP<STRING, VARIANT>`, filtered level by level, as JSON text.
+      Unlike DuckDB it adds no empty object for a patched key the document lacks, and nested
+      objects come out with sorted keys: the same JSON value, not always the same text
     """
     for dtype in list(tree.find_all(exp.DataType)):
         spark_type = _TYPE_MAP.get(dtype.this)
@@ -150,7 +159,76 @@ def _anonymous(node: exp.Anonymous) -> exp.Expr:
         return _strptime(args[0], args[1], safe=True)
     if name == "list_extract" and len(args) == 2:
         return _fn("TRY_ELEMENT_AT", args[0], args[1])
+    if name == "json_transform" and len(args) == 2:
+        ddl = _spark_ddl(_literal_json(args[1], "json_transform spec"), "json_transform")
+        return _fn("FROM_JSON", args[0], exp.Literal.string(ddl))
+    if name == "json_merge_patch" and len(args) == 2:
+        patch = _literal_json(args[1], "json_merge_patch patch")
+        if not isinstance(patch, dict):
+            raise SparkDialectError("json_merge_patch: only an object patch is translated")
+        doc = args[0].sql(dialect="spark")
+        entries = f"FROM_JSON({doc}, 'MAP<STRING, VARIANT>')"
+        text = f"TO_JSON({_delete_keys(entries, patch, 0)})"
+        return sqlglot.parse_one(text, read="spark")
     return node
+
+
+_SPARK_SCALARS = {"VARCHAR": "STRING", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
+                  "BOOLEAN": "BOOLEAN"}
+
+
+def _literal_json(node: exp.Expr, what: str) -> Any:
+    if not isinstance(node, exp.Literal) or not node.is_string:
+        raise SparkDialectError(f"{what} must be a literal for Spark")
+    try:
+        return json.loads(node.name)
+    except ValueError:
+        raise SparkDialectError(f"{what} is not JSON: {node.name!r}") from None
+
+
+def _spark_ddl(spec: Any, what: str, nested: bool = False) -> str:
+    """A `json_transform` STRUCT spec as a Spark DDL (`a STRING, b STRUCT<c: BIGINT>`)."""
+    if not isinstance(spec, dict) or not spec:
+        raise SparkDialectError(f"{what}: only a STRUCT spec (a JSON object) is translated")
+    fields = []
+    for key, typ in spec.items():
+        if isinstance(typ, dict):
+            spark_type = f"STRUCT<{_spark_ddl(typ, what, nested=True)}>"
+        elif isinstance(typ, str) and typ.upper() in _SPARK_SCALARS:
+            spark_type = _SPARK_SCALARS[typ.upper()]
+        else:
+            raise SparkDialectError(f"{what}: type {typ!r} of {key!r} is not translated")
+        name = "`" + str(key).replace("`", "``") + "`"
+        fields.append(f"{name}{': ' if nested else ' '}{spark_type}")
+    return ", ".join(fields)
+
+
+def _delete_keys(obj: str, patch: dict[str, Any], depth: int) -> str:
+    """Spark SQL for the MAP<STRING, VARIANT> `obj` without the keys a deletion-only merge
+    patch removes, nested objects of the patch applied to their values the same way."""
+    k, v = f"k{depth}", f"v{depth}"
+    gone = [key for key, val in patch.items() if val is None]
+    cases = []
+    for key, val in patch.items():
+        if val is None:
+            continue
+        if not isinstance(val, dict):
+            raise SparkDialectError("json_merge_patch: only a patch that deletes keys (null "
+                                    "leaves) is translated for Spark")
+        inner = _delete_keys(f"TRY_VARIANT_GET({v}, '$', 'MAP<STRING, VARIANT>')", val,
+                             depth + 1)
+        cases.append(f"WHEN {_sql_text(key)} THEN TO_VARIANT_OBJECT({inner})")
+    out = obj
+    if cases:
+        out = f"TRANSFORM_VALUES({out}, ({k}, {v}) -> CASE {k} {' '.join(cases)} ELSE {v} END)"
+    if gone:
+        keys = ", ".join(_sql_text(key) for key in gone)
+        out = f"MAP_FILTER({out}, ({k}, {v}) -> NOT {k} IN ({keys}))"
+    return out
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _epoch_seconds(ts: exp.Expr) -> exp.Expr:

@@ -24,6 +24,11 @@ least one full hour late. Blank lines are skipped and not counted.
 Validation mirrors `mad.events.check`. Where SQL over JSON text cannot tell types apart the
 way Python does, the result is documented here: a numeric string in `metrics` counts as a
 number, and `event_id` must appear as a JSON string (checked by pattern on the raw line).
+
+Each line's top-level values are read by ONE `json_transform` to a STRUCT of text (Spark:
+`from_json`), each nested object with flat columns by one more over its small text.
+`extra` is compact JSON text; engines agree on its JSON VALUE, not always on its text
+(nested key order and number spelling can differ), so compare it parsed.
 """
 
 from __future__ import annotations
@@ -117,19 +122,30 @@ def _lines_step() -> Step:
     """)
 
 
+def _struct_spec(names: tuple[str, ...] | list[str]) -> str:
+    """A `json_transform` spec: a STRUCT of these fields, each as VARCHAR (a string value
+    unquoted, any other value as its compact JSON text, as `json_extract_string`)."""
+    import json
+
+    return sql_str(json.dumps({name: "VARCHAR" for name in names}, separators=(",", ":")))
+
+
+TOP_FIELDS = ("event_id", "event_type", "kind", "timestamp", "service", "level", "host",
+              "message", *NESTED)
+
+
 def _top_step() -> Step:
-    """Each top-level value as JSON text, once: later steps parse only these small pieces."""
-    tops = ", ".join(f"json_extract_string(doc, '$.{n}') AS {n}_raw"
-                     for n in ("timestamp", "service", "level", "host", "message", *NESTED))
+    """Every top-level value as text from ONE parse of the line (`json_transform` to a STRUCT,
+    Spark `from_json`): later steps parse only the small nested objects."""
+    tops = ", ".join(f"t.{quote(n)} AS {n}_raw" for n in TOP_FIELDS[3:])
     return Step("top", f"""
         SELECT line, source_file, line_no, ingest_hour, doc, is_json,
-               json_extract_string(doc, '$.event_id') AS event_id,
+               t.event_id AS event_id,
                regexp_matches(doc, '"event_id"[ ]*:[ ]*"') AS id_is_text,
-               json_extract_string(doc, '$.event_type') AS event_type,
-               json_extract_string(doc, '$.kind') AS kind,
+               t.event_type AS event_type, t.kind AS kind,
                {tops},
                {_extra_sql()} AS extra
-        FROM lines
+        FROM (SELECT *, json_transform(doc, {_struct_spec(TOP_FIELDS)}) AS t FROM lines) AS parsed
     """, cache=True)
 
 
@@ -139,11 +155,26 @@ def _obj(name: str) -> str:
 
 
 def _metric_text_step() -> Step:
-    """Each series' text from the `metrics` object, extracted once (checked and cast next)."""
+    """Each series' text from the `metrics` object, parsed once (checked and cast next), and
+    the nested objects holding flat columns, each parsed once into a STRUCT."""
     metrics = _obj("metrics")
-    texts = ",\n".join(f"json_extract_string({metrics}, '$.{s}') AS {_text(s)}"
-                       for s in series_names())
-    return Step("metric_text", f"SELECT *, {texts} FROM top")
+    texts = ",\n".join(f"m.{quote(s)} AS {_text(s)}" for s in series_names())
+    nested = ", ".join(
+        f"json_transform({_obj(n)}, {_struct_spec(_nested_keys(n))}) AS {n}_obj"
+        for n in NESTED if _nested_keys(n)
+    )
+    return Step("metric_text", f"""
+        SELECT *, {texts}
+        FROM (SELECT *, json_transform({metrics}, {_struct_spec(series_names())}) AS m,
+                     {nested}
+              FROM top) AS parsed
+    """)
+
+
+def _nested_keys(name: str) -> list[str]:
+    """The keys of nested object `name` that flat columns read (`geo` as its JSON text)."""
+    keys = [path[2:].split(".")[1] for _c, path, _t in FIELDS if path.startswith(f"$.{name}.")]
+    return list(dict.fromkeys(keys))
 
 
 def _text(series: str) -> str:
@@ -169,7 +200,9 @@ def _fields_step() -> Step:
         if len(parts) == 1:
             expr = f"{parts[0]}_raw"
         else:
-            expr = f"json_extract_string({_obj(parts[0])}, '$.{'.'.join(parts[1:])}')"
+            expr = f"{parts[0]}_obj.{quote(parts[1])}"
+            if len(parts) == 3:
+                expr = f"json_extract_string({expr}, '$.{parts[2]}')"
         flat.append(f"TRY_CAST({expr} AS {typ}) AS {name}" if typ != "VARCHAR"
                     else f"{expr} AS {name}")
     return Step("fields", f"""
