@@ -364,12 +364,7 @@ def run_peer(lines: list[bytes], tmp: Path, shards: int) -> Peer:
                 in_s3 += s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().count(
                     b"\n")
     finally:
-        moto.terminate()
-        try:
-            moto.wait(10)
-        except subprocess.TimeoutExpired:
-            moto.kill()
-            moto.wait()
+        conftest().stop_process(moto)
     return Peer(len(lines), written, objects, in_s3, last - first)
 
 

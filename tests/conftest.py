@@ -65,6 +65,11 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The endpoint URL of a moto server that lives for the test session."""
     proc, url = start_moto(tmp_path_factory.mktemp("moto"))
     yield url
+    stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
     proc.terminate()
     try:
         proc.wait(10)

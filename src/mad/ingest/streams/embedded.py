@@ -187,8 +187,7 @@ class EmbeddedStream(ClosesOnExit):
         return acks
 
     def read(self, shard: str, after: Position | None, limit: int) -> list[StreamRecord]:
-        rows = self._log(shard).read(after, limit)
-        return [StreamRecord(shard, o, k.decode(), p, us / 1e6) for o, us, k, p in rows]
+        return self._log(shard).records(after, limit)
 
     def commit(self, consumer: str, shard: str, position: Position) -> None:
         check_commit_position(shard, position, self._log(shard).durable_end()[0])

@@ -83,8 +83,7 @@ class EmbeddedReader(ClosesOnExit):
         )
 
     def read(self, shard: str, after: Position | None, limit: int) -> list[StreamRecord]:
-        rows = self._view(shard).read(after, limit)
-        return [StreamRecord(shard, o, k.decode(), p, us / 1e6) for o, us, k, p in rows]
+        return self._view(shard).records(after, limit)
 
     def commit(self, consumer: str, shard: str, position: Position) -> None:
         check_commit_position(shard, position, self._view(shard).durable_end()[0])

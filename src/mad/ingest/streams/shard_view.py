@@ -16,7 +16,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import NamedTuple
 
-from mad.ingest.streams.base import Lag, ShardStatus, StreamCorruptError
+from mad.ingest.streams.base import Lag, ShardStatus, StreamCorruptError, StreamRecord
 from mad.ingest.streams.segment import Row, Segment
 
 
@@ -68,6 +68,11 @@ class ShardView(ABC):
     def segment_count(self) -> int:
         """How many segment files the shard has."""
         return len(self._segments)
+
+    def records(self, after: int | None, limit: int) -> list[StreamRecord]:
+        """`read` as the Stream Protocol's records."""
+        return [StreamRecord(self.shard, o, k.decode(), p, us / 1e6)
+                for o, us, k, p in self.read(after, limit)]
 
     def read(self, after: int | None, limit: int) -> list[Row]:
         """Readable records after offset `after` as (offset, appended_us, key, payload)."""
