@@ -168,6 +168,65 @@ class EtlSettings(Section):
     spark_master: str = "local[*]"
     spark_jars: list[str] = Field(default_factory=list, description="e.g. hadoop-aws jars")
 
+Stat = Literal["avg", "min", "max", "p50", "p95", "p99", "count"]
+
+
+class RuleSettings(Section):
+    """A threshold on one aggregate series: `series` `stat` `op` `threshold` for `windows`
+    consecutive windows (e.g. error_rate avg > 0.05 for 3 windows)."""
+
+    name: str
+    series: str
+    stat: Stat = "avg"
+    op: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float
+    windows: int = Field(3, ge=1, le=1000, description="consecutive windows before it fires")
+    services: list[str] = Field(default_factory=list, description="empty: every service")
+    severity: Literal["warning", "critical"] = "critical"
+
+
+class SloSettings(Section):
+    """p99 latency objectives per service (ms); a window over it counts as a rule breach."""
+
+    series: str = "latency_ms"
+    p99_ms: dict[str, float] = Field(default_factory=lambda: {
+        "gateway": 1500.0, "auth": 800.0, "accounts": 800.0, "payments": 1500.0,
+        "fraud": 800.0, "notifications": 2000.0,
+    })
+    windows: int = Field(3, ge=1, le=1000)
+
+
+class AlertSettings(Section):
+    """Where alerts go: one per incident state change (opened, escalated, resolved)."""
+
+    webhook_url: str | None = Field(None, description="POST JSON here (with a dedup key)")
+    webhook_retries: int = Field(5, ge=0, le=50)
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120)
+    webhook_backoff_s: float = Field(0.5, ge=0, le=60, description="first retry delay")
+    jsonl_path: Path | None = Field(None, description="default <data_dir>/alerts.jsonl")
+    jsonl: bool = Field(True, description="write alerts to the JSONL file")
+
+
+class DetectSettings(Section):
+    """Stage 04: aggregates -> anomalies -> incidents -> alerts."""
+
+    window: Window = "1m"
+    stats: list[Stat] = Field(default_factory=lambda: list[Stat](["avg"]),
+                              description="aggregate columns scored per series")
+    detector: str = "ensemble"
+    params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
+    threshold: float = Field(0.9, ge=0, le=1, description="vote score that opens an anomaly")
+    clear: float = Field(0.5, ge=0, le=1, description="score below which it closes")
+    cooldown: int = Field(0, ge=0, description="windows after a close before a new one")
+    incident_gap_s: float = Field(900.0, gt=0, description="anomalies closer than this group")
+    resolve_after_s: float = Field(1800.0, gt=0, description="quiet time before resolved")
+    watch_interval_s: float = Field(60.0, gt=0, description="`mad detect run --watch` poll")
+    rules: list[RuleSettings] = Field(default_factory=lambda: [
+        RuleSettings(name="error-rate-5pct", series="error_rate", threshold=0.05, windows=3),
+    ])
+    slo: SloSettings = Field(default_factory=lambda: SloSettings())
+    alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
+
 
 class StateSettings(Section):
     url: str | None = Field(
@@ -186,10 +245,15 @@ class Settings(Section):
     writer: WriterSettings = Field(default_factory=lambda: WriterSettings())
     state: StateSettings = Field(default_factory=lambda: StateSettings())
     etl: EtlSettings = Field(default_factory=lambda: EtlSettings())
+    detect: DetectSettings = Field(default_factory=lambda: DetectSettings())
 
     @property
     def lake_url(self) -> str:
         return self.lake.url or str(self.data_dir / "lake")
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.detect.alerts.jsonl_path or self.data_dir / "alerts.jsonl"
 
     @property
     def state_url(self) -> str:
