@@ -9,49 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 
 from mad.etl.engines.base import Engine
 from mad.etl.parquet_lake import partition_files, publish, staging_dir, transformed_dataset
 from mad.etl.transforms.events import events_plan, partitions_plan
-from mad.events import parse_timestamp
-from mad.lake import raw_partition
-
-
-def split_backfill(events_file: Path, lake: Path) -> list[Path]:
-    """Write a backfill's lines into raw-lake files by simulated ingest hour (the highest event
-    time seen so far), per kind and service; unparseable lines go with the gateway logs."""
-    frontier = 0.0
-    buckets: dict[str, list[bytes]] = {}
-    for line in events_file.read_bytes().splitlines():
-        kind, service = "log", "gateway"
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            rec = None
-        if isinstance(rec, dict):
-            t = parse_timestamp(rec.get("timestamp"))
-            if t is not None and (frontier == 0 or t < frontier + 6 * 3600):
-                frontier = max(frontier, t)
-            if rec.get("kind") in ("log", "metric", "apm"):
-                kind = str(rec["kind"])
-            if isinstance(rec.get("service"), str) and rec["service"]:
-                service = str(rec["service"])
-            elif isinstance(rec.get("event_type"), str):
-                service = str(rec["event_type"]).split(".")[0]
-                service = service if service in _SERVICES else "gateway"
-        folder = raw_partition(kind, service, frontier)
-        buckets.setdefault(folder, []).append(line)
-    files = []
-    for folder, lines in sorted(buckets.items()):
-        path = lake / folder / f"part-{uuid.uuid4().hex}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\n".join(lines) + b"\n")
-        files.append(path)
-    return files
-
-
-_SERVICES = ("gateway", "auth", "accounts", "payments", "fraud", "notifications")
+from mad.generate.raw_lake import split_backfill  # noqa: F401  (re-exported for tests)
 
 
 def run_events(engine: Engine, lake: Path, kind: str, raw_files: Iterable[Path],
