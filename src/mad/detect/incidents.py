@@ -1,0 +1,277 @@
+"""Group anomalies into incidents and decide which state changes deserve an alert.
+
+Pure logic: anomalies in, `IncidentChange`s out; the caller persists `state()`.
+
+Rules (docs/detection.md, "Incidents"):
+- An anomaly joins the open incident whose span `[started - gap, last_seen + gap]` holds its
+  window start (the one seen last when several do), whatever its service or series: a slow
+  database shows in accounts, payments and the gateway at once and is one problem to page
+  about, not three. Otherwise it opens a new incident.
+- Anomalies are applied in time order; all anomalies of one window start are applied
+  together, then each touched incident emits at most one change: `opened` when it is new,
+  else `escalated` when its severity rose or a service joined. More anomalies on services
+  already named change the record but send nothing: operators want few alerts.
+- The origin is the service with the earliest anomaly. Services whose first anomaly lies
+  within one aggregate window of the earliest count as simultaneous (detectors do not all
+  fire in the same minute), and among those the most upstream dependency wins: a service
+  that calls another candidate (directly or not) is dropped, then the deepest callee in
+  `DEPENDS_ON` is kept (accounts over payments over gateway). It is recomputed whenever a
+  service joins, so it can only move while the incident is younger than one window, or when
+  a late anomaly moves its start earlier.
+- `advance(now)` resolves incidents whose last anomaly is more than `resolve_after_s` before
+  `now`. `now` is the data clock (the end of the latest window processed), so a backfill
+  resolves incidents exactly as a live run would.
+- Ids come from the content, `inc-<started %Y%m%dT%H%M>-<origin>` as known at opening, with
+  `-2`, `-3`, ... on collision, so replaying the same anomalies gives the same ids and
+  alert dedup keys. An id never changes after it was sent, even when the origin moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mad.catalog import DEPENDS_ON
+from mad.detect.model import Anomaly, Change, Incident, IncidentChange
+
+_WINDOW_S = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
+_RANK = {"warning": 0, "critical": 1}
+RECENT_IDS_S = 7 * 86400.0  # resolved ids kept this long to avoid reusing them
+
+
+def window_seconds(window: str) -> float:
+    """Length of an aggregate window (`1m`, `5m`, `1h`); unknown names count as one minute."""
+    return _WINDOW_S.get(window, 60.0)
+
+
+def _calls(service: str) -> set[str]:
+    """Every service `service` depends on, directly or through others."""
+    seen: set[str] = set()
+    todo = list(DEPENDS_ON.get(service, ()))
+    while todo:
+        dep = todo.pop()
+        if dep not in seen:
+            seen.add(dep)
+            todo.extend(DEPENDS_ON.get(dep, ()))
+    return seen
+
+
+def _depth(service: str, _seen: frozenset[str] = frozenset()) -> int:
+    """Length of the longest call chain that reaches `service` (gateway 0, accounts 2)."""
+    callers = [s for s, deps in DEPENDS_ON.items() if service in deps and s not in _seen]
+    return max((_depth(c, _seen | {service}) + 1 for c in callers), default=0)
+
+
+def choose_origin(first_seen: dict[str, datetime], window_s: float) -> str:
+    """The likely origin among services and the time of their first anomaly (see module doc)."""
+    earliest = min(first_seen.values())
+    slack = timedelta(seconds=window_s)
+    candidates = {s for s, t in first_seen.items() if t - earliest <= slack}
+    upstream = {s for s in candidates if not (_calls(s) & (candidates - {s}))} or candidates
+    return min(upstream, key=lambda s: (-_depth(s), first_seen[s], s))
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class _Touched:
+    """An incident one window start touched, and what it was before."""
+
+    item: _Open
+    new: bool
+    rank_before: int
+    services: set[str]
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    def cause(self) -> Anomaly:
+        """The anomaly that best explains the change: a service that joined (the origin
+        first), then a higher severity, then the higher score."""
+        origin = self.item.incident.origin
+
+        def weight(a: Anomaly) -> tuple[bool, bool, bool, float]:
+            joined = a.service not in self.services
+            return (joined and a.service == origin, joined,
+                    _RANK.get(a.severity, 0) > self.rank_before,
+                    a.score if a.score == a.score else 0.0)
+
+        return max(self.anomalies, key=weight)
+
+
+@dataclass
+class _Open:
+    """An open incident and what the tracker needs besides the shared record."""
+
+    incident: Incident
+    first_seen: dict[str, datetime] = field(default_factory=dict)
+    window_s: float = 60.0
+    seq: int = 0  # seq of the last change sent
+
+
+class IncidentTracker:
+    """Turns batches of anomalies into incident changes; one per alert to send."""
+
+    def __init__(self, gap_s: float, resolve_after_s: float) -> None:
+        self.gap = timedelta(seconds=gap_s)
+        self.resolve_after = timedelta(seconds=resolve_after_s)
+        self._open: list[_Open] = []
+        self._recent: dict[str, datetime] = {}  # resolved id -> its started time
+
+    # -- changes -----------------------------------------------------------------------
+
+    def observe(self, anomalies: Sequence[Anomaly]) -> list[IncidentChange]:
+        """Apply a batch (any order); return the changes to alert on, in time order."""
+        ordered = sorted(
+            ((_utc(a.window_start), a) for a in anomalies),
+            key=lambda pair: (pair[0], pair[1].service, pair[1].series, pair[1].stat),
+        )
+        changes: list[IncidentChange] = []
+        i = 0
+        while i < len(ordered):
+            t = ordered[i][0]
+            group = []
+            while i < len(ordered) and ordered[i][0] == t:
+                group.append(ordered[i][1])
+                i += 1
+            changes.extend(self._apply_window(t, group))
+        return changes
+
+    def advance(self, now: datetime) -> list[IncidentChange]:
+        """Resolve incidents quiet for longer than `resolve_after_s` before `now`."""
+        now = _utc(now)
+        changes = []
+        still = []
+        for item in self._open:
+            inc = item.incident
+            if now - inc.last_seen > self.resolve_after:
+                inc.status = "resolved"
+                inc.resolved = now
+                item.seq += 1
+                changes.append(IncidentChange(_snapshot(inc), "resolved", None, item.seq))
+                self._recent[inc.id] = inc.started
+            else:
+                still.append(item)
+        self._open = still
+        horizon = now - timedelta(seconds=RECENT_IDS_S)
+        self._recent = {k: v for k, v in self._recent.items() if v >= horizon}
+        return changes
+
+    def open_incidents(self) -> list[Incident]:
+        return [_snapshot(item.incident) for item in self._open]
+
+    # -- one window start --------------------------------------------------------------
+
+    def _apply_window(self, t: datetime, group: list[Anomaly]) -> list[IncidentChange]:
+        touched: dict[int, _Touched] = {}
+        for a in group:
+            item = self._find(t)
+            new = item is None
+            if item is None:
+                item = self._start(t, a)
+            seen = touched.get(id(item))
+            if seen is None:
+                inc = item.incident
+                seen = touched[id(item)] = _Touched(
+                    item, new, -1 if new else _RANK[inc.severity],
+                    set() if new else set(inc.services),
+                )
+            seen.anomalies.append(a)
+            self._add(item, t, a)
+        changes = []
+        for seen in touched.values():
+            item, inc = seen.item, seen.item.incident
+            if seen.new:
+                change: Change = "opened"
+            elif _RANK[inc.severity] > seen.rank_before or set(inc.services) - seen.services:
+                change = "escalated"
+                item.seq += 1
+            else:
+                continue
+            changes.append(IncidentChange(_snapshot(inc), change, seen.cause(), item.seq))
+        return changes
+
+    def _find(self, t: datetime) -> _Open | None:
+        best = None
+        for item in self._open:
+            inc = item.incident
+            if inc.started - self.gap <= t <= inc.last_seen + self.gap and (
+                best is None or inc.last_seen > best.incident.last_seen
+            ):
+                best = item
+        return best
+
+    def _start(self, t: datetime, a: Anomaly) -> _Open:
+        base = f"inc-{t:%Y%m%dT%H%M}-{a.service}"
+        taken = set(self._recent) | {item.incident.id for item in self._open}
+        ident, n = base, 1
+        while ident in taken:
+            n += 1
+            ident = f"{base}-{n}"
+        inc = Incident(id=ident, status="open", started=t, last_seen=t, resolved=None,
+                       origin=a.service)
+        item = _Open(inc, window_s=window_seconds(a.window))
+        self._open.append(item)
+        return item
+
+    @staticmethod
+    def _add(item: _Open, t: datetime, a: Anomaly) -> None:
+        inc = item.incident
+        inc.anomalies += 1
+        inc.started = min(inc.started, t)
+        inc.last_seen = max(inc.last_seen, t)
+        if a.score > inc.peak_score:
+            inc.peak_score = float(a.score)
+        if _RANK.get(a.severity, 0) > _RANK[inc.severity]:
+            inc.severity = "critical"
+        if a.key not in inc.series:
+            inc.series.append(a.key)
+        if a.service not in item.first_seen or t < item.first_seen[a.service]:
+            item.first_seen[a.service] = t
+        if a.service not in inc.services:
+            inc.services.append(a.service)
+        inc.services.sort(key=lambda s: (item.first_seen[s], s))
+        inc.origin = choose_origin(item.first_seen, item.window_s)
+
+    # -- state -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Plain JSON-able state: open incidents and the ids still reserved."""
+        return {
+            "version": 1,
+            "gap_s": self.gap.total_seconds(),
+            "resolve_after_s": self.resolve_after.total_seconds(),
+            "open": [
+                {
+                    "incident": item.incident.to_dict(),
+                    "first_seen": {s: t.isoformat() for s, t in item.first_seen.items()},
+                    "window_s": item.window_s,
+                    "seq": item.seq,
+                }
+                for item in self._open
+            ],
+            "recent": {k: v.isoformat() for k, v in self._recent.items()},
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> IncidentTracker:
+        """Rebuild a tracker from `state()`; it then behaves as one that never stopped."""
+        tracker = cls(float(d["gap_s"]), float(d["resolve_after_s"]))
+        for raw in d.get("open", []):
+            rec = dict(raw["incident"])
+            for name in ("started", "last_seen", "resolved"):
+                rec[name] = _utc(datetime.fromisoformat(rec[name])) if rec[name] else None
+            inc = Incident(**rec)
+            first = {s: _utc(datetime.fromisoformat(t)) for s, t in raw["first_seen"].items()}
+            tracker._open.append(_Open(inc, first, float(raw["window_s"]), int(raw["seq"])))
+        tracker._recent = {
+            k: _utc(datetime.fromisoformat(v)) for k, v in d.get("recent", {}).items()
+        }
+        return tracker
+
+
+def _snapshot(inc: Incident) -> Incident:
+    return dataclasses.replace(inc, services=list(inc.services), series=list(inc.series))
