@@ -7,8 +7,11 @@ and out-of-order events land in a later ingest hour than their event time, as th
 
 from __future__ import annotations
 
+import gzip
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
+from typing import IO
 
 import orjson
 
@@ -16,35 +19,53 @@ from mad.catalog import SERVICES as _SERVICES
 from mad.events import parse_timestamp
 from mad.lake import raw_partition
 
+MAX_OPEN = 128
+
 
 def split_backfill(events_file: Path, lake: Path) -> list[Path]:
-    """Write a backfill's lines into raw-lake files by simulated ingest hour (the highest event
-    time seen so far), per kind and service; unparseable lines go with the gateway logs."""
+    """Write a backfill's lines (`events.jsonl` or `.jsonl.gz`) into raw-lake files by
+    simulated ingest hour (the highest event time seen so far), one file per kind, service and
+    hour; unparseable lines go with the gateway logs. Streams: memory does not grow with the
+    input. Returns the files written, sorted by folder."""
     frontier = 0.0
-    buckets: dict[str, list[bytes]] = {}
-    for line in events_file.read_bytes().splitlines():
-        kind, service = "log", "gateway"
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            rec = None
-        if isinstance(rec, dict):
-            t = parse_timestamp(rec.get("timestamp"))
-            if t is not None and (frontier == 0 or t < frontier + 6 * 3600):
-                frontier = max(frontier, t)
-            if rec.get("kind") in ("log", "metric", "apm"):
-                kind = str(rec["kind"])
-            if isinstance(rec.get("service"), str) and rec["service"]:
-                service = str(rec["service"])
-            elif isinstance(rec.get("event_type"), str):
-                service = str(rec["event_type"]).split(".")[0]
-                service = service if service in _SERVICES else "gateway"
-        folder = raw_partition(kind, service, frontier)
-        buckets.setdefault(folder, []).append(line)
-    files = []
-    for folder, lines in sorted(buckets.items()):
-        path = lake / folder / f"part-{uuid.uuid4().hex}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\n".join(lines) + b"\n")
-        files.append(path)
-    return files
+    outputs: dict[str, IO[bytes]] = {}
+    paths: dict[str, Path] = {}
+    opener = gzip.open if events_file.suffix == ".gz" else open
+    with opener(events_file, "rb") as lines, ExitStack() as files:
+        for raw in lines:
+            line = raw.rstrip(b"\n")
+            kind, service, frontier = _route(line, frontier)
+            folder = raw_partition(kind, service, frontier)
+            out = outputs.get(folder)
+            if out is None:
+                if len(outputs) >= MAX_OPEN:  # stay far below the open-files limit
+                    files.close()
+                    outputs.clear()
+                if folder not in paths:
+                    paths[folder] = lake / folder / f"part-{uuid.uuid4().hex}.jsonl"
+                    paths[folder].parent.mkdir(parents=True, exist_ok=True)
+                out = outputs[folder] = files.enter_context(
+                    open(paths[folder], "ab", buffering=1 << 20))
+            out.write(line + b"\n")
+    return [paths[folder] for folder in sorted(paths)]
+
+
+def _route(line: bytes, frontier: float) -> tuple[str, str, float]:
+    """(kind, service, new frontier) of one line, as the ingest path would file it."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return "log", "gateway", frontier
+    if not isinstance(rec, dict):
+        return "log", "gateway", frontier
+    t = parse_timestamp(rec.get("timestamp"))
+    if t is not None and (frontier == 0 or t < frontier + 6 * 3600):
+        frontier = max(frontier, t)
+    kind = str(rec["kind"]) if rec.get("kind") in ("log", "metric", "apm") else "log"
+    service = "gateway"
+    if isinstance(rec.get("service"), str) and rec["service"]:
+        service = str(rec["service"])
+    elif isinstance(rec.get("event_type"), str):
+        service = str(rec["event_type"]).split(".")[0]
+        service = service if service in _SERVICES else "gateway"
+    return kind, service, frontier
