@@ -1,0 +1,221 @@
+"""Alert sinks and the dispatcher that sends each incident change once per sink.
+
+Every `IncidentChange` becomes one alert. A sink is a small class behind `AlertSink`; it
+raises `TransientError` when sending may work later (the dispatcher leaves the alert unsent
+and the next pass tries again) and `AlertRejected` when the receiver refused it. Delivery is
+at least once: the `SentLog` is marked only after a sink accepted the alert, so a crash in
+between re-sends it, and receivers deduplicate on `dedup_key` (also sent as the
+`Idempotency-Key` header).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from mad.config import Settings
+from mad.detect.model import IncidentChange
+from mad.errors import MadError, TerminalError, TransientError
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0  # one wait between webhook attempts is never longer than this
+RETRY_STATUS = {408, 425, 429}  # 4xx that mean "later", retried like 5xx
+
+
+class AlertRejected(TerminalError):
+    """The receiver refused the alert (a 4xx): retrying the same request will not help."""
+
+
+class AlertSink(Protocol):
+    name: str
+
+    def send(self, change: IncidentChange) -> None:
+        """Deliver one alert; raise TransientError to have it retried on the next pass."""
+
+
+class SentLog(Protocol):
+    """Which `<sink>:<dedup_key>` alerts were delivered; a database table in the pipeline."""
+
+    def seen(self, key: str) -> bool: ...
+
+    def mark(self, key: str) -> None: ...
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if value == value else "NaN"
+
+
+def summary(change: IncidentChange) -> str:
+    """One line a person reads first: what changed, where, and by how much."""
+    inc = change.incident
+    services = ", ".join(inc.services) or inc.origin
+    head = f"[{inc.severity.upper()}] incident {inc.id} {change.change}"
+    if change.change == "resolved":
+        minutes = (inc.last_seen - inc.started).total_seconds() / 60
+        return (f"{head}: quiet since {inc.last_seen:%Y-%m-%d %H:%M} UTC after "
+                f"{minutes:.0f} min, {inc.anomalies} anomalies on {services} "
+                f"(origin {inc.origin})")
+    a = change.anomaly
+    what = ""
+    if a is not None:
+        what = (f": {a.service} {a.series} {a.stat} {_fmt(a.observed)} at "
+                f"{a.window_start:%H:%M} UTC, expected {_fmt(a.expected)} "
+                f"(normal {_fmt(a.lower)}..{_fmt(a.upper)});")
+    return f"{head}{what} origin {inc.origin}, services {services}"
+
+
+def alert_body(change: IncidentChange) -> dict[str, Any]:
+    """The JSON object every sink sends: the incident, the series and its values."""
+    a = change.anomaly
+    return {
+        "dedup_key": change.dedup_key,
+        "change": change.change,
+        "seq": change.seq,
+        "summary": summary(change),
+        "incident": change.incident.to_dict(),
+        "series": a.key if a is not None else None,
+        "observed": a.observed if a is not None else None,
+        "expected": a.expected if a is not None else None,
+        "anomaly": a.to_dict() if a is not None else None,
+    }
+
+
+class JsonlSink:
+    """Appends one JSON line per alert to a file and fsyncs it before returning."""
+
+    name = "jsonl"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def send(self, change: IncidentChange) -> None:
+        line = orjson.dumps(alert_body(change)) + b"\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise TransientError(f"cannot append alert to {self.path}: "
+                                 f"{err.strerror or err}") from None
+
+
+class WebhookSink:
+    """POSTs the alert as JSON; retries 5xx, 408/425/429 and connection errors with
+    exponential backoff (at most `retries` more attempts, each wait at most 30 s)."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, retries: int = 5, timeout_s: float = 5.0,
+                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise MadError(f"webhook URL must start with http:// or https://, not {url!r}")
+        self.url = url
+        self.retries = max(0, retries)
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.sleep = sleep
+        self.attempts = 0  # requests made over the sink's life, for status output
+
+    def send(self, change: IncidentChange) -> None:
+        body = orjson.dumps(alert_body(change))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": change.dedup_key}
+        problem = ""
+        with httpx.Client(timeout=self.timeout_s) as client:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.sleep(min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1)))
+                self.attempts += 1
+                try:
+                    resp = client.post(self.url, content=body, headers=headers)
+                except httpx.HTTPError as err:
+                    problem = f"{type(err).__name__}: {err}"
+                    continue
+                if resp.status_code < 300:
+                    return
+                if 400 <= resp.status_code < 500 and resp.status_code not in RETRY_STATUS:
+                    raise AlertRejected(
+                        f"webhook {self.url} rejected alert {change.dedup_key} with HTTP "
+                        f"{resp.status_code}: {resp.text[:200]!r}"
+                    )
+                problem = f"HTTP {resp.status_code}"
+        raise TransientError(f"webhook {self.url} failed {self.retries + 1} times for alert "
+                             f"{change.dedup_key} (last: {problem})")
+
+
+def open_sinks(settings: Settings) -> list[AlertSink]:
+    """The sinks `settings.detect.alerts` asks for: the JSONL file, then the webhook."""
+    cfg = settings.detect.alerts
+    sinks: list[AlertSink] = []
+    if cfg.jsonl:
+        sinks.append(JsonlSink(settings.alerts_path))
+    if cfg.webhook_url:
+        sinks.append(WebhookSink(cfg.webhook_url, cfg.webhook_retries, cfg.webhook_timeout_s,
+                                 cfg.webhook_backoff_s))
+    return sinks
+
+
+@dataclass
+class Failure:
+    sink: str
+    dedup_key: str
+    error: str
+
+
+@dataclass
+class Dispatcher:
+    """Sends each change to each sink unless the SentLog has it, and marks it after success.
+
+    A failing sink does not stop the others. After a transient failure the sink's remaining
+    alerts of this pass are not tried (they would wait out the same outage, and would arrive
+    out of order); they count as failures too and stay unmarked, so the next pass sends them.
+    """
+
+    sinks: Sequence[AlertSink]
+    sent: SentLog
+    failures: list[Failure] = field(default_factory=list)  # of the last dispatch
+
+    def dispatch(self, changes: Iterable[IncidentChange]) -> int:
+        """Deliver what is not yet delivered; return how many deliveries succeeded."""
+        changes = list(changes)
+        self.failures = []
+        delivered = 0
+        for sink in self.sinks:
+            down = ""
+            for change in changes:
+                key = f"{sink.name}:{change.dedup_key}"
+                if self.sent.seen(key):
+                    continue
+                if down:
+                    self.failures.append(Failure(sink.name, change.dedup_key, down))
+                    continue
+                try:
+                    sink.send(change)
+                except TransientError as err:
+                    down = f"not tried after: {err}"
+                    self._fail(sink.name, change.dedup_key, str(err))
+                    continue
+                except Exception as err:  # a bad sink must not stop the others
+                    self._fail(sink.name, change.dedup_key, f"{type(err).__name__}: {err}")
+                    continue
+                self.sent.mark(key)
+                delivered += 1
+        return delivered
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def _fail(self, sink: str, key: str, error: str) -> None:
+        log.warning("alert %s not delivered to %s: %s", key, sink, error)
+        self.failures.append(Failure(sink, key, error))
