@@ -1,4 +1,4 @@
-"""`mad bench nab`: score a detector on NAB-format data; the lead wires `register` into `mad`."""
+"""`mad bench nab` and `mad bench incidents`; the lead wires `register` into `mad`."""
 
 from __future__ import annotations
 
@@ -47,3 +47,33 @@ def register(bench_app: typer.Typer) -> None:
                       f"results in {results / outcome.detector}")
         for r in outcome.results:
             console.print(f"  {r.profile:<20} {r.score:7.2f}  (threshold {r.threshold:.4f})")
+
+    @bench_app.command("incidents")
+    def incidents_command(
+        work: Path = typer.Option(Path("data/bench-incidents"), "--work",
+                                  help="Folder for the generated day, its lake and state."),
+        seed: int = typer.Option(20261127, "--seed", help="Generator seed (default is not 7)."),
+        hours: float = typer.Option(30.0, "--hours", help="Simulated hours, warm-up included."),
+        warmup: float = typer.Option(6.0, "--warmup-hours",
+                                     help="First hours only teach the detectors; not scored."),
+        rate: float = typer.Option(20.0, "--rate", help="Events/s at the daily mean."),
+        slack: float = typer.Option(600.0, "--slack-s",
+                                    help="Seconds after a label's end that still match."),
+        json_out: Path | None = typer.Option(None, "--json", help="Write the report here."),
+        config: Path | None = typer.Option(None, "--config", help="YAML settings file."),
+    ) -> None:
+        """Generate a labelled day, run ETL and detection, score incidents per scenario."""
+        from mad.detect.bench_incidents import BenchOptions, render, run_bench, write_report
+
+        if hours <= warmup or warmup < 0:
+            raise MadError("--hours must be larger than --warmup-hours (and that >= 0)")
+        if rate <= 0 or slack < 0:
+            raise MadError("--rate must be > 0 and --slack-s >= 0")
+        opts = BenchOptions(work=work, seed=seed, hours=hours, warmup_hours=warmup, rate=rate,
+                            slack_s=slack, config=config)
+        report = run_bench(opts, say=lambda line: typer.echo(line, err=True))
+        for line in render(report):
+            typer.echo(line)
+        if json_out is not None:
+            write_report(report, json_out)
+            typer.echo(f"report written to {json_out}")
