@@ -78,7 +78,19 @@ def test_scores_per_type_and_total() -> None:
     assert ("b", "inc-001") in rep.matches
     lines = render(rep)
     assert lines[0].split()[:3] == ["scenario", "labels", "found"]
-    assert lines[-1].split()[:5] == ["total", "4", "3", "6", "1"]
+    assert lines[-1].split()[:6] == ["total", "4", "3", "6", "1", "0"]
+
+
+def test_one_detection_spanning_two_labels_finds_both() -> None:
+    labels = [label("l1", "error_burst", 0, 20, "fraud", "payments"),
+              label("l2", "fraud_spike", 35, 50, "fraud", "payments")]
+    rep = score_incidents(labels, [det("m", 2, 45, "fraud")])
+    rows = {t.scenario: t for t in rep.types}
+    assert rep.total.found == 2 and rep.total.precision == 1.0 and rep.missed == []
+    assert rows["error_burst"].delays_s == [120.0]
+    assert rows["fraud_spike"].carried == 1 and rows["fraud_spike"].delays_s == []
+    assert rows["error_burst"].detections == 1 and rows["fraud_spike"].detections == 0
+    assert rep.matches == [("m", "l1"), ("m", "l2")]
 
 
 def test_empty_inputs() -> None:

@@ -18,12 +18,16 @@ least one service. Per scenario type:
   unmatched detection (a false positive) is attributed to the label nearest in time, so the
   after-effects and near-misses of a scenario count against that scenario;
 - delay: first anomaly of the earliest matching detection - label start (median, minutes).
-A label that two detections match counts once for recall; the extra detection counts as
-correct for precision and is reported as `split`.
+A label is found when any detection matches it; a detection is correct when it matches any
+label. A detection is attributed to the matching label whose start is nearest its own; a
+second detection attributed to the same label is correct but reported as `split` (one problem,
+two pages). A label found only by a detection that started more than 5 minutes before it (an
+incident still open from an earlier problem) is reported as `carried`, without a delay.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +42,7 @@ from mad.detect.model import Incident
 from mad.errors import MadError
 
 SLACK_S = 600.0
+CARRIED_S = 300.0  # a detection that started this long before a label was already open
 UNATTRIBUTED = "(none)"
 
 
@@ -76,6 +81,7 @@ class TypeScore:
     detections: int = 0  # detections attributed to this type
     correct: int = 0  # of which matched a label
     split: int = 0  # matched detections beyond the first per label
+    carried: int = 0  # labels found by a detection open since before them (no delay)
     delays_s: list[float] = field(default_factory=list)
 
     @property
@@ -177,28 +183,35 @@ def score_incidents(
     types: dict[str, TypeScore] = {}
     for lab in labels:
         types.setdefault(lab.scenario, TypeScore(lab.scenario)).labels += 1
-    first: dict[str, Detected] = {}
+    found: set[str] = set()
+    attributed: set[str] = set()
     pairs: list[tuple[str, str]] = []
     false_positives = []
     for det in sorted(detected, key=lambda d: (d.start, d.id)):
         hits = [lab for lab in labels if matches(det, lab, slack_s)]
-        if hits:
-            lab = min(hits, key=lambda x: (abs((x.start - det.start).total_seconds()), x.id))
-            row = types[lab.scenario]
-            row.detections += 1
-            row.correct += 1
-            pairs.append((det.id, lab.id))
-            if lab.id in first:
-                row.split += 1
-            else:
-                first[lab.id] = det
-                row.found += 1
-                row.delays_s.append((det.start - lab.start).total_seconds())
+        if not hits:
+            false_positives.append(det.id)
+            near = min(labels, key=lambda x: (_distance(det, x), x.id), default=None)
+            name = near.scenario if near is not None else UNATTRIBUTED
+            types.setdefault(name, TypeScore(name)).detections += 1
             continue
-        false_positives.append(det.id)
-        near = min(labels, key=lambda x: (_distance(det, x), x.id), default=None)
-        name = near.scenario if near is not None else UNATTRIBUTED
-        types.setdefault(name, TypeScore(name)).detections += 1
+        best = min(hits, key=lambda x: (abs((x.start - det.start).total_seconds()), x.id))
+        row = types[best.scenario]
+        row.detections += 1
+        row.correct += 1
+        row.split += 1 if best.id in attributed else 0
+        attributed.add(best.id)
+        for lab in hits:
+            pairs.append((det.id, lab.id))
+            if lab.id in found:
+                continue
+            found.add(lab.id)
+            hit = types[lab.scenario]
+            hit.found += 1
+            if det.start < lab.start - timedelta(seconds=CARRIED_S):
+                hit.carried += 1  # already open: no delay to measure
+            else:
+                hit.delays_s.append((det.start - lab.start).total_seconds())
     total = TypeScore("total")
     for row in types.values():
         total.labels += row.labels
@@ -206,8 +219,9 @@ def score_incidents(
         total.detections += row.detections
         total.correct += row.correct
         total.split += row.split
+        total.carried += row.carried
         total.delays_s += row.delays_s
-    missed = [lab.id for lab in labels if lab.id not in first]
+    missed = [lab.id for lab in labels if lab.id not in found]
     return Report(sorted(types.values(), key=lambda t: t.scenario), total, pairs, missed,
                   false_positives)
 
@@ -223,13 +237,14 @@ def _minutes(seconds: float | None) -> str:
 def render(report: Report) -> list[str]:
     """The table `mad bench incidents` prints."""
     head = (f"{'scenario':<20} {'labels':>6} {'found':>5} {'detect':>6} {'split':>5} "
+            f"{'carry':>5} "
             f"{'prec':>4} {'recall':>6} {'F1':>4} {'delay(min)':>10}")
     lines = [head]
     for row in [*report.types, report.total]:
         lines.append(
             f"{row.scenario:<20} {row.labels:>6} {row.found:>5} {row.detections:>6} "
-            f"{row.split:>5} {_pct(row.precision):>4} {_pct(row.recall):>6} {_pct(row.f1):>4} "
-            f"{_minutes(row.median_delay_s):>10}"
+            f"{row.split:>5} {row.carried:>5} {_pct(row.precision):>4} {_pct(row.recall):>6} "
+            f"{_pct(row.f1):>4} {_minutes(row.median_delay_s):>10}"
         )
     return lines
 
@@ -251,19 +266,29 @@ class BenchOptions:
 def prepare(opts: BenchOptions, progress: bool = False) -> Path:
     """Generate the labelled traffic and split it into a raw lake; return labels.json."""
     from mad.config import GenerateSettings
-    from mad.generate.backfill import run_backfill
+    from mad.generate.backfill import run_backfill, write_json_atomic
     from mad.generate.raw_lake import split_backfill
 
     gen = opts.work / "generate"
     lake = opts.work / "lake"
-    if (gen / "labels.json").exists() and lake.exists():
-        return gen / "labels.json"  # a previous run of the same options got this far
+    marker = opts.work / "bench-data.json"
+    wanted = {"seed": opts.seed, "hours": opts.hours, "rate": opts.rate}
+    if marker.exists():
+        had = orjson.loads(marker.read_bytes())
+        if had != wanted:
+            raise MadError(f"{opts.work} holds a bench day of other options ({had}); "
+                           "remove it or pass another --work")
+        return gen / "labels.json"  # same day: reuse it, and the ETL that already ran on it
+    if lake.exists() or (opts.work / "state.db").exists():
+        raise MadError(f"{opts.work} holds a half-prepared bench day; remove it first")
     gs = GenerateSettings(duration=f"{round(opts.hours * 3600)}s", rate=opts.rate,
                           seed=opts.seed)
     run_backfill(gs, gen, progress=progress)
     tmp = opts.work / "lake.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
     split_backfill(gen / "events.jsonl", tmp)
     tmp.rename(lake)
+    write_json_atomic(marker, wanted)
     return gen / "labels.json"
 
 
