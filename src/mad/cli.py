@@ -14,6 +14,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from mad.detect.cli import register as register_detect
+from mad.detect.cli import register_detect as add_detect_app
 from mad.errors import MadError
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ etl_app = typer.Typer(help="Raw lake -> Parquet lake and aggregates (DuckDB or S
 app.add_typer(etl_app, name="etl")
 app.add_typer(bench_app, name="bench")
 register_detect(bench_app)
+add_detect_app(app)
 
 ConfigOption = typer.Option(
     None, "--config", help="YAML settings file (default: ./mad.yaml when present)."

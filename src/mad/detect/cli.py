@@ -77,3 +77,73 @@ def register(bench_app: typer.Typer) -> None:
         if json_out is not None:
             write_report(report, json_out)
             typer.echo(f"report written to {json_out}")
+
+
+def register_detect(app: typer.Typer) -> None:
+    """Add the `mad detect` group (`run`, `status`) to the main app."""
+    detect_app = typer.Typer(help="Aggregates -> anomalies -> incidents -> alerts.",
+                             no_args_is_help=True)
+    app.add_typer(detect_app, name="detect")
+    config_option = typer.Option(
+        None, "--config", help="YAML settings file (default: ./mad.yaml when present).")
+    lake_option = typer.Option(None, "--lake", help="Lake folder (default <data_dir>/lake).")
+
+    @detect_app.command("run")
+    def run_command(
+        watch: bool = typer.Option(False, "--watch", help="Keep running: a pass every "
+                                   "detect.watch_interval_s (SIGTERM/Ctrl-C ends it)."),
+        once: bool = typer.Option(False, "--once", help="One pass, then exit (the default)."),
+        window: str | None = typer.Option(None, help="Aggregate window: 1m | 5m | 1h."),
+        lake: str | None = lake_option,
+        config: Path | None = config_option,
+    ) -> None:
+        """Score new aggregate windows; write md-anomalies, incidents; send alerts."""
+        import threading
+
+        from mad.config import load_settings
+        from mad.detect.pipeline import BatchReport, DetectRunner
+        from mad.ingest.run import stop_on_signals
+
+        if watch and once:
+            raise MadError("--watch and --once exclude each other")
+        settings = load_settings(config_file=config,
+                                 overrides={"detect.window": window, "lake.url": lake})
+        runner = DetectRunner(settings)
+        stop = threading.Event()
+
+        def show(batch: BatchReport) -> None:
+            typer.echo(f"  {batch.first:%Y-%m-%d %H:%M} .. {batch.last:%H:%M} UTC: "
+                       f"{batch.points} series windows, {batch.anomalies} anomalies, "
+                       f"{batch.changes} incident changes")
+
+        try:
+            with stop_on_signals(stop):
+                while not stop.is_set():
+                    typer.echo(runner.run_once(stop, progress=show).line())
+                    if not watch or stop.wait(settings.detect.watch_interval_s):
+                        break
+        finally:
+            runner.close()
+
+    @detect_app.command("status")
+    def status_command(
+        limit: int = typer.Option(10, help="How many series, incidents and anomalies."),
+        fmt: str = typer.Option("table", "--format", help="table | json"),
+        lake: str | None = lake_option,
+        config: Path | None = config_option,
+    ) -> None:
+        """Per-series watermarks and lag, recent incidents and anomalies, pending alerts."""
+        import sys
+
+        import orjson
+
+        from mad.config import load_settings
+        from mad.detect.status import collect, render
+
+        if fmt not in ("table", "json"):
+            raise MadError(f"unknown format '{fmt}' (allowed: table | json)")
+        data = collect(load_settings(config_file=config, overrides={"lake.url": lake}), limit)
+        if fmt == "json":
+            sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            sys.stdout.write(render(data, limit))

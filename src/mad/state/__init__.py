@@ -1,4 +1,5 @@
-"""The state database: job runs, partitions, quality history and stream checkpoints.
+"""The state database: job runs, partitions, quality history, stream checkpoints and
+detection state (series, incidents, alerts).
 
 SQLite file by default (`sqlite:///data/state.db`), the same schema on PostgreSQL by URL
 (`postgresql+psycopg://user@host:5432/db`). `open_state(url)` returns a SQLAlchemy engine with
@@ -7,6 +8,7 @@ every table created.
 
 from mad.state.checkpoints import Checkpoint, CheckpointStore
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
+from mad.state.detect_state import DetectStore, SentAlerts, SeriesState
 from mad.state.etl_runs import EtlLedger, Written
 from mad.state.raw_files import NullLedger, RawFileLedger
 
@@ -14,9 +16,12 @@ __all__ = [
     "DEFAULT_URL",
     "Checkpoint",
     "CheckpointStore",
+    "DetectStore",
     "EtlLedger",
     "NullLedger",
     "RawFileLedger",
+    "SentAlerts",
+    "SeriesState",
     "Written",
     "metadata",
     "open_state",

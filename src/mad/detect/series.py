@@ -1,0 +1,177 @@
+"""Streaming scoring of one aggregate series: detector + decision engine + baseline + rules.
+
+`SeriesScorer` holds everything detection keeps about one `service/series` of one window size:
+for every scored stat (`settings.detect.stats`, e.g. `avg`) the configured detector, a
+`Decider` and a rolling baseline, plus the consecutive-window counters of the rules that apply
+to the series. `process(row)` scores one aggregate window and returns its anomalies;
+`state()` is plain JSON, so the pipeline can store it and a restart resumes without
+re-warming (restoring mid-series gives the scores of a scorer that never stopped).
+
+One anomaly record per anomalous window while the Decider is open: it opens at `threshold`
+and stays open while the score is at least `clear`. `md-anomalies` then shows every window
+that was out of line; the incident tracker groups them, and alerts go out per incident
+change, so a long anomaly does not page once per window.
+
+The expected value and its band come from the scorer's own rolling baseline (median and
+1.4826 x MAD of the last `BASELINE` finite values, band = median +- 3 sigma), the same
+robust statistics the ETL's outlier score uses; a seasonal baseline would need every
+detector to expose one, and the ensemble's members disagree on what "expected" means.
+
+Bad values (NaN, inf, a missing column) are neither scored nor learnt and do not move the
+Decider; the scorer counts them (`bad`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from mad.config import DetectSettings
+from mad.detect.detectors.base import Detector
+from mad.detect.detectors.registry import create, restore
+from mad.detect.model import Anomaly
+from mad.detect.rules import Rule, RuleCounters, rules_for
+from mad.detect.vote import Decider
+
+log = logging.getLogger(__name__)
+
+BASELINE = 30  # values in the rolling baseline (as the ETL's outlier score)
+BAND_SIGMAS = 3.0
+MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One aggregate window of one series: `values` maps a stat (avg, p99, ...) to its value
+    (NaN when missing)."""
+
+    service: str
+    series: str
+    window_start: datetime  # UTC
+    values: Mapping[str, float]
+
+
+def baseline_band(history: list[float]) -> tuple[float, float, float]:
+    """(expected, lower, upper) from the rolling baseline; NaNs when it is empty."""
+    if not history:
+        nan = float("nan")
+        return nan, nan, nan
+    arr = np.asarray(history, dtype=float)
+    med = float(np.median(arr))
+    sigma = float(np.median(np.abs(arr - med))) * MAD_TO_SIGMA
+    return med, med - BAND_SIGMAS * sigma, med + BAND_SIGMAS * sigma
+
+
+def contributors(detector: Detector, x: float, t: float, floor: float) -> tuple[str, ...]:
+    """Which members of a vote pushed its score to `floor` or above at `(x, t)` (call before
+    learning the point); a detector without members names itself."""
+    members = getattr(detector, "members", None)
+    likelihoods = getattr(detector, "likelihoods", None)
+    spec = getattr(detector, "spec", None)
+    weights = getattr(detector, "weights", {})
+    if not (isinstance(members, list) and isinstance(likelihoods, list)
+            and isinstance(spec, list)):
+        return (detector.name,)
+    names = []
+    for i, (member, liks, m) in enumerate(zip(members, likelihoods, spec, strict=True)):
+        raw = member.score_one(x, t)
+        score = max(lk.score(raw) for lk in liks) if liks else raw
+        if float(weights.get(f"m{i}", 1.0)) * score >= floor:
+            names.append(str(m.get("name", member.name)))
+    return tuple(dict.fromkeys(names)) or (detector.name,)
+
+
+class StatScorer:
+    """The detector, Decider and baseline of one stat of one series."""
+
+    def __init__(self, detector: Detector, decider: Decider,
+                 history: list[float] | None = None) -> None:
+        self.detector = detector
+        self.decider = decider
+        self.history = list(history or [])
+
+    def step(self, x: float, t: float) -> tuple[float, bool, tuple[str, ...]]:
+        """Score, decide and learn one value: (score, anomalous, contributors)."""
+        score = float(self.detector.score_one(x, t))
+        self.decider.step(score)
+        anomalous = self.decider.open
+        names = contributors(self.detector, x, t, self.decider.clear) if anomalous else ()
+        self.detector.learn_one(x, t)
+        return score, anomalous, names
+
+    def learn_baseline(self, x: float) -> None:
+        self.history.append(x)
+        if len(self.history) > BASELINE:
+            del self.history[0]
+
+    def state(self) -> dict[str, Any]:
+        return {"detector": self.detector.state(), "decider": self.decider.state(),
+                "history": list(self.history)}
+
+
+class SeriesScorer:
+    """Scores the windows of one `service/series` in order; see the module doc."""
+
+    def __init__(self, settings: DetectSettings, service: str, series: str,
+                 state: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.service = service
+        self.series = series
+        self.spec = {"detector": settings.detector, "params": dict(settings.params)}
+        self.rules: list[Rule] = rules_for(settings, service, series)
+        state = state or {}
+        same_spec = state.get("spec") == self.spec
+        if state and not same_spec:
+            log.warning("%s/%s: detector settings changed; its detectors start warming up "
+                        "again", service, series)
+        saved = state.get("stats", {}) if same_spec else {}
+        self.stats = {stat: self._restore(saved.get(stat)) for stat in settings.stats}
+        self.counters = RuleCounters(dict(state.get("rules", {})))
+        self.points = int(state.get("points", 0))
+        self.bad = int(state.get("bad", 0))
+
+    def _restore(self, saved: Mapping[str, Any] | None) -> StatScorer:
+        cfg = self.settings
+        if saved is None:
+            return StatScorer(create(cfg.detector, **cfg.params),
+                              Decider(cfg.threshold, cfg.clear, cfg.cooldown))
+        old = Decider.from_state(dict(saved["decider"]))
+        decider = Decider(cfg.threshold, cfg.clear, cfg.cooldown, old.open, old.quiet_left)
+        return StatScorer(restore(dict(saved["detector"])), decider,
+                          [float(v) for v in saved.get("history", [])])
+
+    def process(self, row: WindowRow) -> list[Anomaly]:
+        """Score one window (the caller passes windows in time order, each once)."""
+        t = row.window_start.timestamp()
+        self.points += 1
+        found: list[Anomaly] = []
+        for stat, scorer in self.stats.items():
+            x = float(row.values.get(stat, math.nan))
+            if not math.isfinite(x):
+                self.bad += 1
+                continue
+            score, anomalous, names = scorer.step(x, t)
+            if anomalous:
+                expected, lower, upper = baseline_band(scorer.history)
+                found.append(Anomaly(
+                    service=row.service, series=row.series, stat=stat,
+                    window=self.settings.window, window_start=row.window_start,
+                    score=min(1.0, max(0.0, score)),
+                    severity="critical" if score >= self.settings.critical else "warning",
+                    observed=x, expected=expected, lower=lower, upper=upper,
+                    detectors=names))
+            scorer.learn_baseline(x)
+        found.extend(self.counters.evaluate(self.rules, self.settings.window, row.window_start,
+                                            row.service, row.series, row.values))
+        return found
+
+    def state(self) -> dict[str, Any]:
+        return {"spec": self.spec,
+                "stats": {stat: s.state() for stat, s in self.stats.items()},
+                "rules": self.counters.state(), "points": self.points, "bad": self.bad}

@@ -1,0 +1,200 @@
+"""Detection state in the state database: per-series state and watermarks, incidents, alerts.
+
+- `detect_series`: one row per window size x service x series: the scorer state (detectors,
+  deciders, baselines, rule counters; JSON) and the watermark, the last window start scored.
+- `detect_meta`: named JSON documents, e.g. the incident tracker's state per window size.
+- `detect_incidents`: the incidents as the tracker last saw them (upserted by id).
+- `detect_outbox`: incident changes committed but not yet delivered to every sink.
+- `detect_alerts_sent`: `<sink>:<dedup_key>` of every delivered alert (`SentAlerts`, the
+  dispatcher's SentLog), so nothing is sent twice across restarts.
+
+`DetectStore.commit` saves one batch in ONE transaction: series states with their watermarks,
+the tracker, the incidents and the outbox. The pipeline calls it after the batch's anomalies
+are in the lake, so a crash before it replays the batch from the previous state, and a crash
+after it loses nothing (the outbox is delivered on the next pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    desc,
+    select,
+)
+
+from mad.detect.model import Incident
+from mad.state.db import UtcDateTime, metadata
+
+detect_series = Table(
+    "detect_series",
+    metadata,
+    Column("window", String(8), primary_key=True),
+    Column("service", String(128), primary_key=True),
+    Column("series", String(128), primary_key=True),
+    Column("watermark", UtcDateTime, nullable=False),
+    Column("points", BigInteger, nullable=False, default=0),
+    Column("state", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+detect_meta = Table(
+    "detect_meta",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+detect_incidents = Table(
+    "detect_incidents",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("window", String(8), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("started", UtcDateTime, nullable=False, index=True),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("resolved", UtcDateTime),
+    Column("origin", String(128), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("anomalies", Integer, nullable=False),
+    Column("peak_score", Float, nullable=False),
+    Column("services", Text, nullable=False),  # JSON list
+    Column("series", Text, nullable=False),  # JSON list
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+detect_outbox = Table(
+    "detect_outbox",
+    metadata,
+    Column("key", String(256), primary_key=True),  # the change's dedup key
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+detect_alerts_sent = Table(
+    "detect_alerts_sent",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("sent_at", UtcDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class SeriesState:
+    service: str
+    series: str
+    watermark: datetime
+    points: int
+    state: dict[str, Any]
+
+
+class DetectStore:
+    """Reads and writes the detection tables; every method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def load_series(self, window: str) -> dict[tuple[str, str], SeriesState]:
+        q = select(detect_series).where(detect_series.c.window == window)
+        with self.engine.connect() as conn:
+            return {(r.service, r.series): SeriesState(r.service, r.series, r.watermark,
+                                                       int(r.points), orjson.loads(r.state))
+                    for r in conn.execute(q)}
+
+    def load_meta(self, name: str) -> dict[str, Any] | None:
+        q = select(detect_meta.c.value).where(detect_meta.c.name == name)
+        with self.engine.connect() as conn:
+            value = conn.execute(q).scalar_one_or_none()
+        return None if value is None else dict(orjson.loads(value))
+
+    def commit(self, window: str, series: Iterable[SeriesState],
+               meta: Mapping[str, Mapping[str, Any]], incidents: Iterable[Incident],
+               outbox: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Save one batch atomically (see the module doc)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            for s in series:
+                conn.execute(detect_series.delete().where(and_(
+                    detect_series.c.window == window, detect_series.c.service == s.service,
+                    detect_series.c.series == s.series)))
+                conn.execute(detect_series.insert().values(
+                    window=window, service=s.service, series=s.series, watermark=s.watermark,
+                    points=s.points, state=orjson.dumps(s.state).decode(), updated_at=now))
+            for name, value in meta.items():
+                conn.execute(detect_meta.delete().where(detect_meta.c.name == name))
+                conn.execute(detect_meta.insert().values(
+                    name=name, value=orjson.dumps(value).decode(), updated_at=now))
+            for inc in incidents:
+                conn.execute(detect_incidents.delete().where(detect_incidents.c.id == inc.id))
+                conn.execute(detect_incidents.insert().values(
+                    id=inc.id, window=window, status=inc.status, started=inc.started,
+                    last_seen=inc.last_seen, resolved=inc.resolved, origin=inc.origin,
+                    severity=inc.severity, anomalies=inc.anomalies,
+                    peak_score=float(inc.peak_score), services=orjson.dumps(inc.services)
+                    .decode(), series=orjson.dumps(inc.series).decode(), updated_at=now))
+            for key, payload in outbox:
+                conn.execute(detect_outbox.delete().where(detect_outbox.c.key == key))
+                conn.execute(detect_outbox.insert().values(
+                    key=key, created_at=now, payload=orjson.dumps(payload).decode()))
+
+    def pending_alerts(self) -> list[tuple[str, dict[str, Any]]]:
+        """Committed changes not yet delivered to every sink, oldest first."""
+        q = select(detect_outbox).order_by(detect_outbox.c.created_at, detect_outbox.c.key)
+        with self.engine.connect() as conn:
+            return [(r.key, orjson.loads(r.payload)) for r in conn.execute(q)]
+
+    def delivered(self, keys: Iterable[str]) -> None:
+        with self.engine.begin() as conn:
+            for key in keys:
+                conn.execute(detect_outbox.delete().where(detect_outbox.c.key == key))
+
+    def watermarks(self) -> list[dict[str, Any]]:
+        q = select(detect_series.c.window, detect_series.c.service, detect_series.c.series,
+                   detect_series.c.watermark, detect_series.c.points,
+                   detect_series.c.updated_at).order_by(
+            detect_series.c.window, detect_series.c.service, detect_series.c.series)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def incidents(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+        q = select(detect_incidents).order_by(desc(detect_incidents.c.started),
+                                              detect_incidents.c.id).limit(limit)
+        if status is not None:
+            q = q.where(detect_incidents.c.status == status)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        for row in rows:
+            row["services"] = orjson.loads(row["services"])
+            row["series"] = orjson.loads(row["series"])
+        return rows
+
+
+class SentAlerts:
+    """The dispatcher's SentLog on `detect_alerts_sent`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def seen(self, key: str) -> bool:
+        q = select(detect_alerts_sent.c.key).where(detect_alerts_sent.c.key == key)
+        with self.engine.connect() as conn:
+            return conn.execute(q).first() is not None
+
+    def mark(self, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(detect_alerts_sent.delete().where(detect_alerts_sent.c.key == key))
+            conn.execute(detect_alerts_sent.insert().values(key=key, sent_at=datetime.now(UTC)))
