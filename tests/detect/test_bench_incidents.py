@@ -109,6 +109,9 @@ def test_warm_up_is_not_scored() -> None:
                 det("z", 1, 5, "accounts")]
     rep = score_incidents(labels, detected, scored_from=T0)
     assert rep.total.labels == 1 and rep.total.detections == 1 and rep.total.found == 1
+    # still open when scoring starts: scored, and it finds the label as carried
+    rep = score_incidents(labels, [det("w", -30, 10, "accounts")], scored_from=T0)
+    assert rep.total.found == 1 and rep.total.carried == 1 and rep.total.precision == 1.0
 
 
 def test_detected_from_incident_covers_its_last_window() -> None:
