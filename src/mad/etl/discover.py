@@ -3,16 +3,22 @@
 New files in old partitions count too: discovery compares the lake's listing with the
 files that succeeded runs have read (`etl_inputs`), not with a high-water mark. Runs are cut
 in ingest order, each at most `batch_bytes` of raw data and `batch_files` files.
+
+A `part-*` key that does not follow the raw-lake layout (a file copied into the wrong folder)
+is skipped with a warning rather than stopping every pass; it stays where it is.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from mad import lake
 from mad.stores import ObjectStore
 
 RAW_DATASETS = ("md-raw-logs", "md-raw-metrics", "md-raw-apm")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,12 @@ def pending(store: ObjectStore, done: set[str]) -> list[RawFile]:
         for key, size in store.sizes(dataset + "/").items():
             if key in done or not key.rsplit("/", 1)[-1].startswith("part-"):
                 continue
-            out.append(RawFile(key, size, lake.parse_key(key).start))
+            try:
+                hour = lake.parse_key(key).start
+            except lake.LakePathError as err:
+                log.warning("skipping a raw file outside the lake layout: %s", err)
+                continue
+            out.append(RawFile(key, size, hour))
     return sorted(out, key=lambda f: (f.hour, f.key))
 
 

@@ -5,19 +5,23 @@ An engine writes a run's output under a staging folder INSIDE the lake,
 atomic; the leading dot keeps it out of every `key=value` glob). `publish` then replaces each
 partition found there:
 
-1. write the marker `{lake}/.staging/{run_id}/COMMIT` (the staged output is complete);
-2. per partition: rename the live folder aside to `.staging/{run_id}/old/...`, rename the
-   staged folder into place, delete the old one;
-3. delete `.staging/{run_id}`.
+1. write the marker `{lake}/.staging/{run_id}/COMMIT` (the staged output is complete); it
+   names the datasets each output goes to, so recovery needs nothing else;
+2. move appended outputs (the quarantine) into their live partitions;
+3. per replaced partition: rename the live folder aside to `.staging/{run_id}/old/...`,
+   rename the staged folder into place, delete the old one;
+4. delete `.staging/{run_id}`.
 
 A partition's content is always the old or the new set of files, never a mix (a reader that
 lists the folder in the instant between the two renames sees it missing and retries).
 Recovery (`recover`, run at start-up before any new run): a staging folder WITH the marker
-is rolled forward with the same idempotent steps (a partition whose staged copy is gone and
-whose old copy is aside is finished by deleting the old copy; one whose live folder is
-missing but old copy is aside gets the staged copy); one WITHOUT the marker died while the
-engine was still writing and is deleted. Runs over the same dataset must not overlap (the
-events plan merges the live rows it read), so the scheduler runs them one at a time.
+is rolled forward with the same idempotent steps, for the datasets the marker names (a
+partition whose staged copy is gone and whose old copy is aside is finished by deleting the
+old copy; one whose live folder is missing but old copy is aside gets the staged copy; an
+appended file still staged is moved in under the name the marker gives it); one WITHOUT the
+marker died while the engine was still writing and is deleted. Runs over the same dataset
+must not overlap (the events plan merges the live rows it read), so the runner holds a lock
+and runs them one at a time.
 
 Events are MERGED, not appended: the events plan reads the full rows of every partition it
 touches (`existing`) and writes them back with the new rows, so a published partition is
@@ -26,10 +30,13 @@ complete and, being written by one COPY, compact (one file per partition unless 
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 STAGING = ".staging"
 MARKER = "COMMIT"
@@ -82,31 +89,55 @@ def publish(lake: str | Path, run_id: str, targets: dict[str, str],
     the same input (same `key`, e.g. a hash of the raw file list) replaces its own files and
     leaves other runs' files alone."""
     stage = staging_dir(lake, run_id)
-    _fsync_write(stage / MARKER, repr(sorted(targets.items())))
+    moves: list[tuple[str, str]] = []  # (staged file, live file), both relative
     for output, dataset in sorted((append or {}).items()):
         root = stage / "out" / output
         for rel in partition_dirs(root):
-            live = Path(lake) / dataset / rel
-            live.mkdir(parents=True, exist_ok=True)
             for n, f in enumerate(sorted((root / rel).glob("*.parquet"))):
-                os.replace(f, live / f"part-{key or run_id}-{n}.parquet")
-            _fsync_dir(live)
-    done = _roll_forward(Path(lake), stage, targets)
+                moves.append((f.relative_to(stage).as_posix(),
+                              f"{dataset}/{rel.as_posix()}/part-{key or run_id}-{n}.parquet"))
+    record = {"replace": targets, "moves": moves}
+    _fsync_write(stage / MARKER, json.dumps(record, sort_keys=True))
+    done = _finish(Path(lake), stage, record)
     shutil.rmtree(stage, ignore_errors=True)
     return done
 
 
-def recover(lake: str | Path, targets: dict[str, str]) -> list[str]:
-    """Finish or discard the half-done runs found under `{lake}/.staging` (see module doc)."""
+def recover(lake: str | Path, targets: dict[str, str] | None = None) -> list[str]:
+    """Finish or discard the half-done runs found under `{lake}/.staging` (see module doc);
+    returns the partitions replaced. `targets` is only used for a marker written before
+    markers named their datasets."""
     root = Path(lake) / STAGING
     done: list[str] = []
     if not root.is_dir():
         return done
     for stage in sorted(root.iterdir()):
         if (stage / MARKER).exists():
-            done += _roll_forward(Path(lake), stage, targets)
+            done += _finish(Path(lake), stage, _read_marker(stage / MARKER, targets or {}))
         shutil.rmtree(stage, ignore_errors=True)
     return done
+
+
+def _read_marker(path: Path, fallback: dict[str, str]) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        record = json.loads(text)
+    except ValueError:  # the older format: repr of the sorted (output, dataset) pairs
+        return {"replace": dict(ast.literal_eval(text)) or fallback}
+    return dict(record)
+
+
+def _finish(lake: Path, stage: Path, record: dict[str, Any]) -> list[str]:
+    """Do the marker's moves whose staged file is still there, then the partition swaps."""
+    folders: set[Path] = set()
+    for staged, live in record.get("moves", []):
+        if (stage / staged).exists():
+            (lake / live).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / staged, lake / live)
+            folders.add((lake / live).parent)
+    for folder in sorted(folders):
+        _fsync_dir(folder)
+    return _roll_forward(lake, stage, dict(record.get("replace", {})))
 
 
 def _roll_forward(lake: Path, stage: Path, targets: dict[str, str]) -> list[str]:

@@ -9,6 +9,15 @@ One `run_once()`:
    staging and swap, and records the run, its files and partitions in the state database;
 4. recomputes the 1m / 5m / 1h aggregates of every day that changed.
 
+5. compacts the partitions this pass wrote that hold `AUTO_SMALL_FILES` small files or more
+   (`mad.etl.compact`); `compact()` (`mad etl compact`) does every partition of the lake.
+
+The lake is a local folder or an S3 prefix; the runner sees it only through a
+`mad.etl.publish.PartitionStore`: engines read raw files and existing partitions from the
+lake's locations, write into a local stage, and the store publishes the stage (renames on a
+local disk, upload + commit record + delete on S3). One process at a time works on a lake
+from one data folder (`{data_dir}/etl.lock`), so `mad etl compact` waits for a running pass.
+
 Transient failures (TransientError) are retried with backoff; anything else fails the run,
 which is recorded with its error, and stops this pass. Every step can be killed and re-run:
 a run's files are done only once its partitions are published.
@@ -16,12 +25,13 @@ a run's files are done only once its partitions are published.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
-import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,16 +41,21 @@ import duckdb
 from mad import lake
 from mad.config import Settings
 from mad.errors import ConfigError, TransientError
+from mad.etl import compact as comp
 from mad.etl import parquet_lake as pq
 from mad.etl.discover import RawFile, batches, pending
 from mad.etl.engines import Engine, open_engine
+from mad.etl.publish import PartitionStore, is_s3, open_partition_store
+from mad.etl.quarantine import drop_known
 from mad.etl.transforms.aggregates import aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
+from mad.etl.transforms.sql import sql_list
 from mad.state import EtlLedger, Written, open_state
 
 log = logging.getLogger(__name__)
 
 PLAN = "events"
+COMPACT = "compact"
 QUARANTINE = "md-quarantine"
 AGGREGATES = "md-aggregates"
 KINDS = ("log", "metric", "apm")
@@ -57,48 +72,49 @@ class PassSummary:
     quarantined: int = 0
     late: int = 0
     days_aggregated: list[str] = field(default_factory=list)
+    compacted: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{self.runs} runs over {self.files} raw files: {self.rows_in} lines in, "
+        text = (f"{self.runs} runs over {self.files} raw files: {self.rows_in} lines in, "
                 f"{self.rows_out} new events, {self.duplicates} duplicates, "
                 f"{self.quarantined} quarantined, {self.late} late; aggregates recomputed "
                 f"for {len(self.days_aggregated)} days")
+        if self.compacted:
+            text += f"; {len(self.compacted)} partitions compacted"
+        return text
+
+
+@dataclass
+class Staged:
+    """An events run's output, staged and counted, not yet published."""
+
+    run_id: str
+    dataset: str
+    key: str  # names the run's appended quarantine files: a hash of its raw file list
+    counts: dict[str, int]
+    appended: list[str]  # the quarantine partitions it adds files to
 
 
 class EtlRunner:
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        url = settings.lake_url
-        if "://" in url and not url.startswith("file://"):
-            raise ConfigError(f"the ETL publishes to a local lake folder; {url} is not one")
-        self.lake = Path(url.removeprefix("file://"))
         self.settings = settings
-        self.store = lake.open_store(str(self.lake), settings.aws)
+        self.lake: PartitionStore = open_partition_store(settings)
+        self.store = self.lake.store
         self.ledger = EtlLedger(open_state(settings.state_url))
         self.engine = engine or _engine(settings)
         self.sleep = sleep
+        self._con: duckdb.DuckDBPyConnection | None = None
 
     def close(self) -> None:
         self.engine.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def run_once(self) -> PassSummary:
-        targets = {"events": "", "aggregates": AGGREGATES}
-        for kind in KINDS:
-            pq.recover(self.lake, {**targets, "events": pq.transformed_dataset(kind)})
-        if self.ledger.abandon_running():
-            log.warning("runs interrupted earlier are marked failed; their files are pending")
-        summary = PassSummary()
-        todo = pending(self.store, self.ledger.done_keys(PLAN))
-        days: set[str] = set()
-        cfg = self.settings.etl
-        for kind in KINDS:
-            of_kind = [f for f in todo if f.key.startswith(lake.raw_dataset(kind) + "/")]
-            for batch in batches(of_kind, cfg.batch_bytes, cfg.batch_files):
-                days |= self._events_run(kind, batch, summary)
-        for day in sorted(days):
-            self._aggregate(day)
-        summary.days_aggregated = sorted(days)
-        return summary
+        with self._exclusive():
+            return self._pass()
 
     def backfill(self, start: float, end: float) -> int:
         """Make raw files of ingest hours in [start, end) pending again; returns how many.
@@ -109,20 +125,80 @@ class EtlRunner:
 
     def reprocess(self, dataset: str, partition: str) -> int:
         """Rebuild one event-time partition (e.g. `md-transformed-logs`,
-        `date=2026-11-01/hour=07`) from the raw files of every run that wrote it: the
-        partition is removed and those files become pending; returns how many files."""
+        `date=2026-11-01/hour=07`) from the raw files of every run that wrote it: those files
+        become pending, then the partition is removed; returns how many files."""
         if dataset not in {pq.transformed_dataset(k) for k in KINDS}:
             raise ConfigError(f"unknown dataset '{dataset}' (known: "
                               f"{', '.join(pq.transformed_dataset(k) for k in KINDS)})")
         keys = self.ledger.sources(PLAN, dataset, partition)
         if not keys:
             raise ConfigError(f"no run wrote {dataset}/{partition}; see `mad etl status`")
-        shutil.rmtree(self.lake / dataset / partition, ignore_errors=True)
-        return self.ledger.forget(PLAN, keys)
+        with self._exclusive():
+            forgotten = self.ledger.forget(PLAN, keys)  # first: a crash here loses nothing
+            self.lake.remove(f"{dataset}/{partition}")
+        return forgotten
+
+    def compact(self, datasets: list[str] | None = None) -> list[str]:
+        """Rewrite every partition of `datasets` (default: every dataset the ETL writes)
+        whose files could be fewer or one of which is far above `etl.target_file_bytes`;
+        returns the partitions rewritten."""
+        known = [*(pq.transformed_dataset(k) for k in KINDS), QUARANTINE, AGGREGATES]
+        unknown = sorted(set(datasets or []) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown dataset '{unknown[0]}' (known: {', '.join(known)})")
+        with self._exclusive():
+            self.lake.recover()
+            parts: set[str] = set()
+            for dataset in datasets or known:
+                parts |= {k.rsplit("/", 1)[0] for k in self.lake.files(dataset + "/")}
+            return self._compact(sorted(parts), lambda sizes: True)
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def _pass(self) -> PassSummary:
+        if self.lake.recover():
+            log.warning("finished publishing partitions a killed run had committed")
+        if self.ledger.abandon_running():
+            log.warning("runs interrupted earlier are marked failed; their files are pending")
+        summary = PassSummary()
+        todo = pending(self.store, self.ledger.done_keys(PLAN))
+        days: set[str] = set()
+        written: list[Written] = []
+        cfg = self.settings.etl
+        for kind in KINDS:
+            of_kind = [f for f in todo if f.key.startswith(lake.raw_dataset(kind) + "/")]
+            for batch in batches(of_kind, cfg.batch_bytes, cfg.batch_files):
+                written += self._events_run(kind, batch, summary)
+        dataset_names = {pq.transformed_dataset(k) for k in KINDS}
+        days = {w.partition.split("/")[0].removeprefix("date=") for w in written
+                if w.dataset in dataset_names}
+        for day in sorted(days):
+            self._aggregate(day)
+        summary.days_aggregated = sorted(days)
+        crowded = sorted({f"{w.dataset}/{w.partition}" for w in written
+                          if w.files >= comp.AUTO_SMALL_FILES})
+        summary.compacted = self._compact(
+            crowded, lambda sizes: comp.small_files(sizes, cfg.target_file_bytes)
+            >= comp.AUTO_SMALL_FILES)
+        return summary
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold `{data_dir}/etl.lock`: passes, compaction and reprocess never overlap (a run
+        merges the rows it read; a swap would drop a file added meanwhile)."""
+        path = Path(self.settings.data_dir) / "etl.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # -- one events run --------------------------------------------------------------------
 
-    def _events_run(self, kind: str, batch: list[RawFile], summary: PassSummary) -> set[str]:
+    def _events_run(self, kind: str, batch: list[RawFile],
+                    summary: PassSummary) -> list[Written]:
         keys = [(f.key, f.bytes) for f in batch]
         attempts = self.settings.etl.retries + 1
         for attempt in range(1, attempts + 1):
@@ -145,46 +221,97 @@ class EtlRunner:
             summary.files += len(batch)
             for name in ("rows_in", "rows_out", "duplicates", "quarantined", "late"):
                 setattr(summary, name, getattr(summary, name) + counts[name])
-            return {w.partition.split("/")[0].removeprefix("date=") for w in written
-                    if w.dataset == pq.transformed_dataset(kind)}
-        return set()
+            return written
+        return []
 
     def _transform(self, kind: str, batch: list[RawFile],
                    run_id: str) -> tuple[dict[str, int], list[Written]]:
-        files = [str(self.lake / f.key) for f in batch]
+        staged = self.stage_events(kind, batch, run_id)
+        replaced = self.lake.publish(run_id, {"events": staged.dataset},
+                                     append={"quarantine": QUARANTINE}, key=staged.key)
+        written = [self._measure(p) for p in replaced]
+        written += [self._measure(p) for p in staged.appended]
+        return {**staged.counts, "partitions": len(replaced)}, written
+
+    def stage_events(self, kind: str, batch: list[RawFile], run_id: str) -> Staged:
+        """Transform a batch into the run's stage: find the event-time partitions it touches,
+        run the events plan over the batch merged with those partitions' rows, and split any
+        file far above the target size. Nothing is published yet."""
+        files = [self.lake.location(f.key) for f in batch]
         dataset = pq.transformed_dataset(kind)
-        probe = pq.staging_dir(self.lake, f"probe-{run_id}")
+        probe_id = f"probe-{run_id}"
+        probe = self.lake.stage(probe_id)
         try:
             self.engine.execute(partitions_plan(), files, {}, str(probe))
+            found = sorted(probe.rglob("*.parquet"))
             parts = [(str(r[0]), str(r[1])) for r in duckdb.sql(
-                f"SELECT DISTINCT date, hour FROM read_parquet('{probe}/partitions/**/*.parquet')"
-            ).fetchall()] if any(probe.rglob("*.parquet")) else []
+                f"SELECT DISTINCT date, hour FROM read_parquet({_paths(found)})"
+            ).fetchall()] if found else []
         finally:
-            shutil.rmtree(probe, ignore_errors=True)
-        existing = pq.partition_files(self.lake, dataset, parts)
-        out = pq.staging_dir(self.lake, run_id) / "out"
+            self.lake.discard(probe_id)
+        existing = [self.lake.location(k) for date, hour in parts
+                    for k in sorted(self.lake.files(f"{dataset}/date={date}/hour={hour}/"))]
+        out = self.lake.stage(run_id) / "out"
         raw = self.engine.execute(events_plan(kind), files, {"existing": existing}, str(out))
+        comp.split_large(self._duckdb(), out / "events", self.settings.etl.target_file_bytes)
+        drop_known(self._duckdb(), self.lake, QUARANTINE, out / "quarantine")
         key = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()[:32]
-        replaced = pq.publish(self.lake, run_id, {"events": dataset},
-                              append={"quarantine": QUARANTINE}, key=key)
         counts = {
             "rows_in": raw.get("count_in", 0), "rows_out": raw.get("count_new", 0),
             "duplicates": raw.get("count_duplicates", 0),
             "quarantined": raw.get("count_quarantined", 0), "late": raw.get("count_late", 0),
-            "partitions": len(replaced),
         }
-        return counts, [self._measure(p) for p in replaced]
+        appended = [f"{QUARANTINE}/{rel.as_posix()}"
+                    for rel in pq.partition_dirs(out / "quarantine")]
+        return Staged(run_id, dataset, key, counts, appended)
 
     def _measure(self, partition: str) -> Written:
         dataset, _, rel = partition.partition("/")
-        files = sorted((self.lake / partition).glob("*.parquet"))
+        files = self.lake.files(partition.rstrip("/") + "/")
         rows = 0
         if files:
-            listing = ", ".join(f"'{f}'" for f in files)
-            rows = int(duckdb.sql(
-                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata([{listing}])"
-            ).fetchone()[0])  # type: ignore[index]
-        return Written(dataset, rel, rows, len(files), sum(f.stat().st_size for f in files))
+            listing = _paths(self.lake.location(k) for k in sorted(files))
+            row = self._duckdb().execute(
+                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({listing})"
+            ).fetchone()
+            rows = int(row[0]) if row else 0
+        return Written(dataset, rel, rows, len(files), sum(files.values()))
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        """One connection for reading the lake's footers and for compaction rewrites."""
+        if self._con is None:
+            cfg = self.settings.etl
+            self._con = self.lake.connect()
+            self._con.execute("SET TimeZone = 'UTC'")
+            self._con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
+            self._con.execute(f"SET threads = {int(cfg.duckdb_threads)}")
+        return self._con
+
+    # -- compaction ------------------------------------------------------------------------
+
+    def _compact(self, partitions: list[str],
+                 wanted: Callable[[list[int]], bool]) -> list[str]:
+        """Compact each partition for which `wanted(file sizes)` holds, as one recorded run
+        (plan `compact`, no raw inputs) per call; returns the partitions rewritten."""
+        target = self.settings.etl.target_file_bytes
+        todo = [p for p in partitions
+                if wanted(list(self.lake.files(p + "/").values()))]
+        if not todo:
+            return []
+        run_id = self.ledger.start(COMPACT, "duckdb", [])
+        done: list[str] = []
+        try:
+            for n, partition in enumerate(todo):
+                if comp.compact_partition(self.lake, self._duckdb(), partition, target,
+                                          f"{run_id}-{n}"):
+                    done.append(partition)
+        except BaseException as err:
+            self.ledger.fail(run_id, f"{type(err).__name__}: {err}")
+            raise
+        zero = dict.fromkeys(("rows_in", "rows_out", "duplicates", "quarantined", "late"), 0)
+        self.ledger.succeed(run_id, {**zero, "partitions": len(done)},
+                            [self._measure(p) for p in done])
+        return done
 
     # -- aggregates ------------------------------------------------------------------------
 
@@ -196,23 +323,39 @@ class EtlRunner:
         history = self._day_files(history_days)
         for window in self.settings.etl.windows:
             run_id = f"aggregates-{window}-{day}-{uuid.uuid4().hex[:8]}"
-            out = pq.staging_dir(self.lake, run_id) / "out"
+            out = self.lake.stage(run_id) / "out"
             self.engine.execute(aggregates_plan(window), [],
                                 {"events": events, "history": history}, str(out))
-            pq.publish(self.lake, run_id, {"aggregates": AGGREGATES})
+            comp.split_large(self._duckdb(), out / "aggregates",
+                             self.settings.etl.target_file_bytes)
+            self.lake.publish(run_id, {"aggregates": AGGREGATES})
 
     def _day_files(self, days: list[str]) -> list[str]:
         files: list[str] = []
         for kind in KINDS:
-            root = self.lake / pq.transformed_dataset(kind)
             for day in days:
-                files += sorted(str(p) for p in (root / f"date={day}").glob("*/*.parquet"))
+                prefix = f"{pq.transformed_dataset(kind)}/date={day}/"
+                files += [self.lake.location(k) for k in sorted(self.lake.files(prefix))]
         return files
 
 
+def _paths(paths: Iterable[str | Path]) -> str:
+    """A DuckDB list literal of paths or URLs."""
+    return "[" + sql_list(str(p) for p in paths) + "]"
+
+
 def _engine(settings: Settings) -> Engine:
+    """The configured engine; on an S3 lake it gets the endpoint and credentials, since it
+    reads raw files and existing partitions straight from the bucket."""
     cfg = settings.etl
+    aws = settings.aws if is_s3(settings.lake_url) else None
     if cfg.engine == "spark":
-        return open_engine("spark", master=cfg.spark_master, jars=tuple(cfg.spark_jars))
+        return open_engine("spark", master=cfg.spark_master, jars=tuple(cfg.spark_jars),
+                           s3=aws)
+    s3: dict[str, object] = {}
+    if aws is not None:
+        s3 = {"s3_endpoint": aws.endpoint_url, "s3_region": aws.region,
+              "s3_access_key_id": aws.access_key_id,
+              "s3_secret_access_key": aws.secret_access_key}
     return open_engine("duckdb", memory_limit=cfg.duckdb_memory_limit,
-                       threads=cfg.duckdb_threads)
+                       threads=cfg.duckdb_threads, **s3)

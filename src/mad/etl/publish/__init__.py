@@ -1,0 +1,93 @@
+"""Where the ETL reads and publishes lake partitions: one Protocol, a local and an S3 backend.
+
+Engines always write a run's output into a LOCAL staging folder (`stage(run_id) / "out"`),
+reading their inputs (raw files, the rows already in the touched partitions) straight from the
+lake by `location`. Publishing that output is the only step that differs between backends:
+
+- a local lake renames staged folders into place (`mad.etl.parquet_lake`, same filesystem);
+- an S3 lake uploads the staged files under new unique names beside the old ones, records a
+  commit, then deletes the old files (`mad.etl.publish.s3`); S3 has no rename.
+
+Both guarantee the same thing: after `recover`, every partition holds either all of the old
+files or all of the new ones, so no reader sees an `event_id` twice and no killed run loses
+rows. The runner picks a backend from the lake URL with `open_partition_store` and never
+asks which one it got.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import duckdb
+
+from mad.stores import ObjectStore
+
+if TYPE_CHECKING:
+    from mad.config import Settings
+
+
+class PartitionStore(Protocol):
+    """A Parquet lake as the ETL sees it; keys are lake-relative (`md-quarantine/date=.../x`)."""
+
+    url: str
+    store: ObjectStore  # the same lake as plain objects: raw-file discovery lists it
+
+    def location(self, key: str) -> str:
+        """The path or URL an engine reads for `key` (a local path or `s3://...`)."""
+        ...
+
+    def stage(self, run_id: str) -> Path:
+        """A local folder for one run's engine output (the engine writes `stage / "out"`)."""
+        ...
+
+    def discard(self, run_id: str) -> None:
+        """Delete a stage that will not be published (e.g. a probe's output)."""
+        ...
+
+    def files(self, prefix: str) -> dict[str, int]:
+        """The Parquet files under `prefix` (e.g. `md-transformed-logs/date=2026-11-01/`)
+        with their sizes, staging excluded."""
+        ...
+
+    def publish(self, run_id: str, replace: dict[str, str],
+                append: dict[str, str] | None = None, key: str = "") -> list[str]:
+        """Publish the staged outputs of `run_id`: every partition of an output in `replace`
+        (output name -> dataset) replaces the live partition whole; files of an output in
+        `append` are added as `part-{key}-{n}.parquet`, replacing only files of the same
+        `key`. Returns the replaced partitions as `dataset/key=value/...`; removes the stage."""
+        ...
+
+    def recover(self) -> list[str]:
+        """Finish the publishes a killed process committed, undo the ones it had not, and
+        delete every stage; run before any new run. Returns the partitions it replaced."""
+        ...
+
+    def remove(self, prefix: str) -> None:
+        """Delete every object under `prefix` (a partition folder, for `mad etl reprocess`)."""
+        ...
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection that can read this lake's locations."""
+        ...
+
+
+def is_s3(url: str) -> bool:
+    return url.lower().startswith("s3://")
+
+
+def open_partition_store(settings: Settings) -> PartitionStore:
+    """The backend for `settings.lake_url`: S3 for `s3://`, a local folder otherwise.
+    S3 stages go under `{data_dir}/etl-staging`; local ones inside the lake (`.staging`), so
+    that publishing is a rename on one filesystem."""
+    url = settings.lake_url
+    if is_s3(url):
+        from mad.etl.publish.s3 import S3Partitions
+
+        return S3Partitions(url, settings.aws, Path(settings.data_dir) / "etl-staging")
+    from mad.etl.publish.local import LocalPartitions
+
+    return LocalPartitions(url)
+
+
+__all__ = ["PartitionStore", "is_s3", "open_partition_store"]
