@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from mad.detect.model import Anomaly
 from mad.detect.series import WindowRow
@@ -33,10 +34,11 @@ from mad.stores import ObjectStore
 AGGREGATES = "md-aggregates"
 ANOMALIES = "md-anomalies"
 STATS = ("count", "avg", "min", "max", "stddev", "p50", "p95", "p99")
-ANOMALY_COLUMNS = ("window_start TIMESTAMP, \"window\" VARCHAR, service VARCHAR, "
-                   "series VARCHAR, stat VARCHAR, score DOUBLE, severity VARCHAR, "
-                   "observed DOUBLE, expected DOUBLE, lower DOUBLE, upper DOUBLE, "
-                   "detectors VARCHAR[]")
+ANOMALY_COLUMNS = ("CAST(window_start AS TIMESTAMP) AS window_start, "
+                   "CAST(\"window\" AS VARCHAR) AS \"window\", CAST(service AS VARCHAR) AS "
+                   "service, CAST(series AS VARCHAR) AS series, CAST(stat AS VARCHAR) AS stat, "
+                   "score, CAST(severity AS VARCHAR) AS severity, observed, expected, lower, "
+                   "upper, CAST(detectors AS VARCHAR[]) AS detectors")
 
 Span = tuple[datetime, datetime]
 
@@ -198,16 +200,29 @@ def _replaced(a: Anomaly, window: str, spans: Mapping[tuple[str, str], Span]) ->
 
 
 def _parquet(rows: list[Anomaly]) -> bytes:
+    """The anomalies as one Parquet file (NaN values are stored as NULL)."""
+    detectors = np.empty(len(rows), dtype=object)
+    for i, a in enumerate(rows):
+        detectors[i] = list(a.detectors)
+    columns: dict[str, Any] = {
+        "window_start": np.array([a.window_start.astimezone(UTC).replace(tzinfo=None)
+                                  for a in rows], dtype="datetime64[us]"),
+        "window": np.array([a.window for a in rows], dtype=object),
+        "service": np.array([a.service for a in rows], dtype=object),
+        "series": np.array([a.series for a in rows], dtype=object),
+        "stat": np.array([a.stat for a in rows], dtype=object),
+        **{name: np.array([float(getattr(a, name)) for a in rows], dtype=float)
+           for name in ("score", "observed", "expected", "lower", "upper")},
+        "severity": np.array([a.severity for a in rows], dtype=object),
+        "detectors": detectors,
+    }
     with tempfile.TemporaryDirectory(prefix="mad-detect-") as tmp:
         con = duckdb.connect()
         try:
-            con.execute(f"CREATE TABLE a ({ANOMALY_COLUMNS})")
-            con.executemany("INSERT INTO a VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                (a.window_start.astimezone(UTC).replace(tzinfo=None), a.window, a.service,
-                 a.series, a.stat, a.score, a.severity, a.observed, a.expected, a.lower,
-                 a.upper, list(a.detectors)) for a in rows])
+            con.register("rows", columns)
             path = Path(tmp) / "anomalies.parquet"
-            con.execute(f"COPY a TO '{path}' (FORMAT parquet, COMPRESSION snappy)")
+            con.execute(f"COPY (SELECT {ANOMALY_COLUMNS} FROM rows) TO '{path}' "
+                        "(FORMAT parquet, COMPRESSION snappy)")
         finally:
             con.close()
         return path.read_bytes()
