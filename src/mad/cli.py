@@ -266,6 +266,28 @@ def etl_status(
     sys.stdout.write(render(settings_from(config, **{"lake.url": lake}), limit))
 
 
+@etl_app.command("compact")
+def etl_compact(
+    dataset: list[str] = typer.Option(
+        [], "--dataset", metavar="NAME",
+        help="Only this dataset (repeatable); default every ETL output."),
+    lake: str | None = LakeOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rewrite partitions with many small (or far too large) files toward
+    etl.target_file_bytes; waits for a running pass, rows stay exactly as they are."""
+    from mad.etl.runner import EtlRunner
+
+    runner = EtlRunner(settings_from(config, **{"lake.url": lake}))
+    try:
+        done = runner.compact(dataset or None)
+    finally:
+        runner.close()
+    for partition in done:
+        typer.echo(f"compacted {partition}")
+    typer.echo(f"{len(done)} partitions compacted")
+
+
 @app.command()
 def up(
     rate: float = typer.Option(20.0, help="Events/s the live simulator posts (0: none)."),
