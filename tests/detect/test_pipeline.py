@@ -14,8 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +233,32 @@ def test_a_day_that_failed_the_quality_gate_holds_detection(tmp_path: Path) -> N
     assert run(settings).windows == 59
 
 
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """A real HTTP server on 127.0.0.1 that records (Idempotency-Key, body) of each POST."""
+    got: list[tuple[str, dict[str, Any]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.headers["Idempotency-Key"], orjson.loads(body)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", got
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def test_alerts_wait_in_the_outbox_until_a_sink_takes_them(tmp_path: Path) -> None:
     from tests.conftest import free_port
 
@@ -241,10 +271,14 @@ def test_alerts_wait_in_the_outbox_until_a_sink_takes_them(tmp_path: Path) -> No
     lines = alerts(settings)
     assert len(lines) == summary.changes  # the JSONL sink took every alert once
 
-    fixed = make_settings(tmp_path, settings.state_url)  # the webhook is removed from config
-    again = run(fixed)
-    assert (again.points, again.pending) == (0, 0)
-    assert alerts(fixed) == lines  # not sent twice to the JSONL sink
+    with webhook_receiver() as (url, got):
+        live = make_settings(tmp_path, settings.state_url, **{"detect.alerts.webhook_url": url})
+        again = run(live)
+        assert (again.points, again.pending, again.alerts) == (0, 0, summary.changes)
+        assert run(live).alerts == 0  # delivered once; the next pass sends nothing
+    assert sorted(key for key, _ in got) == sorted(a["dedup_key"] for a in lines)
+    assert all(body["dedup_key"] == key for key, body in got)
+    assert alerts(live) == lines  # not sent twice to the JSONL sink
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@
 
 1. delivers alerts committed earlier but not yet delivered to every sink (the outbox);
 2. loads every series' scorer state and watermark (the last window start it scored);
-3. reads the `date=` partitions from the day of the oldest watermark on, in day order,
+3. reads the `date=` partitions from the day of the newest watermark on, in day order,
    stopping at the first day that has not passed the quality gate (`PartitionGate`; until
    the quality stage exists every day passes), that cannot be read, or that is being
    replaced by the ETL at that instant: detection never skips past data it could not see;
@@ -128,6 +128,7 @@ class DetectRunner:
         self.dispatcher = Dispatcher(open_sinks(settings) if sinks is None else sinks,
                                      SentAlerts(engine))
         self.step = timedelta(seconds=window_seconds(self.cfg.window))
+        self._down: set[str] = set()  # sinks that failed in this pass
 
     def close(self) -> None:
         self.db.engine.dispose()
@@ -136,6 +137,7 @@ class DetectRunner:
                  progress: Callable[[BatchReport], None] | None = None) -> DetectSummary:
         """One pass (see the module doc); returns early, between batches, once `stop` is set."""
         summary = DetectSummary(self.cfg.window)
+        self._down = set()
         self._deliver(summary)
         window = self.cfg.window
         saved = self.db.load_series(window)
@@ -152,7 +154,9 @@ class DetectRunner:
         if newest is None:
             return summary
         cutoff = newest - self.step * (self.cfg.hold_windows - 1)
-        first_day = min(marks.values()).date().isoformat() if marks else ""
+        # a batch covers every series up to its last window start, so nothing before the
+        # newest watermark's day is left to score (a series that stopped does not hold it)
+        first_day = max(marks.values()).date().isoformat() if marks else ""
         tracker = self._tracker()
         scorers: dict[Key, SeriesScorer] = {}
         for day, keys in days.items():
@@ -235,7 +239,9 @@ class DetectRunner:
         return IncidentTracker.from_state(state)
 
     def _deliver(self, summary: DetectSummary) -> None:
-        """Send the outbox; drop what every sink has (or what no sink could ever take)."""
+        """Send the outbox; drop what every sink has (or what no sink could ever take).
+        A sink that failed is not tried again in the same pass (a webhook that is down would
+        cost its retries after every batch); the next pass tries it again."""
         pending = self.db.pending_alerts()
         if not pending:
             summary.pending = 0
@@ -247,8 +253,12 @@ class DetectRunner:
                 changes.append(change_from_dict(payload))
             except (KeyError, TypeError, ValueError) as err:
                 log.error("alert %s in the outbox cannot be read (%s); it stays there", key, err)
-        summary.alerts += self.dispatcher.dispatch(changes)
         sent = self.dispatcher.sent
+        healthy = [s for s in sinks if s.name not in self._down]
+        if healthy:
+            dispatcher = Dispatcher(healthy, sent)
+            summary.alerts += dispatcher.dispatch(changes)
+            self._down |= {f.sink for f in dispatcher.failures}
         done = [c.dedup_key for c in changes
                 if all(sent.seen(f"{s.name}:{c.dedup_key}") for s in sinks)]
         self.db.delivered(done)
