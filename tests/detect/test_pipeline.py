@@ -355,3 +355,38 @@ def test_killed_watch_then_restart_equals_one_uninterrupted_run(
     assert sorted(watermarks(killed)) == sorted(watermarks(calm))
     sent = alerts(killed)  # at least once per change; a resend would carry the same key
     assert {a["dedup_key"]: a for a in sent} == {a["dedup_key"]: a for a in alerts(calm)}
+
+
+def mad_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAD_")}
+    env.update({"MAD_DATA_DIR": str(settings.data_dir), "MAD_STATE__URL": settings.state_url})
+    return subprocess.run([sys.executable, "-m", "mad.cli", *args], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_cli_help_errors_status_and_a_clean_stop_on_sigterm(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+    for args in (["detect"], ["detect", "run"], ["detect", "status"]):
+        assert "Usage:" in mad_cli(settings, *args, "--help").stdout
+    for args, needle in ((["--watch", "--once"], "exclude"), (["--window", "2m"], "window")):
+        proc = mad_cli(settings, "detect", "run", *args)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
+    empty = mad_cli(settings, "detect", "status")
+    assert empty.returncode == 0 and "none yet" in empty.stdout
+
+    write_aggregates(Path(settings.lake_url), synthetic_rows(120))
+    proc = detect_process(settings, "--watch")
+    assert proc.stdout is not None
+    for line in iter(proc.stdout.readline, b""):
+        if line.startswith(b"detect 1m:"):  # the first pass is done; it now waits
+            proc.send_signal(signal.SIGTERM)
+            break
+    assert proc.wait(60) == 0
+
+    status = mad_cli(settings, "detect", "status", "--format", "json")
+    assert status.returncode == 0, status.stderr
+    data = orjson.loads(status.stdout)
+    assert len(data["series"]) == 4 and {s["lag_s"] for s in data["series"]} == {60.0}
+    assert data["pending_alerts"] == 0
+    assert "series scored: 4" in mad_cli(settings, "detect", "status").stdout

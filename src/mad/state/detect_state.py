@@ -168,7 +168,7 @@ class DetectStore:
                    detect_series.c.updated_at).order_by(
             detect_series.c.window, detect_series.c.service, detect_series.c.series)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
 
     def incidents(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
         q = select(detect_incidents).order_by(desc(detect_incidents.c.started),
@@ -176,7 +176,7 @@ class DetectStore:
         if status is not None:
             q = q.where(detect_incidents.c.status == status)
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(q)]
+            rows = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
         for row in rows:
             row["services"] = orjson.loads(row["services"])
             row["series"] = orjson.loads(row["series"])
