@@ -150,25 +150,38 @@ class ServerThread:
 
 
 class EtlThread:
-    """`EtlRunner.run_once` every `etl.watch_interval_s` in a thread, until stopped."""
+    """`EtlRunner.run_once` every `etl.watch_interval_s` in a thread, until stopped; with
+    `detect`, a detection pass (`DetectRunner.run_once`) over the new aggregates after each."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, detect: bool = True) -> None:
         self.settings = settings
+        self.detect = detect
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="mad-etl", daemon=True)
 
     def _loop(self) -> None:
+        from mad.detect.pipeline import DetectRunner
         from mad.etl.runner import EtlRunner
 
         runner = EtlRunner(self.settings)
+        detector = DetectRunner(self.settings) if self.detect else None
         try:
             while not self.stop_event.wait(self.settings.etl.watch_interval_s):
                 try:
                     print(f"etl: {runner.run_once().line()}", flush=True)
                 except Exception as err:  # recorded in the state database; retried next pass
                     log.error("etl pass failed: %s", err)
+                    continue
+                if detector is None:
+                    continue
+                try:
+                    print(detector.run_once(self.stop_event).line(), flush=True)
+                except Exception as err:  # its state is saved per batch; the next pass resumes
+                    log.error("detection pass failed: %s", err)
         finally:
             runner.close()
+            if detector is not None:
+                detector.close()
 
     def start(self) -> None:
         self.thread.start()
