@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mad.detect.incidents import IncidentTracker, choose_origin
 from mad.detect.model import Anomaly, IncidentChange
 
@@ -12,17 +14,18 @@ T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 
 
 def anomaly(minute: float, service: str = "accounts", series: str = "latency_ms",
-            severity: str = "warning", score: float = 0.95) -> Anomaly:
+            severity: str = "warning", score: float = 0.95,
+            detectors: tuple[str, ...] = ("holt",)) -> Anomaly:
     return Anomaly(
         service=service, series=series, stat="avg", window="1m",
         window_start=T0 + timedelta(minutes=minute), score=score,
         severity=severity,  # type: ignore[arg-type]
-        observed=900.0, expected=120.0, lower=80.0, upper=160.0, detectors=("holt",),
+        observed=900.0, expected=120.0, lower=80.0, upper=160.0, detectors=detectors,
     )
 
 
-def tracker() -> IncidentTracker:
-    return IncidentTracker(gap_s=900, resolve_after_s=1800)
+def tracker(confirm: int = 1) -> IncidentTracker:
+    return IncidentTracker(gap_s=900, resolve_after_s=1800, confirm_windows=confirm)
 
 
 def kinds(changes: list[IncidentChange]) -> list[tuple[str, str, int]]:
@@ -175,15 +178,42 @@ def _run(tr: IncidentTracker, batches: list[list[Anomaly]], start: int) -> list[
     return out
 
 
-def test_state_round_trip_replays_identically() -> None:
+@pytest.mark.parametrize("confirm", [1, 2])
+def test_state_round_trip_replays_identically(confirm: int) -> None:
     batches = _batches()
-    whole = _run(tracker(), batches, 0)
+    whole = _run(tracker(confirm), batches, 0)
     assert {c.change for c in whole} == {"opened", "escalated", "resolved"}
     for cut in range(len(batches) + 1):
-        first = tracker()
+        first = tracker(confirm)
         head = _run(first, batches[:cut], 0)
         saved = json.loads(json.dumps(first.state()))
         restored = IncidentTracker.from_state(saved)
         assert restored.open_incidents() == first.open_incidents()
         tail = _run(restored, batches[cut:], cut)
         assert head + tail == whole
+
+
+def test_one_window_blip_is_not_alerted_when_confirmation_is_asked() -> None:
+    tr = tracker(confirm=2)
+    assert tr.observe([anomaly(0, "gateway"), anomaly(0, "auth")]) == []
+    assert tr.open_incidents() == []
+    assert tr.advance(T0 + timedelta(hours=1)) == []  # dropped quietly: nothing was sent
+    assert tr.state()["open"] == []
+
+
+def test_second_window_confirms_and_opens_from_the_first() -> None:
+    tr = tracker(confirm=2)
+    assert tr.observe([anomaly(0, "gateway")]) == []
+    (opened,) = tr.observe([anomaly(3, "accounts", severity="critical")])
+    assert (opened.change, opened.seq) == ("opened", 0)
+    inc = opened.incident
+    assert inc.id == "inc-20261127T0300-gateway" and inc.started == T0
+    assert inc.services == ["gateway", "accounts"] and inc.anomalies == 2
+    assert opened.anomaly is not None and opened.anomaly.service == "accounts"
+    assert [c.change for c in tr.observe([anomaly(4, "payments")])] == ["escalated"]
+
+
+def test_rule_anomaly_confirms_at_once() -> None:
+    tr = tracker(confirm=3)
+    (opened,) = tr.observe([anomaly(0, detectors=("rule:error-rate-5pct",))])
+    assert opened.change == "opened"

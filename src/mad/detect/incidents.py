@@ -40,6 +40,7 @@ from mad.detect.model import Anomaly, Change, Incident, IncidentChange
 _WINDOW_S = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
 _RANK = {"warning": 0, "critical": 1}
 RECENT_IDS_S = 7 * 86400.0  # resolved ids kept this long to avoid reusing them
+CONFIRM_WINDOWS = 1  # distinct window starts before an incident is alerted (rules: at once)
 
 
 def window_seconds(window: str) -> float:
@@ -110,14 +111,18 @@ class _Open:
     first_seen: dict[str, datetime] = field(default_factory=dict)
     window_s: float = 60.0
     seq: int = 0  # seq of the last change sent
+    confirmed: bool = True  # False while it waits for more evidence (nothing sent yet)
+    windows: set[datetime] = field(default_factory=set)  # window starts seen while unconfirmed
 
 
 class IncidentTracker:
     """Turns batches of anomalies into incident changes; one per alert to send."""
 
-    def __init__(self, gap_s: float, resolve_after_s: float) -> None:
+    def __init__(self, gap_s: float, resolve_after_s: float,
+                 confirm_windows: int = CONFIRM_WINDOWS) -> None:
         self.gap = timedelta(seconds=gap_s)
         self.resolve_after = timedelta(seconds=resolve_after_s)
+        self.confirm = max(1, int(confirm_windows))
         self._open: list[_Open] = []
         self._recent: dict[str, datetime] = {}  # resolved id -> its started time
 
@@ -147,6 +152,8 @@ class IncidentTracker:
         still = []
         for item in self._open:
             inc = item.incident
+            if now - inc.last_seen > self.resolve_after and not item.confirmed:
+                continue  # never confirmed, never sent: its anomalies stay in md-anomalies
             if now - inc.last_seen > self.resolve_after:
                 inc.status = "resolved"
                 inc.resolved = now
@@ -161,7 +168,8 @@ class IncidentTracker:
         return changes
 
     def open_incidents(self) -> list[Incident]:
-        return [_snapshot(item.incident) for item in self._open]
+        """Open incidents that were confirmed (and so alerted)."""
+        return [_snapshot(item.incident) for item in self._open if item.confirmed]
 
     # -- one window start --------------------------------------------------------------
 
@@ -184,8 +192,16 @@ class IncidentTracker:
         changes = []
         for seen in touched.values():
             item, inc = seen.item, seen.item.incident
-            if seen.new:
+            if not item.confirmed:
+                item.windows.add(t)
+                rule = any(d.startswith("rule:") for a in seen.anomalies for d in a.detectors)
+                if not rule and len(item.windows) < self.confirm:
+                    continue
+                item.confirmed, item.windows = True, set()
+                seen.services, seen.rank_before = set(), -1
                 change: Change = "opened"
+            elif seen.new:
+                change = "opened"
             elif _RANK[inc.severity] > seen.rank_before or set(inc.services) - seen.services:
                 change = "escalated"
                 item.seq += 1
@@ -213,7 +229,7 @@ class IncidentTracker:
             ident = f"{base}-{n}"
         inc = Incident(id=ident, status="open", started=t, last_seen=t, resolved=None,
                        origin=a.service)
-        item = _Open(inc, window_s=window_seconds(a.window))
+        item = _Open(inc, window_s=window_seconds(a.window), confirmed=self.confirm == 1)
         self._open.append(item)
         return item
 
@@ -244,12 +260,15 @@ class IncidentTracker:
             "version": 1,
             "gap_s": self.gap.total_seconds(),
             "resolve_after_s": self.resolve_after.total_seconds(),
+            "confirm_windows": self.confirm,
             "open": [
                 {
                     "incident": item.incident.to_dict(),
                     "first_seen": {s: t.isoformat() for s, t in item.first_seen.items()},
                     "window_s": item.window_s,
                     "seq": item.seq,
+                    "confirmed": item.confirmed,
+                    "windows": sorted(t.isoformat() for t in item.windows),
                 }
                 for item in self._open
             ],
@@ -259,14 +278,17 @@ class IncidentTracker:
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> IncidentTracker:
         """Rebuild a tracker from `state()`; it then behaves as one that never stopped."""
-        tracker = cls(float(d["gap_s"]), float(d["resolve_after_s"]))
+        tracker = cls(float(d["gap_s"]), float(d["resolve_after_s"]),
+                      int(d.get("confirm_windows", 1)))
         for raw in d.get("open", []):
             rec = dict(raw["incident"])
             for name in ("started", "last_seen", "resolved"):
                 rec[name] = _utc(datetime.fromisoformat(rec[name])) if rec[name] else None
             inc = Incident(**rec)
             first = {s: _utc(datetime.fromisoformat(t)) for s, t in raw["first_seen"].items()}
-            tracker._open.append(_Open(inc, first, float(raw["window_s"]), int(raw["seq"])))
+            windows = {_utc(datetime.fromisoformat(t)) for t in raw.get("windows", [])}
+            tracker._open.append(_Open(inc, first, float(raw["window_s"]), int(raw["seq"]),
+                                       bool(raw.get("confirmed", True)), windows))
         tracker._recent = {
             k: _utc(datetime.fromisoformat(v)) for k, v in d.get("recent", {}).items()
         }
