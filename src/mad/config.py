@@ -225,8 +225,11 @@ class DetectSettings(Section):
                             "anomaly critical (rules carry their own severity)")
     hold_windows: int = Field(1, ge=1, le=1000, description="newest window starts not scored "
                               "yet: they may still be filling")
-    batch_windows: int = Field(60, ge=1, le=100_000, description="window starts per committed "
-                               "batch (state, anomalies and incidents are saved per batch)")
+    batch_windows: int = Field(60, ge=1, le=100_000, description="window starts per batch "
+                               "(anomalies, incidents and alerts are saved per batch)")
+    checkpoint_s: float = Field(300.0, ge=0, le=86400, description="seconds between saves of "
+                                "the detector state (0: after every batch); a restart replays "
+                                "the windows after the last save")
     rules: list[RuleSettings] = Field(default_factory=lambda: [
         RuleSettings(name="error-rate-5pct", series="error_rate", threshold=0.05, windows=3),
     ])

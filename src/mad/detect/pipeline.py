@@ -11,11 +11,18 @@
    replaced by the ETL at that instant: detection never skips past data it could not see;
 4. scores each series' windows newer than its watermark, in window order, in batches of
    `detect.batch_windows` window starts. Per batch: the anomalies are written to
-   `md-anomalies` (replacing that series x window range, so a replay after a crash does not
-   duplicate them), the incident tracker is fed window by window (then advanced to the end
-   of the window, on the data clock), and ONE transaction saves the scorer states,
-   watermarks, tracker, incidents and the batch's incident changes (outbox); then the
-   outbox is delivered.
+   `md-anomalies` (replacing that series x window range, so a replay does not duplicate
+   them), the incident tracker is fed window by window (then advanced to the end of the
+   window, on the data clock), one transaction saves the incidents and the batch's incident
+   changes (the outbox), and the outbox is delivered.
+
+Checkpoints: the detector state is large (an ensemble keeps ~0.7 MB of history per series
+once warm), so the scorer states, watermarks and tracker are saved together, in one
+transaction, every `detect.checkpoint_s` seconds (0: every batch) and on `close()`, not per
+batch. They stay in memory between passes. After a crash (or a failed pass) the runner
+resumes from the last checkpoint and replays the windows after it: detectors and tracker are
+deterministic, so the replay writes the same anomalies over themselves, upserts the same
+incidents, and regenerates the same changes, whose dedup keys the sent log already holds.
 
 Windows that are not scored, on purpose:
 - the newest `detect.hold_windows` window starts of the lake (default 1, the window that is
@@ -35,15 +42,16 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from mad import lake
 from mad.config import Settings
 from mad.detect.alerts import AlertSink, Dispatcher, open_sinks
-from mad.detect.codec import change_from_dict, change_to_dict
+from mad.detect.codec import change_to_dict
 from mad.detect.incidents import IncidentTracker, window_seconds
 from mad.detect.lake_io import (
     UnreadableAggregates,
@@ -53,6 +61,7 @@ from mad.detect.lake_io import (
     write_anomalies,
 )
 from mad.detect.model import Anomaly, Incident, IncidentChange
+from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
 from mad.state import DetectStore, SentAlerts, SeriesState, open_state
 from mad.stores import ObjectNotFound
@@ -116,6 +125,18 @@ class BatchReport:
     changes: int
 
 
+@dataclass
+class Progress:
+    """Where detection stands in memory: the resume point of the next window to score."""
+
+    saved: dict[Key, SeriesState]  # the last checkpoint, for series not scored since
+    tracker: IncidentTracker
+    marks: dict[Key, datetime] = field(default_factory=dict)  # watermarks, in memory
+    scorers: dict[Key, SeriesScorer] = field(default_factory=dict)
+    dirty: set[Key] = field(default_factory=set)  # scored since the last checkpoint
+    saved_at: float = field(default_factory=time.monotonic)
+
+
 class DetectRunner:
     def __init__(self, settings: Settings, gate: PartitionGate | None = None,
                  sinks: list[AlertSink] | None = None) -> None:
@@ -125,144 +146,143 @@ class DetectRunner:
         engine = open_state(settings.state_url)
         self.db = DetectStore(engine)
         self.gate: PartitionGate = gate or OpenGate()
-        self.dispatcher = Dispatcher(open_sinks(settings) if sinks is None else sinks,
-                                     SentAlerts(engine))
+        self.outbox = Outbox(self.db, Dispatcher(open_sinks(settings) if sinks is None
+                                                 else sinks, SentAlerts(engine)))
         self.step = timedelta(seconds=window_seconds(self.cfg.window))
-        self._down: set[str] = set()  # sinks that failed in this pass
+        self.progress: Progress | None = None
 
     def close(self) -> None:
-        self.db.engine.dispose()
+        """Save a checkpoint of what was scored, then release the database."""
+        try:
+            self.checkpoint()
+        finally:
+            self.db.engine.dispose()
 
     def run_once(self, stop: threading.Event | None = None,
                  progress: Callable[[BatchReport], None] | None = None) -> DetectSummary:
-        """One pass (see the module doc); returns early, between batches, once `stop` is set."""
+        """One pass (see the module doc); returns early, between batches, once `stop` is set.
+        A pass that raises drops the in-memory state: the next one resumes from the last
+        checkpoint."""
         summary = DetectSummary(self.cfg.window)
-        self._down = set()
-        self._deliver(summary)
+        self.outbox.new_pass()
+        summary.alerts, summary.pending = self.outbox.deliver()
+        if self.progress is None:
+            self.progress = self._load()
+        try:
+            self._pass(self.progress, summary, stop, progress)
+        except BaseException:
+            self.progress = None
+            raise
+        if time.monotonic() - self.progress.saved_at >= self.cfg.checkpoint_s:
+            self.checkpoint()
+        return summary
+
+    def checkpoint(self) -> None:
+        """Save the scorer states, watermarks and tracker of everything scored so far."""
+        p = self.progress
+        if p is None or not p.dirty:
+            return
+        series = [SeriesState(k[0], k[1], p.marks[k], p.scorers[k].points, p.scorers[k].state())
+                  for k in sorted(p.dirty)]
+        self.db.commit(self.cfg.window, series, {f"tracker:{self.cfg.window}": p.tracker.state()},
+                       [], [])
+        p.saved.update({(s.service, s.series): s for s in series})
+        p.dirty.clear()
+        p.saved_at = time.monotonic()
+
+    def _load(self) -> Progress:
+        saved = self.db.load_series(self.cfg.window)
+        state = self.db.load_meta(f"tracker:{self.cfg.window}")
+        tracker = (IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s)
+                   if state is None else IncidentTracker.from_state(state))
+        return Progress(saved, tracker, {k: s.watermark for k, s in saved.items()})
+
+    def _pass(self, p: Progress, summary: DetectSummary, stop: threading.Event | None,
+              progress: Callable[[BatchReport], None] | None) -> None:
         window = self.cfg.window
-        saved = self.db.load_series(window)
-        marks = {k: s.watermark for k, s in saved.items()}
         days = aggregate_days(self.store, window)
         if not days:
             summary.held = f"no aggregates of window={window} in the lake yet"
-            return summary
+            return
         try:
             newest = newest_start(self.store, days[max(days)])
         except (ObjectNotFound, UnreadableAggregates) as err:
             summary.held = f"newest day not readable now ({err})"
-            return summary
+            return
         if newest is None:
-            return summary
+            return
         cutoff = newest - self.step * (self.cfg.hold_windows - 1)
         # a batch covers every series up to its last window start, so nothing before the
         # newest watermark's day is left to score (a series that stopped does not hold it)
-        first_day = max(marks.values()).date().isoformat() if marks else ""
-        tracker = self._tracker()
-        scorers: dict[Key, SeriesScorer] = {}
+        first_day = max(p.marks.values()).date().isoformat() if p.marks else ""
         for day, keys in days.items():
             if day < first_day:
                 continue
             if not self.gate.passed(window, day):
                 summary.held = f"date={day} has not passed the quality checks"
-                break
+                return
             try:
                 got = read_windows(self.store, keys)
             except ObjectNotFound:
                 summary.held = f"date={day} is being replaced by the ETL; the next pass reads it"
-                break
+                return
             except UnreadableAggregates as err:
                 log.error("%s", err)
                 summary.held = str(err)
-                break
+                return
 
             def fresh(row: WindowRow) -> bool:
-                mark = marks.get((row.service, row.series))
+                mark = p.marks.get((row.service, row.series))
                 return row.window_start < cutoff and (mark is None or row.window_start > mark)
 
             summary.duplicates += sum(1 for r in got.duplicates if fresh(r))
             summary.bad_rows += got.bad_rows
             for batch in _batches([r for r in got.rows if fresh(r)], self.cfg.batch_windows):
                 if stop is not None and stop.is_set():
-                    return summary
-                report = self._batch(batch, saved, scorers, tracker, summary)
-                for row in batch:
-                    marks[(row.service, row.series)] = row.window_start
+                    return
+                report = self._batch(p, batch, summary)
+                if self.cfg.checkpoint_s == 0:
+                    self.checkpoint()
                 if progress is not None:
                     progress(report)
-        return summary
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _batch(self, rows: list[WindowRow], saved: dict[Key, SeriesState],
-               scorers: dict[Key, SeriesScorer], tracker: IncidentTracker,
-               summary: DetectSummary) -> BatchReport:
+    def _batch(self, p: Progress, rows: list[WindowRow], summary: DetectSummary) -> BatchReport:
         anomalies: list[Anomaly] = []
         spans: dict[Key, tuple[datetime, datetime]] = {}
         for row in rows:
             key = (row.service, row.series)
-            scorer = scorers.get(key)
+            scorer = p.scorers.get(key)
             if scorer is None:
-                state = saved[key].state if key in saved else None
-                scorer = scorers[key] = SeriesScorer(self.cfg, row.service, row.series, state)
+                state = p.saved[key].state if key in p.saved else None
+                scorer = p.scorers[key] = SeriesScorer(self.cfg, row.service, row.series, state)
             anomalies += scorer.process(row)
             summary.bad_values += sum(1 for s in self.cfg.stats
                                       if not math.isfinite(row.values.get(s, math.nan)))
             spans[key] = (spans[key][0] if key in spans else row.window_start, row.window_start)
+            p.marks[key] = row.window_start
+            p.dirty.add(key)
         starts = sorted({row.window_start for row in rows})
         changes: list[IncidentChange] = []
         for start in starts:
-            changes += tracker.observe([a for a in anomalies if a.window_start == start])
-            changes += tracker.advance(start + self.step)
+            changes += p.tracker.observe([a for a in anomalies if a.window_start == start])
+            changes += p.tracker.advance(start + self.step)
         write_anomalies(self.store, self.cfg.window, anomalies, spans)
         incidents: dict[str, Incident] = {c.incident.id: c.incident for c in changes}
-        incidents.update({i.id: i for i in tracker.open_incidents()})
-        self.db.commit(
-            self.cfg.window,
-            [SeriesState(k[0], k[1], span[1], scorers[k].points, scorers[k].state())
-             for k, span in spans.items()],
-            {f"tracker:{self.cfg.window}": tracker.state()},
-            incidents.values(),
-            [(c.dedup_key, change_to_dict(c)) for c in changes])
+        incidents.update({i.id: i for i in p.tracker.open_incidents()})
+        self.db.commit(self.cfg.window, [],
+                       {f"progress:{self.cfg.window}": {"scored_to": starts[-1].isoformat()}},
+                       incidents.values(), [(c.dedup_key, change_to_dict(c)) for c in changes])
         summary.batches += 1
         summary.windows += len(starts)
         summary.points += len(rows)
         summary.anomalies += len(anomalies)
         summary.changes += len(changes)
         summary.watermark = max(starts[-1], summary.watermark or starts[-1])
-        self._deliver(summary)
+        sent, summary.pending = self.outbox.deliver()
+        summary.alerts += sent
         return BatchReport(starts[0], starts[-1], len(rows), len(anomalies), len(changes))
-
-    def _tracker(self) -> IncidentTracker:
-        state = self.db.load_meta(f"tracker:{self.cfg.window}")
-        if state is None:
-            return IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s)
-        return IncidentTracker.from_state(state)
-
-    def _deliver(self, summary: DetectSummary) -> None:
-        """Send the outbox; drop what every sink has (or what no sink could ever take).
-        A sink that failed is not tried again in the same pass (a webhook that is down would
-        cost its retries after every batch); the next pass tries it again."""
-        pending = self.db.pending_alerts()
-        if not pending:
-            summary.pending = 0
-            return
-        sinks = list(self.dispatcher.sinks)
-        changes = []
-        for key, payload in pending:
-            try:
-                changes.append(change_from_dict(payload))
-            except (KeyError, TypeError, ValueError) as err:
-                log.error("alert %s in the outbox cannot be read (%s); it stays there", key, err)
-        sent = self.dispatcher.sent
-        healthy = [s for s in sinks if s.name not in self._down]
-        if healthy:
-            dispatcher = Dispatcher(healthy, sent)
-            summary.alerts += dispatcher.dispatch(changes)
-            self._down |= {f.sink for f in dispatcher.failures}
-        done = [c.dedup_key for c in changes
-                if all(sent.seen(f"{s.name}:{c.dedup_key}") for s in sinks)]
-        self.db.delivered(done)
-        summary.pending = len(pending) - len(done)
 
 
 def _batches(rows: list[WindowRow], size: int) -> Iterator[list[WindowRow]]:

@@ -1,8 +1,10 @@
 """`mad detect status`: where detection stands, from the state database and the lake.
 
 `collect` gathers plain data (also for the dashboard); `render` prints it for people.
-Lag is the newest aggregate window in the lake minus a series' watermark (the last window it
-scored): with `hold_windows=1` a series that is up to date lags by one window.
+Lag is the newest aggregate window in the lake minus a series' watermark (the last window of it
+in the latest checkpoint, see `mad.detect.pipeline`): with `hold_windows=1` a series that is up
+to date lags by one window, plus what was scored since the last checkpoint. `scored_to` is the
+last window start scored, checkpointed or not.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
         incidents = db.incidents(limit)
         open_incidents = db.incidents(1000, status="open")
         pending = len(db.pending_alerts())
+        scored_to = (db.load_meta(f"progress:{window}") or {}).get("scored_to")
     finally:
         engine.dispose()
     days = aggregate_days(store, window)
@@ -54,6 +57,7 @@ def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
     return {
         "window": window, "lake": store.url, "state": safe_url(settings.state_url),
         "newest_window": newest.isoformat() if newest is not None else None,
+        "scored_to": scored_to,
         "series": series, "open_incidents": len(open_incidents), "pending_alerts": pending,
         "incidents": [{**i, **{k: (i[k].isoformat() if i[k] is not None else None)
                                for k in ("started", "last_seen", "resolved", "updated_at")}}
@@ -65,7 +69,8 @@ def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
 def render(data: dict[str, Any], limit: int = 10) -> str:
     lines = [f"detection ({data['window']} windows), lake {data['lake']}, "
              f"state {data['state']}",
-             f"newest aggregate window: {data['newest_window'] or 'none yet'}"]
+             f"newest aggregate window: {data['newest_window'] or 'none yet'}; "
+             f"scored to {data['scored_to'] or 'nothing yet'}"]
     series = data["series"]
     if series:
         lags = [s["lag_s"] for s in series if s["lag_s"] is not None]
