@@ -4,7 +4,8 @@
 `settings.detect.window`:
 
 1. delivers alerts committed earlier but not yet delivered to every sink (the outbox);
-2. loads every series' scorer state and watermark (the last window start it scored);
+2. on its first pass (or after a failed one), loads every series' scorer state and
+   watermark (the last window start it scored) and the tracker from the last checkpoint;
 3. reads the `date=` partitions from the day of the newest watermark on, in day order,
    stopping at the first day that has not passed the quality gate (`PartitionGate`; until
    the quality stage exists every day passes), that cannot be read, or that is being
@@ -33,8 +34,10 @@ Windows that are not scored, on purpose:
   were already sent. Raise `hold_windows` when events arrive late often.
 
 Restart: killing the process at any point and running again gives the same anomalies,
-incidents and alerts as one uninterrupted run; an alert is delivered at least once per sink
-and carries a dedup key, and the sent log keeps it from being sent again after a restart.
+incidents and alerts as one uninterrupted run, provided the aggregates it replays did not
+change in between (a day the ETL recomputed after late events is scored as it is now); an
+alert is delivered at least once per sink and carries a dedup key, and the sent log keeps it
+from being sent again after a restart.
 """
 
 from __future__ import annotations

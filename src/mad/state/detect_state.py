@@ -8,10 +8,10 @@
 - `detect_alerts_sent`: `<sink>:<dedup_key>` of every delivered alert (`SentAlerts`, the
   dispatcher's SentLog), so nothing is sent twice across restarts.
 
-`DetectStore.commit` saves one batch in ONE transaction: series states with their watermarks,
-the tracker, the incidents and the outbox. The pipeline calls it after the batch's anomalies
-are in the lake, so a crash before it replays the batch from the previous state, and a crash
-after it loses nothing (the outbox is delivered on the next pass).
+`DetectStore.commit` saves any of these in ONE transaction. The pipeline calls it after each
+batch's anomalies are in the lake (incidents and the outbox), and at each checkpoint (series
+states with their watermarks and the tracker, always together), so a restart resumes from a
+consistent point and replays what came after it (see `mad.detect.pipeline`).
 """
 
 from __future__ import annotations
