@@ -221,8 +221,9 @@ class DetectSettings(Section):
     incident_gap_s: float = Field(900.0, gt=0, description="anomalies closer than this group")
     resolve_after_s: float = Field(1800.0, gt=0, description="quiet time before resolved")
     watch_interval_s: float = Field(60.0, gt=0, description="`mad detect run --watch` poll")
-    critical: float = Field(0.99, ge=0, le=1, description="detector score that makes an "
-                            "anomaly critical (rules carry their own severity)")
+    critical_sigmas: float = Field(6.0, gt=0, le=1000, description="distance from the "
+                                   "baseline, in robust sigmas, from which a detector anomaly "
+                                   "is critical (rules carry their own severity)")
     hold_windows: int = Field(1, ge=1, le=1000, description="newest window starts not scored "
                               "yet: they may still be filling")
     batch_windows: int = Field(60, ge=1, le=100_000, description="window starts per batch "

@@ -146,6 +146,10 @@ def test_finds_spikes_rules_and_slo_breaches(tmp_path: Path) -> None:
     found = {(a.detectors[0], a.service, a.series, f"{a.window_start:%H:%M}")
              for a in stored(settings)}
     assert ("spatial", "payments", "latency_ms", "02:30") in found  # the spike at minute 150
+    severity = {(a.service, f"{a.window_start:%H:%M}"): a.severity for a in stored(settings)
+                if a.series == "latency_ms" and a.stat == "avg"}
+    assert severity[("payments", "02:30")] == "critical"  # ~200 sigmas out
+    assert "warning" in severity.values()  # the range member's small finds
     rules = {f for f in found if f[0].startswith("rule:")}
     assert rules == {("rule:error-rate-5pct", "payments", "error_rate", f"01:{m}")
                      for m in (42, 43, 44)} | {

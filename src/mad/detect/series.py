@@ -16,6 +16,8 @@ The expected value and its band come from the scorer's own rolling baseline (med
 1.4826 x MAD of the last `BASELINE` finite values, band = median +- 3 sigma), the same
 robust statistics the ETL's outlier score uses; a seasonal baseline would need every
 detector to expose one, and the ensemble's members disagree on what "expected" means.
+Severity is by size, not score (scores saturate: the range member always says 1.0): an
+anomaly `critical_sigmas` or more robust sigmas from the median is critical, else a warning.
 
 Bad values (NaN, inf, a missing column) are neither scored nor learnt and do not move the
 Decider; the scorer counts them (`bad`).
@@ -159,11 +161,13 @@ class SeriesScorer:
             score, anomalous, names = scorer.step(x, t)
             if anomalous:
                 expected, lower, upper = baseline_band(scorer.history)
+                sigmas = abs(x - expected) / max((upper - expected) / BAND_SIGMAS, 1e-12)
                 found.append(Anomaly(
                     service=row.service, series=row.series, stat=stat,
                     window=self.settings.window, window_start=row.window_start,
                     score=min(1.0, max(0.0, score)),
-                    severity="critical" if score >= self.settings.critical else "warning",
+                    severity="critical" if sigmas >= self.settings.critical_sigmas
+                    else "warning",
                     observed=x, expected=expected, lower=lower, upper=upper,
                     detectors=names))
             scorer.learn_baseline(x)
