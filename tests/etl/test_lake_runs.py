@@ -88,3 +88,25 @@ def test_late_event_lands_in_event_hour(engine: Engine, tmp_path: Path) -> None:
     rows = read_rows(str(part / "*.parquet"))
     assert sorted(r[0] for r in rows) == ["late-1", "on-time"]
     assert len(list(part.glob("*.parquet"))) == 1
+
+
+def test_a_committed_publish_is_finished_into_the_datasets_its_marker_names(
+    engine: Engine, raw_lake: tuple[Path, list[Path]]
+) -> None:
+    from mad.etl.parquet_lake import commit, recover, staging_dir
+    from mad.etl.transforms.events import events_plan
+
+    lake, files = raw_lake
+    metrics = [str(f) for f in files if "md-raw-metrics" in str(f)]
+    out = staging_dir(lake, "events-killed") / "out"
+    counts = engine.execute(events_plan("metric"), metrics, {"existing": []}, str(out))
+    commit(lake, "events-killed", {"events": "md-transformed-metrics"},
+           append={"quarantine": "md-quarantine"}, key="k")
+    # the process dies here; the next start recovers, whatever targets it would pass
+    recover(lake, {"events": "md-transformed-logs"})
+    assert not (lake / "md-transformed-logs").exists()
+    assert len(read_rows(dataset_files(lake, "md-transformed-metrics"))) == counts["events"]
+    quarantined = dataset_files(lake, "md-quarantine")
+    assert len(read_rows(quarantined, order="source_file, line_no")) == counts["quarantine"]
+    assert all(Path(f).name.startswith("part-k-") for f in quarantined)
+    assert not any((lake / ".staging").iterdir())

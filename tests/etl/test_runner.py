@@ -112,3 +112,22 @@ def test_reprocess_rebuilds_a_partition_and_backfill_restores_a_lost_one(
         assert sorted(event_ids(lake)) == everything
     finally:
         runner.close()
+
+
+def test_a_raw_file_outside_the_layout_is_skipped_and_left_in_place(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    stray = lake / "md-raw-logs/service=auth/year=2026/month=11/day=01/part-stray.jsonl"
+    stray.parent.mkdir(parents=True)
+    stray.write_text('{"event_id": "x"}\n')
+    good = lake / "md-raw-logs/service=auth/year=2026/month=11/day=01/hour=06"
+    good.mkdir(parents=True)
+    (good / ("part-" + "a" * 32 + ".jsonl")).write_text(
+        '{"event_id": "e1", "timestamp": "2026-11-01T06:10:00Z", "service": "auth", '
+        '"event_type": "auth.token.issued", "kind": "log", "metrics": {"latency_ms": 5.0}}\n')
+    runner = EtlRunner(settings_for(tmp_path, lake))
+    try:
+        summary = runner.run_once()
+    finally:
+        runner.close()
+    assert (summary.files, summary.rows_out) == (1, 1)
+    assert stray.exists()

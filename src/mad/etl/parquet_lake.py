@@ -88,6 +88,16 @@ def publish(lake: str | Path, run_id: str, targets: dict[str, str],
     staged file is renamed into its live partition as `part-{key}-{n}.parquet`, so re-running
     the same input (same `key`, e.g. a hash of the raw file list) replaces its own files and
     leaves other runs' files alone."""
+    record = commit(lake, run_id, targets, append, key)
+    done = _finish(Path(lake), staging_dir(lake, run_id), record)
+    shutil.rmtree(staging_dir(lake, run_id), ignore_errors=True)
+    return done
+
+
+def commit(lake: str | Path, run_id: str, targets: dict[str, str],
+           append: dict[str, str] | None = None, key: str = "") -> dict[str, Any]:
+    """Step 1 of `publish`: write the marker that names every swap and move still to do
+    (from here on `recover` finishes the publish); returns what it wrote."""
     stage = staging_dir(lake, run_id)
     moves: list[tuple[str, str]] = []  # (staged file, live file), both relative
     for output, dataset in sorted((append or {}).items()):
@@ -98,9 +108,7 @@ def publish(lake: str | Path, run_id: str, targets: dict[str, str],
                               f"{dataset}/{rel.as_posix()}/part-{key or run_id}-{n}.parquet"))
     record = {"replace": targets, "moves": moves}
     _fsync_write(stage / MARKER, json.dumps(record, sort_keys=True))
-    done = _finish(Path(lake), stage, record)
-    shutil.rmtree(stage, ignore_errors=True)
-    return done
+    return record
 
 
 def recover(lake: str | Path, targets: dict[str, str] | None = None) -> list[str]:
