@@ -7,8 +7,7 @@ One `run_once()`:
 3. for each run: finds the event-time partitions the files touch, transforms the files merged
    with those partitions' rows (deduplicated by `event_id`), publishes the partitions by
    staging and swap, and records the run, its files and partitions in the state database;
-4. recomputes the 1m / 5m / 1h aggregates of every day that changed.
-
+4. recomputes the 1m / 5m / 1h aggregates of every day that changed;
 5. compacts the partitions this pass wrote that hold `AUTO_SMALL_FILES` small files or more
    (`mad.etl.compact`); `compact()` (`mad etl compact`) does every partition of the lake.
 
@@ -162,7 +161,6 @@ class EtlRunner:
             log.warning("runs interrupted earlier are marked failed; their files are pending")
         summary = PassSummary()
         todo = pending(self.store, self.ledger.done_keys(PLAN))
-        days: set[str] = set()
         written: list[Written] = []
         cfg = self.settings.etl
         for kind in KINDS:
@@ -204,6 +202,8 @@ class EtlRunner:
         for attempt in range(1, attempts + 1):
             run_id = self.ledger.start(PLAN, self.engine.name, keys, attempt=attempt)
             try:
+                if attempt > 1:  # undo or finish what the failed attempt left published
+                    self.lake.recover()
                 counts, written = self._transform(kind, batch, run_id)
             except TransientError as err:
                 self.ledger.fail(run_id, f"transient: {err}")

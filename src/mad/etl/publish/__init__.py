@@ -54,8 +54,9 @@ class PartitionStore(Protocol):
                 append: dict[str, str] | None = None, key: str = "") -> list[str]:
         """Publish the staged outputs of `run_id`: every partition of an output in `replace`
         (output name -> dataset) replaces the live partition whole; files of an output in
-        `append` are added as `part-{key}-{n}.parquet`, replacing only files of the same
-        `key`. Returns the replaced partitions as `dataset/key=value/...`; removes the stage."""
+        `append` are added beside the live ones (locally as `part-{key}-{n}.parquet`,
+        replacing files of the same `key`; on S3 under the run's own names). Returns the
+        replaced partitions as `dataset/key=value/...`; removes the stage."""
         ...
 
     def recover(self) -> list[str]:

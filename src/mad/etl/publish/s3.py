@@ -6,7 +6,9 @@ each of which a killed process can stop after:
 
 1. `prepare`: write `.staging/{run_id}/PENDING` naming every object about to be added, then
    upload each staged file under a new unique name in its live partition
-   (`part-{run_id}-{n}.parquet`; appended outputs use `part-{key}-{n}.parquet`);
+   (`part-{run_id}-{n}.parquet`, appended outputs too: undoing an upload must never delete a
+   file another run wrote, so `key` names nothing here; the quarantine is kept free of
+   repeats by `mad.etl.quarantine` instead);
 2. `commit`: write `.staging/{run_id}/COMMIT` naming the objects added and the previous
    objects of the replaced partitions, which are now to be removed;
 3. `finish`: delete those previous objects, then PENDING, then COMMIT.
@@ -97,7 +99,7 @@ class S3Partitions:
         for output, dataset in sorted((append or {}).items()):
             for rel in partition_dirs(out / output):
                 self._name(commit, out / output / rel, f"{dataset}/{rel.as_posix()}",
-                           key or run_id)
+                           run_id)
         added = set(commit.add)
         commit.remove = [k for k in commit.remove if k not in added]
         self._record(run_id, PENDING, {"add": commit.add})
