@@ -45,8 +45,6 @@ def _rows(out: Path, name: str, order: str) -> list[dict[str, Any]]:
             for row in rel.fetchall()]
 
 
-@pytest.mark.skip(reason="the Spark driver runs out of heap while planning events_plan "
-                  "(OutOfMemoryError at the first cached step): not yet runnable on Spark")
 def test_events_plan_parity(engine: Engine, spark: Any, raw_lake: tuple[Path, list[Path]],
                             tmp_path: Path) -> None:
     _lake, files = raw_lake

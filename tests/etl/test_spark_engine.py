@@ -416,6 +416,7 @@ def test_datasets_bind_files_or_the_schema_step(engine: SparkEngine, raw_files: 
     ("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM t", "PERCENTILE(v, 0.5)"),
     ("SELECT epoch(ts) FROM t", "UNIX_MICROS(ts) / 1e6"),
     ("SELECT to_timestamp(x) FROM t", "TIMESTAMP_SECONDS(x)"),
+    ("SELECT epoch_ms(x) FROM t", "CAST(TIMESTAMP_MILLIS(x) AS TIMESTAMP_NTZ)"),
     ("SELECT strftime(ts, '%Y-%m-%dT%H') FROM t", "'yyyy-MM-dd\\'T\\'HH'"),
     ("SELECT regexp_replace(s, '(a)(b)', '\\2\\1', 'g') FROM t", "'$2$1'"),
     ("SELECT regexp_matches(s, 'x', 'i') FROM t", "'(?i)x'"),

@@ -97,7 +97,9 @@ def _rewrite(tree: exp.Expr) -> exp.Expr:
     - `epoch(ts)`, `extract(epoch ...)`, `date_part('epoch', ...)` (sqlglot: whole seconds)
       -> `unix_micros(ts) / 1e6`, fractional seconds as DuckDB; `date_part('second', ts)` ->
       `second(ts)` (Spark's extract gives a decimal with the fraction)
-    - `to_timestamp(x)` (sqlglot: via a seconds-only string) -> `timestamp_seconds(x)`
+    - `to_timestamp(x)` (sqlglot: via a seconds-only string) -> `timestamp_seconds(x)`;
+      `epoch_ms(n)` -> `timestamp_millis(n)` cast to TIMESTAMP_NTZ (DuckDB gives a TIMESTAMP,
+      and a CASE mixing it with other TIMESTAMPs would otherwise turn them all LTZ)
     - `time_bucket(interval, ts[, origin])` (sqlglot: `date_bin`, absent in Spark) -> `ts`
       minus its offset into the bucket, on DuckDB's origin 2000-01-03; fixed-size intervals
     - `strptime` / `try_strptime` / `strftime`: the format is converted here (sqlglot leaves
@@ -249,6 +251,9 @@ def _unix_to_time(node: exp.UnixToTime) -> exp.Expr:
     scale = node.args.get("scale")
     if scale is None or (isinstance(scale, exp.Literal) and scale.name in ("0", "")):
         return _fn("TIMESTAMP_SECONDS", node.this)
+    if isinstance(scale, exp.Literal) and scale.name == "3":  # epoch_ms: DuckDB TIMESTAMP
+        return exp.Cast(this=_fn("TIMESTAMP_MILLIS", node.this),
+                        to=exp.DataType.build("TIMESTAMP_NTZ", dialect="spark"))
     return node
 
 

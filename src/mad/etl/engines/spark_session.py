@@ -4,6 +4,10 @@
 - UTC as the session time zone, so `TIMESTAMP` values and `date_format` agree with DuckDB;
 - Parquet written snappy with `TIMESTAMP_MICROS` (Spark writes legacy INT96 otherwise);
 - dynamic partition overwrite, so a run replaces only the partitions it writes;
+- no constraint propagation: the optimizer would otherwise derive constraints for every alias
+  of every wide projection (the events plan's `fields` step has ~60 columns built from a few),
+  a set that grows combinatorially and ran the driver out of heap while planning `checked`;
+  it only adds inferred `IS NOT NULL` filters, which these plans do not need;
 - no web UI, and the driver bound to loopback unless `SPARK_LOCAL_IP` is already set;
 - S3A settings for an S3 endpoint (AWS, MinIO, LocalStack, moto) when `s3` is given and the
   hadoop-aws / AWS SDK jars are passed in `jars` (`spark.jars.packages` needs Maven).
@@ -43,6 +47,7 @@ BASE_CONF: dict[str, str] = {
     "spark.driver.host": "127.0.0.1",
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     "spark.sql.parquet.writeLegacyFormat": "false",
+    "spark.sql.constraintPropagation.enabled": "false",
 }
 
 S3A_NUMERIC_CONF: dict[str, str] = {
