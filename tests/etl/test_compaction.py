@@ -145,3 +145,26 @@ def test_compaction_on_an_s3_lake(tmp_path: Path, bucket_url: str, aws: AwsSetti
         assert not runner.store.list(".staging/")
     finally:
         runner.close()
+
+
+def test_a_staged_file_far_above_the_target_is_split_before_publishing(tmp_path: Path) -> None:
+    from mad.etl.compact import split_large
+
+    target = 256 * 1024
+    staged = tmp_path / "out" / "events"
+    big, small = staged / "date=2026-11-01" / "hour=07", staged / "date=2026-11-01" / "hour=08"
+    big.mkdir(parents=True)
+    small.mkdir(parents=True)
+    duckdb.sql(f"COPY (SELECT i, md5(i::VARCHAR) AS s FROM range(40000) t(i)) "
+               f"TO '{big}/part-a.parquet' (FORMAT PARQUET, COMPRESSION SNAPPY)")
+    duckdb.sql(f"COPY (SELECT 1 AS i, 'x' AS s) TO '{small}/part-b.parquet' (FORMAT PARQUET)")
+    before = duckdb.sql(f"SELECT * FROM '{big}/part-a.parquet'").fetchall()
+    con = duckdb.connect()
+    assert split_large(con, staged, target) == 1
+    pieces = sorted(big.glob("*.parquet"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert len(pieces) >= 3 and all(p.stat().st_size <= 1.5 * target for p in pieces)
+    listing = ", ".join(f"'{p}'" for p in pieces)
+    assert con.sql(f"SELECT * FROM read_parquet([{listing}])").fetchall() == before
+    assert [p.name for p in small.iterdir()] == ["part-b.parquet"]
+    assert sorted(p.name for p in (staged / "date=2026-11-01").iterdir()) == ["hour=07",
+                                                                                "hour=08"]

@@ -110,6 +110,10 @@ def test_reprocess_rebuilds_a_partition_and_backfill_restores_a_lost_one(
         assert restored.duplicates == restored.rows_in - restored.rows_out - restored.quarantined
         assert partition_ids(lake, lost) == lost_ids
         assert sorted(event_ids(lake)) == everything
+        # every file was read two or three times: each bad line is quarantined once
+        lines = duckdb.sql(f"SELECT source_file, line_no FROM read_parquet("
+                           f"'{lake}/md-quarantine/*/*/*.parquet')").fetchall()
+        assert lines and len(lines) == len(set(lines))
     finally:
         runner.close()
 
@@ -131,3 +135,32 @@ def test_a_raw_file_outside_the_layout_is_skipped_and_left_in_place(tmp_path: Pa
         runner.close()
     assert (summary.files, summary.rows_out) == (1, 1)
     assert stray.exists()
+
+
+def test_bad_lines_of_a_file_read_again_in_another_batch_are_quarantined_once(
+    tmp_path: Path,
+) -> None:
+    from mad import lake as raw_lake
+
+    lake = tmp_path / "lake"
+    store = raw_lake.open_store(str(lake))
+    for i in range(3):
+        store.put(raw_lake.raw_key("log", "auth", 1_793_512_800.0, gzip=False),
+                  f"{{not json {i}\n".encode())
+    one_each = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path / "data"), "lake.url": str(lake), "etl.batch_files": 1})
+    runner = EtlRunner(one_each)
+    try:
+        assert runner.run_once().runs == 3
+        assert runner.backfill(0.0, 4_102_444_800.0) == 3
+    finally:
+        runner.close()
+    runner = EtlRunner(settings_for(tmp_path, lake))  # all three files in one batch now
+    try:
+        again = runner.run_once()
+    finally:
+        runner.close()
+    assert (again.runs, again.quarantined) == (1, 3)
+    lines = duckdb.sql(f"SELECT line FROM read_parquet('{lake}/md-quarantine/*/*/*.parquet')"
+                       ).fetchall()
+    assert sorted(r[0] for r in lines) == [f"{{not json {i}" for i in range(3)]
