@@ -3,8 +3,12 @@ publish killed before or after its commit record is undone or finished by the ne
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +207,27 @@ def test_runner_refuses_an_unknown_lake_scheme(tmp_path: Path) -> None:
                                                 "lake.url": "gs://bucket/lake"})
     with pytest.raises(ConfigError, match="s3:// lake"):
         EtlRunner(settings)
+
+
+def test_mad_etl_run_and_status_on_an_s3_lake(tmp_path: Path, bucket_url: str,
+                                               aws: AwsSettings) -> None:
+    store = lake.open_store(bucket_url, aws, create=True)
+    event = {"event_id": "e-1", "timestamp": "2026-11-01T06:10:00Z", "service": "auth",
+             "event_type": "auth.token.issued", "kind": "log", "metrics": {"latency_ms": 5.0}}
+    store.put(lake.raw_key("log", "auth", 1_793_512_800.0, gzip=False),
+              (json.dumps(event) + "\n{broken\n").encode())
+    env = {**os.environ, "MAD_DATA_DIR": str(tmp_path / "data"), "MAD_LAKE__URL": bucket_url,
+           "MAD_AWS__ENDPOINT_URL": str(aws.endpoint_url), "MAD_AWS__REGION": aws.region,
+           "MAD_AWS__ACCESS_KEY_ID": "testing", "MAD_AWS__SECRET_ACCESS_KEY": "testing"}
+    run = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "run"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "1 new events" in run.stdout and "1 quarantined" in run.stdout
+    keys = store.list()
+    assert any(k.startswith("md-transformed-logs/date=2026-11-01/hour=06/") for k in keys)
+    assert any(k.startswith("md-quarantine/date=2026-11-01/hour=06/") for k in keys)
+    assert any(k.startswith("md-aggregates/window=1m/date=2026-11-01/") for k in keys)
+    status = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "backlog: 0 raw files" in status.stdout and "succeeded" in status.stdout
