@@ -1,9 +1,10 @@
-"""The events and partitions plans give the same rows on DuckDB and Spark.
+"""The events, partitions and aggregates plans give the same rows on DuckDB and Spark.
 
 One small generated raw lake (the log files of `raw_lake`) runs through both engines. Rows of
-`events`, `quarantine` and `partitions` and every count must match; floats to ~9 significant
-digits, and `extra` as a parsed JSON value (its text may differ in key order inside nested
-objects and in number spelling, see `mad.etl.transforms.events`).
+`events`, `quarantine` and `partitions` and every count must match; the aggregates of every
+window over the same events (the first event hour bound as `history`) likewise. Floats to ~9
+significant digits, and `extra` as a parsed JSON value (its text may differ in key order inside
+nested objects and in number spelling, see `mad.etl.transforms.events`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import pytest
 
 from mad.etl.engines.base import Engine
 from mad.etl.engines.spark_engine import SparkEngine
+from mad.etl.transforms.aggregates import WINDOWS, aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
 from tests.etl.conftest_spark import spark_fixture
-from tests.etl.helpers import read_rows
 
 pytestmark = pytest.mark.spark
 spark = spark_fixture()
@@ -67,4 +68,30 @@ def test_events_plan_parity(engine: Engine, spark: Any, raw_lake: tuple[Path, li
         assert len(duck) == len(spk), name
         for a, b in zip(duck, spk, strict=True):
             assert a == b, name
-    assert read_rows  # the shared reader stays importable for other parity checks
+
+
+def test_aggregates_plan_parity(engine: Engine, spark: Any, raw_lake: tuple[Path, list[Path]],
+                                tmp_path: Path) -> None:
+    _lake, files = raw_lake
+    raw = sorted(str(f) for f in files)[:2 * MAX_FILES]
+    engine.execute(events_plan(), raw, {"existing": []}, str(tmp_path / "events"))
+    parquet = sorted(str(p) for p in (tmp_path / "events" / "events").rglob("*.parquet"))
+    first_hour = min(p.split("hour=")[1][:2] for p in parquet)
+    history = [p for p in parquet if f"hour={first_hour}/" in p]
+    events = [p for p in parquet if p not in history]
+    assert history and events
+    spark_engine = SparkEngine(session=spark)
+    for window in WINDOWS:
+        counts = {}
+        for name, eng in (("duckdb", engine), ("spark", spark_engine)):
+            counts[name] = eng.execute(aggregates_plan(window), [],
+                                       {"events": events, "history": history},
+                                       str(tmp_path / name / window))
+        assert counts["duckdb"] == counts["spark"], window
+        assert counts["duckdb"]["aggregates"] > 0, window
+        order = '"window", date, window_start, service, series'
+        duck = _rows(tmp_path / "duckdb" / window, "aggregates", order)
+        spk = _rows(tmp_path / "spark" / window, "aggregates", order)
+        assert len(duck) == len(spk), window
+        for a, b in zip(duck, spk, strict=True):
+            assert a == b, window
