@@ -33,7 +33,7 @@ from mad import lake
 from mad.config import Settings, load_settings
 from mad.detect.lake_io import ANOMALIES, read_anomalies
 from mad.detect.model import Anomaly
-from mad.detect.pipeline import DetectRunner
+from mad.detect.pipeline import DetectBusy, DetectRunner
 from mad.state import DetectStore, open_state
 
 pg = postgres_fixture()
@@ -233,6 +233,22 @@ def test_bad_input_is_counted_not_fatal(tmp_path: Path) -> None:
     assert held.points == 0 and "cannot read aggregates" in held.held
     (folder / "zz-broken.parquet").unlink()
     assert run(settings).points > 0  # once the file is fixed, detection goes on
+
+
+def test_one_process_scores_a_window_size_at_a_time(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+    write_aggregates(Path(settings.lake_url), synthetic_rows(60))
+    first = DetectRunner(settings)
+    try:
+        assert first.run_once().windows == 59
+        second = DetectRunner(settings)
+        with pytest.raises(DetectBusy, match="being scored by"):
+            second.run_once()
+        second.close()
+        assert first.run_once().windows == 0  # the holder carries on
+    finally:
+        first.close()
+    assert run(settings).windows == 0  # released on close: the next process may go
 
 
 def test_windows_older_than_the_watermark_are_not_scored_again(tmp_path: Path) -> None:

@@ -25,6 +25,11 @@ resumes from the last checkpoint and replays the windows after it: detectors and
 deterministic, so the replay writes the same anomalies over themselves, upserts the same
 incidents, and regenerates the same changes, whose dedup keys the sent log already holds.
 
+One process scores a window size at a time: `run_once` takes a lease in the state database
+(`detect:<window>`), renews it per batch and gives it up on `close()`; a second process gets
+`DetectBusy`. The lease of a killed process on the same host is taken over at once, one from
+another host once it expires (3 x `watch_interval_s`, at least 10 minutes).
+
 Windows that are not scored, on purpose:
 - the newest `detect.hold_windows` window starts of the lake (default 1, the window that is
   still filling while events arrive; its count and averages would look like a drop);
@@ -44,8 +49,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,12 +74,18 @@ from mad.detect.lake_io import (
 from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
+from mad.errors import TransientError
 from mad.state import DetectStore, SentAlerts, SeriesState, open_state
 from mad.stores import ObjectNotFound
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (service, series)
+LEASE_MIN_S = 600.0
+
+
+class DetectBusy(TransientError):
+    """Another process holds the lease on this window size."""
 
 
 class PartitionGate(Protocol):
@@ -153,19 +167,33 @@ class DetectRunner:
                                                  else sinks, SentAlerts(engine)))
         self.step = timedelta(seconds=window_seconds(self.cfg.window))
         self.progress: Progress | None = None
+        self.lease = f"detect:{self.cfg.window}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def close(self) -> None:
-        """Save a checkpoint of what was scored, then release the database."""
+        """Save a checkpoint of what was scored, give up the lease, release the database."""
         try:
             self.checkpoint()
+            self.db.release(self.lease, self.owner)
         finally:
             self.db.engine.dispose()
+
+    def _hold_lease(self) -> None:
+        """Score a window size in one process at a time: two would race on the same files
+        and state. A lease left by a killed process on this host is taken over at once; one
+        from another host when it expires."""
+        ttl = max(LEASE_MIN_S, 3 * self.cfg.watch_interval_s)
+        holder = self.db.acquire(self.lease, self.owner, ttl, stale=_gone)
+        if holder is not None:
+            raise DetectBusy(f"window={self.cfg.window} is being scored by {holder} (host:pid);"
+                             " run one `mad detect run` (or `mad up`) per state database")
 
     def run_once(self, stop: threading.Event | None = None,
                  progress: Callable[[BatchReport], None] | None = None) -> DetectSummary:
         """One pass (see the module doc); returns early, between batches, once `stop` is set.
         A pass that raises drops the in-memory state: the next one resumes from the last
         checkpoint."""
+        self._hold_lease()
         summary = DetectSummary(self.cfg.window)
         self.outbox.new_pass()
         summary.alerts, summary.pending = self.outbox.deliver()
@@ -184,6 +212,12 @@ class DetectRunner:
         """Save the scorer states, watermarks and tracker of everything scored so far."""
         p = self.progress
         if p is None or not p.dirty:
+            return
+        try:
+            self._hold_lease()
+        except DetectBusy as err:  # another process went on from our last checkpoint
+            log.warning("detection state not saved: %s", err)
+            self.progress = None
             return
         series = [SeriesState(k[0], k[1], p.marks[k], p.scorers[k].points, p.scorers[k].state())
                   for k in sorted(p.dirty)]
@@ -243,6 +277,7 @@ class DetectRunner:
             for batch in _batches([r for r in got.rows if fresh(r)], self.cfg.batch_windows):
                 if stop is not None and stop.is_set():
                     return
+                self._hold_lease()
                 report = self._batch(p, batch, summary)
                 if self.cfg.checkpoint_s == 0:
                     self.checkpoint()
@@ -286,6 +321,21 @@ class DetectRunner:
         sent, summary.pending = self.outbox.deliver()
         summary.alerts += sent
         return BatchReport(starts[0], starts[-1], len(rows), len(anomalies), len(changes))
+
+
+def _gone(holder: str) -> bool:
+    """True when `holder` (`host:pid:id`) is a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _batches(rows: list[WindowRow], size: int) -> Iterator[list[WindowRow]]:
