@@ -49,11 +49,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,10 +68,11 @@ from mad.detect.lake_io import (
     read_windows,
     write_anomalies,
 )
+from mad.detect.lease import DetectBusy, Lease
 from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
-from mad.errors import TransientError
+from mad.detect.summary import BatchReport, DetectSummary
 from mad.state import DetectStore, SentAlerts, SeriesState, open_state
 from mad.stores import ObjectNotFound
 
@@ -82,10 +80,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (service, series)
 LEASE_MIN_S = 600.0
-
-
-class DetectBusy(TransientError):
-    """Another process holds the lease on this window size."""
 
 
 class PartitionGate(Protocol):
@@ -99,47 +93,6 @@ class OpenGate:
 
     def passed(self, window: str, day: str) -> bool:
         return True
-
-
-@dataclass
-class DetectSummary:
-    window: str
-    batches: int = 0
-    windows: int = 0  # window starts scored
-    points: int = 0  # series windows scored
-    anomalies: int = 0
-    changes: int = 0  # incident changes (one alert each)
-    alerts: int = 0  # deliveries to sinks
-    pending: int = 0  # changes not yet delivered to every sink
-    duplicates: int = 0  # duplicate aggregate rows of new windows (the first one is scored)
-    bad_rows: int = 0  # aggregate rows without a window start, service or series
-    bad_values: int = 0  # NaN / inf / missing values of scored stats (not scored)
-    watermark: datetime | None = None  # the latest window start scored in this pass
-    held: str = ""  # why the pass stopped before the newest data, if it did
-
-    def line(self) -> str:
-        text = (f"detect {self.window}: {self.batches} batches, {self.windows} windows, "
-                f"{self.points} series windows scored, {self.anomalies} anomalies, "
-                f"{self.changes} incident changes, {self.alerts} alerts sent")
-        if self.pending:
-            text += f" ({self.pending} waiting)"
-        if self.duplicates or self.bad_rows or self.bad_values:
-            text += (f"; skipped {self.duplicates} duplicate rows, {self.bad_rows} rows "
-                     f"without keys, {self.bad_values} bad values")
-        if self.watermark is not None:
-            text += f"; scored up to {self.watermark:%Y-%m-%d %H:%M} UTC"
-        return text + (f"; held back: {self.held}" if self.held else "")
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    """What one committed batch did, for progress output."""
-
-    first: datetime
-    last: datetime
-    points: int
-    anomalies: int
-    changes: int
 
 
 @dataclass
@@ -167,33 +120,23 @@ class DetectRunner:
                                                  else sinks, SentAlerts(engine)))
         self.step = timedelta(seconds=window_seconds(self.cfg.window))
         self.progress: Progress | None = None
-        self.lease = f"detect:{self.cfg.window}"
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(self.db, f"detect:{self.cfg.window}",
+                           max(LEASE_MIN_S, 3 * self.cfg.watch_interval_s))
 
     def close(self) -> None:
         """Save a checkpoint of what was scored, give up the lease, release the database."""
         try:
             self.checkpoint()
-            self.db.release(self.lease, self.owner)
+            self.lease.release()
         finally:
             self.db.engine.dispose()
-
-    def _hold_lease(self) -> None:
-        """Score a window size in one process at a time: two would race on the same files
-        and state. A lease left by a killed process on this host is taken over at once; one
-        from another host when it expires."""
-        ttl = max(LEASE_MIN_S, 3 * self.cfg.watch_interval_s)
-        holder = self.db.acquire(self.lease, self.owner, ttl, stale=_gone)
-        if holder is not None:
-            raise DetectBusy(f"window={self.cfg.window} is being scored by {holder} (host:pid);"
-                             " run one `mad detect run` (or `mad up`) per state database")
 
     def run_once(self, stop: threading.Event | None = None,
                  progress: Callable[[BatchReport], None] | None = None) -> DetectSummary:
         """One pass (see the module doc); returns early, between batches, once `stop` is set.
         A pass that raises drops the in-memory state: the next one resumes from the last
         checkpoint."""
-        self._hold_lease()
+        self.lease.hold()
         summary = DetectSummary(self.cfg.window)
         self.outbox.new_pass()
         summary.alerts, summary.pending = self.outbox.deliver()
@@ -214,7 +157,7 @@ class DetectRunner:
         if p is None or not p.dirty:
             return
         try:
-            self._hold_lease()
+            self.lease.hold()
         except DetectBusy as err:  # another process went on from our last checkpoint
             log.warning("detection state not saved: %s", err)
             self.progress = None
@@ -277,7 +220,7 @@ class DetectRunner:
             for batch in _batches([r for r in got.rows if fresh(r)], self.cfg.batch_windows):
                 if stop is not None and stop.is_set():
                     return
-                self._hold_lease()
+                self.lease.hold()
                 report = self._batch(p, batch, summary)
                 if self.cfg.checkpoint_s == 0:
                     self.checkpoint()
@@ -321,21 +264,6 @@ class DetectRunner:
         sent, summary.pending = self.outbox.deliver()
         summary.alerts += sent
         return BatchReport(starts[0], starts[-1], len(rows), len(anomalies), len(changes))
-
-
-def _gone(holder: str) -> bool:
-    """True when `holder` (`host:pid:id`) is a process of this host that no longer runs."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _batches(rows: list[WindowRow], size: int) -> Iterator[list[WindowRow]]:

@@ -1,0 +1,47 @@
+"""What a detection pass reports: per batch (progress output) and per pass (one line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass
+class DetectSummary:
+    window: str
+    batches: int = 0
+    windows: int = 0  # window starts scored
+    points: int = 0  # series windows scored
+    anomalies: int = 0
+    changes: int = 0  # incident changes (one alert each)
+    alerts: int = 0  # deliveries to sinks
+    pending: int = 0  # changes not yet delivered to every sink
+    duplicates: int = 0  # duplicate aggregate rows of new windows (the first one is scored)
+    bad_rows: int = 0  # aggregate rows without a window start, service or series
+    bad_values: int = 0  # NaN / inf / missing values of scored stats (not scored)
+    watermark: datetime | None = None  # the latest window start scored in this pass
+    held: str = ""  # why the pass stopped before the newest data, if it did
+
+    def line(self) -> str:
+        text = (f"detect {self.window}: {self.batches} batches, {self.windows} windows, "
+                f"{self.points} series windows scored, {self.anomalies} anomalies, "
+                f"{self.changes} incident changes, {self.alerts} alerts sent")
+        if self.pending:
+            text += f" ({self.pending} waiting)"
+        if self.duplicates or self.bad_rows or self.bad_values:
+            text += (f"; skipped {self.duplicates} duplicate rows, {self.bad_rows} rows "
+                     f"without keys, {self.bad_values} bad values")
+        if self.watermark is not None:
+            text += f"; scored up to {self.watermark:%Y-%m-%d %H:%M} UTC"
+        return text + (f"; held back: {self.held}" if self.held else "")
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one committed batch did, for progress output."""
+
+    first: datetime
+    last: datetime
+    points: int
+    anomalies: int
+    changes: int
