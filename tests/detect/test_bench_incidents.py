@@ -133,3 +133,14 @@ def test_read_labels(tmp_path: Path) -> None:
         read_labels(path)
     with pytest.raises(MadError, match="cannot read labels"):
         read_labels(tmp_path / "missing.json")
+
+
+def test_prepare_reuses_the_same_day_and_refuses_another(tmp_path: Path) -> None:
+    from mad.detect.bench_incidents import BenchOptions, prepare
+
+    opts = BenchOptions(work=tmp_path, seed=3, hours=1.0, warmup_hours=0.5, rate=1.0)
+    labels = prepare(opts)
+    assert labels.is_file() and any((tmp_path / "lake").rglob("*.jsonl"))
+    assert prepare(opts) == labels
+    with pytest.raises(MadError, match="other options"):
+        prepare(BenchOptions(work=tmp_path, seed=4, hours=1.0, warmup_hours=0.5, rate=1.0))
