@@ -30,7 +30,7 @@ import pytest
 from tests.pg_server import PgServer, postgres_fixture
 
 from mad import lake
-from mad.config import Settings, load_settings
+from mad.config import AwsSettings, Settings, load_settings
 from mad.detect.lake_io import ANOMALIES, read_anomalies
 from mad.detect.model import Anomaly
 from mad.detect.pipeline import DetectBusy, DetectRunner
@@ -110,7 +110,7 @@ def run(settings: Settings, **kwargs: Any) -> Any:
 
 
 def stored(settings: Settings) -> list[Anomaly]:
-    store = lake.open_store(settings.lake_url)
+    store = lake.open_store(settings.lake_url, settings.aws)
     return read_anomalies(store, store.list(f"{ANOMALIES}/"))
 
 
@@ -448,3 +448,19 @@ def test_cli_help_errors_status_and_a_clean_stop_on_sigterm(tmp_path: Path) -> N
     assert len(data["series"]) == 4 and {s["lag_s"] for s in data["series"]} == {60.0}
     assert data["pending_alerts"] == 0
     assert "series scored: 4" in mad_cli(settings, "detect", "status").stdout
+
+
+def test_a_lake_on_s3(tmp_path: Path, aws: AwsSettings, bucket_url: str) -> None:
+    """Aggregates in a bucket (moto on loopback), anomalies written back to it."""
+    local = make_settings(tmp_path / "local", f"sqlite:///{tmp_path / 'local.db'}")
+    write_aggregates(Path(local.lake_url), synthetic_rows())
+    store = lake.open_store(bucket_url, aws, create=True)
+    source = Path(local.lake_url)
+    for path in sorted(source.rglob("*.parquet")):
+        store.put(path.relative_to(source).as_posix(), path.read_bytes())
+    on_s3 = make_settings(tmp_path / "s3", f"sqlite:///{tmp_path / 's3.db'}", **{
+        "lake.url": bucket_url, **{f"aws.{k}": v for k, v in aws.model_dump().items()}})
+    summary = run(on_s3)
+    run(local)
+    assert summary.anomalies > 0 and anomalies(on_s3) == anomalies(local)
+    assert any(k.startswith(f"{ANOMALIES}/date=") for k in store.list(f"{ANOMALIES}/"))
