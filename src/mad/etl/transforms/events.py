@@ -115,10 +115,10 @@ def _extra_sql() -> str:
 def _lines_step() -> Step:
     return Step("lines", """
         SELECT line, source_file, line_no, ingest_hour,
-               CASE WHEN json_valid(line) AND left(trim(line), 1) = '{' THEN line END AS doc,
+               CASE WHEN json_valid(line) AND left(ltrim(line), 1) = '{' THEN line END AS doc,
                json_valid(line) AS is_json
         FROM raw_lines
-        WHERE line IS NOT NULL AND trim(line) <> ''
+        WHERE regexp_matches(line, '[^ \t\r\n]')
     """)
 
 
@@ -316,10 +316,14 @@ def events_plan(kind: str | None = None) -> Plan:
 def partitions_plan() -> Plan:
     """The event-time partitions (`date`, `hour`) the lines could touch: run it first, then
     bind `existing` of `events_plan` to the files of exactly these partitions."""
-    ts = TIMESTAMP_SQL.format(raw="json_extract_string(doc, '$.timestamp')")
     steps = (
         _lines_step(),
-        Step("stamps", f"SELECT {ts} AS event_time FROM lines WHERE doc IS NOT NULL"),
+        # Extracted once and kept: the timestamp expression reads its input several times.
+        Step("stamp_text", """
+            SELECT json_extract_string(doc, '$.timestamp') AS ts FROM lines
+            WHERE doc IS NOT NULL
+        """, cache=True),
+        Step("stamps", f"SELECT {TIMESTAMP_SQL.format(raw='ts')} AS event_time FROM stamp_text"),
         Step("partitions", """
             SELECT DISTINCT strftime(event_time, '%Y-%m-%d') AS date,
                    strftime(event_time, '%H') AS hour

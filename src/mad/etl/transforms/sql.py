@@ -26,9 +26,13 @@ _RAW_TIME = (
     " WHEN length({raw}) BETWEEN 10 AND 40"
     " THEN CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP) END"
 )
+# The range check names the parsed value once (`CASE WHEN x >= lo AND x < hi THEN x` would
+# parse it three times): below `lo` -> greatest() gives the bound just under it -> NULLIF makes
+# it NULL; at or above `hi` -> least() gives `hi` -> NULL.
 TIMESTAMP_SQL = (
-    "CASE WHEN (" + _RAW_TIME + ") >= TIMESTAMP '2000-01-01 00:00:00'"
-    " AND (" + _RAW_TIME + ") < TIMESTAMP '2100-01-01 00:00:00' THEN (" + _RAW_TIME + ") END"
+    "NULLIF(least(NULLIF(greatest(" + _RAW_TIME + ", TIMESTAMP '1999-12-31 23:59:59.999999'),"
+    " TIMESTAMP '1999-12-31 23:59:59.999999'), TIMESTAMP '2100-01-01 00:00:00'),"
+    " TIMESTAMP '2100-01-01 00:00:00')"
 )
 
 
