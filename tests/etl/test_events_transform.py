@@ -119,3 +119,25 @@ def test_duplicates_in_input_keep_first(engine: Engine, tmp_path: Path) -> None:
     counts, out = run_lines(engine, tmp_path, [first, again, first])
     assert counts["count_duplicates"] == 2 and counts["events"] == 1
     assert [r["message"] for r in rows(out, "events")] == ["first"]
+
+
+def test_extra_drops_only_emptied_members(engine: Engine, tmp_path: Path) -> None:
+    """Emptied `trace` / `context` / `geo` / ... go wherever they sit in their object (an empty
+    object under one of those names anywhere goes too); empty objects under other names stay."""
+    ok = {**BASE, "timestamp": "2026-11-01T06:00:00Z"}
+    shapes = {
+        "first": ({"trace": {"trace_id": "t"}, **ok, "x": 1}, {"x": 1}),
+        "last": ({**ok, "x": 1, "error": {"code": "E"}}, {"x": 1}),
+        "geo_only": ({**ok, "context": {"geo": {"city": "Paris"}}}, None),
+        "geo_first": ({**ok, "context": {"geo": {}, "route": "/a"}}, {"context": {"route": "/a"}}),
+        "geo_last": ({**ok, "context": {"route": "/a", "geo": {"country": "FR"}}},
+                     {"context": {"route": "/a"}}),
+        "empty_kept": ({**ok, "labels": {}, "metrics": {"latency_ms": 1}}, {"labels": {}}),
+        "nested_name": ({**ok, "k8s": {"trace": {}, "pod": "p"}}, {"k8s": {"pod": "p"}}),
+    }
+    lines = [json.dumps({**doc, "event_id": name}) for name, (doc, _) in shapes.items()]
+    counts, out = run_lines(engine, tmp_path, lines)
+    assert counts["count_quarantined"] == 0
+    got = {r["event_id"]: r["extra"] for r in rows(out, "events")}
+    assert {k: None if v is None else json.loads(v) for k, v in got.items()} == {
+        name: want for name, (_, want) in shapes.items()}

@@ -103,12 +103,14 @@ def _extra_patch() -> str:
 
 def _extra_sql() -> str:
     """`extra`: the event minus its flat columns (unknown fields, the rest of `context`, ...);
-    objects left empty are dropped, and NULL when nothing is left."""
-    empties = "(geo|context|trace|error|metrics)"
+    objects left empty are dropped, and NULL when nothing is left.
+
+    An emptied member goes with the comma before it, or after it when it is first in its
+    object, in one regex pass; a second pass drops `context` once `geo` left it empty."""
+    empty = '"(geo|context|trace|error|metrics)":[{][}]'
     expr = f"CAST(json_merge_patch(doc, {sql_str(_extra_patch())}) AS VARCHAR)"
-    for _ in range(2):  # twice: `context` can be empty only once `geo` is gone
-        expr = f"regexp_replace({expr}, ',\"{empties}\":[{{][}}]', '', 'g')"
-        expr = f"regexp_replace({expr}, '[{{]\"{empties}\":[{{][}}],?', '{{', 'g')"
+    for _ in range(2):
+        expr = f"regexp_replace({expr}, '{empty},|,?{empty}', '', 'g')"
     return f"NULLIF({expr}, '{{}}')"
 
 
