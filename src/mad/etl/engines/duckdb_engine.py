@@ -1,9 +1,10 @@
 """The embedded engine: runs a `Plan` in an in-process DuckDB and writes partitioned Parquet.
 
 Every `execute` opens a fresh in-memory database bounded by `memory_limit`, `threads` and a
-spill folder (`temp_directory`), so runs never see each other's views. Raw files are read as
-LINES through the CSV reader with no delimiter, quote or escape character in play: a
-truncated or malformed JSON line stays one row, and nothing is parsed before the plan does.
+spill folder of its own (under `temp_directory`), so runs never see each other's data. Raw
+files are read as LINES through the CSV reader with no delimiter, quote or escape character in
+play: a truncated or malformed JSON line stays one row, and nothing is parsed before the plan
+does.
 `line_no` is the 1-based position of a line in its file (blank lines included in the count,
 never dropped by the reader), kept deterministic by preserving insertion order.
 `ingest_hour` comes from the raw-lake path (`year=/month=/day=/hour=`), NULL elsewhere.
@@ -17,6 +18,7 @@ extension loaded offline from the `duckdb-extension-httpfs` package.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -74,7 +76,8 @@ class DuckDBEngine:
         out_dir: str,
     ) -> dict[str, int]:
         paths = [*raw_files, out_dir, *(p for ps in datasets.values() for p in ps)]
-        con = self.connect(any(p.startswith("s3://") for p in paths))
+        spill = tempfile.mkdtemp(prefix="run-", dir=self._spill_root())
+        con = self.connect(any(p.startswith("s3://") for p in paths), spill)
         try:
             self._bind_raw(con, raw_files)
             steps = {s.name: s for s in plan.steps}
@@ -85,6 +88,9 @@ class DuckDBEngine:
             for step in plan.steps:
                 kind = "TEMP TABLE" if step.cache else "TEMP VIEW"
                 con.execute(f'CREATE {kind} "{step.name}" AS {step.sql}')
+            # Line numbers are fixed once raw_read is loaded; from here order does not matter
+            # and keeping it would serialise the partitioned writes.
+            con.execute("SET preserve_insertion_order = false")
             counts: dict[str, int] = {}
             for name in plan.outputs:
                 counts[name] = self._write(con, plan.step(name), out_dir)
@@ -95,19 +101,26 @@ class DuckDBEngine:
             return counts
         finally:
             con.close()
+            shutil.rmtree(spill, ignore_errors=True)
 
     def close(self) -> None:
         """Nothing to release: every run has its own connection."""
 
     # -- pieces ----------------------------------------------------------------------------
-    def connect(self, s3: bool = False) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory database with this engine's limits (and S3 when asked)."""
+    def _spill_root(self) -> str:
         os.makedirs(self.temp_directory, exist_ok=True)
+        return self.temp_directory
+
+    def connect(self, s3: bool = False, spill: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory database with this engine's limits (and S3 when asked).
+        `spill` must be a folder of its own: DuckDB names its spill files the same in every
+        process, so two databases sharing a folder overwrite each other's. Without it, nothing
+        spills (for small queries)."""
         con = duckdb.connect(config={"allow_unsigned_extensions": "false"})
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET memory_limit = {_lit(self.memory_limit)}")
         con.execute(f"SET threads = {int(self.threads)}")
-        con.execute(f"SET temp_directory = {_lit(self.temp_directory)}")
+        con.execute(f"SET temp_directory = {_lit(spill or '')}")
         con.execute("SET preserve_insertion_order = true")
         if s3:
             self._load_s3(con)

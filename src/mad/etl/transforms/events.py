@@ -141,7 +141,7 @@ def _top_step() -> Step:
     Spark `from_json`): later steps parse only the small nested objects."""
     tops = ", ".join(f"t.{quote(n)} AS {n}_raw" for n in TOP_FIELDS[3:])
     return Step("top", f"""
-        SELECT line, source_file, line_no, ingest_hour, doc, is_json,
+        SELECT source_file, line_no, ingest_hour, doc IS NOT NULL AS is_object, is_json,
                t.event_id AS event_id,
                regexp_matches(doc, '"event_id"[ ]*:[ ]*"') AS id_is_text,
                t.event_type AS event_type, t.kind AS kind,
@@ -208,7 +208,7 @@ def _fields_step() -> Step:
         flat.append(f"TRY_CAST({expr} AS {typ}) AS {name}" if typ != "VARCHAR"
                     else f"{expr} AS {name}")
     return Step("fields", f"""
-        SELECT line, source_file, line_no, ingest_hour, doc, is_json, event_id, id_is_text,
+        SELECT source_file, line_no, ingest_hour, is_object, is_json, event_id, id_is_text,
                timestamp_raw AS ts_raw, service_raw, event_type, kind,
                {TIMESTAMP_SQL.format(raw="timestamp_raw")} AS event_time,
                ({bad_nested}) AS bad_nested,
@@ -225,7 +225,7 @@ def _reason_sql(kind: str | None) -> str:
     wrong_dataset = f"WHEN f.kind <> {sql_str(kind)} THEN 'kind_mismatch'" if kind else ""
     return f"""CASE
         WHEN NOT f.is_json THEN 'invalid_json'
-        WHEN f.doc IS NULL THEN 'not_an_object'
+        WHEN NOT f.is_object THEN 'not_an_object'
         WHEN f.event_id IS NULL OR f.ts_raw IS NULL OR f.event_type IS NULL OR f.kind IS NULL
             THEN 'missing_field'
         WHEN NOT f.id_is_text OR f.event_id = '' OR length(f.event_id) > 128
@@ -257,8 +257,9 @@ def events_plan(kind: str | None = None) -> Plan:
     (`kind_mismatch`), for runs over one raw dataset such as `md-raw-logs`."""
     cols = columns()
     names = ", ".join(quote(name) for name, _ in cols)
-    out_cols = [c for c, _ in cols if c not in ("service", "date", "hour")]
-    valid_cols = ", ".join(f"f.{quote(c)}" for c in out_cols)
+    derived = {"date": "strftime(f.event_time, '%Y-%m-%d') AS date",
+               "hour": "strftime(f.event_time, '%H') AS hour"}
+    fresh_cols = ", ".join(derived.get(c, f"f.{quote(c)}") for c, _ in cols)
     steps = [
         Step("schema_existing", schema_sql(cols)),
         *_catalog_steps(),
@@ -275,24 +276,31 @@ def events_plan(kind: str | None = None) -> Plan:
                    ON s.event_type = f.event_type AND s.service = f.service_raw
         """, cache=True),
         Step("quarantine", """
-            SELECT reason, line, source_file, line_no, ingest_hour,
-                   COALESCE(strftime(ingest_hour, '%Y-%m-%d'), 'unknown') AS date,
-                   COALESCE(strftime(ingest_hour, '%H'), 'unknown') AS hour
-            FROM checked WHERE reason IS NOT NULL
+            SELECT c.reason, l.line, c.source_file, c.line_no, c.ingest_hour,
+                   COALESCE(strftime(c.ingest_hour, '%Y-%m-%d'), 'unknown') AS date,
+                   COALESCE(strftime(c.ingest_hour, '%H'), 'unknown') AS hour
+            FROM checked c
+            JOIN raw_lines l ON l.source_file = c.source_file AND l.line_no = c.line_no
+            WHERE c.reason IS NOT NULL
         """, partition_by=("date", "hour")),
-        Step("ranked", f"""
-            SELECT {valid_cols}, f.service,
-                   strftime(f.event_time, '%Y-%m-%d') AS date,
-                   strftime(f.event_time, '%H') AS hour,
-                   row_number() OVER (PARTITION BY f.event_id
-                                      ORDER BY f.ingest_hour, f.source_file, f.line_no) AS copy_no
-            FROM checked f WHERE f.reason IS NULL
-        """),
+        # Dedup ranks a NARROW table (the key and where each copy came from), then picks the
+        # winning rows by that key: a window over all ~60 columns costs several times more.
+        Step("ranked", """
+            SELECT event_id, source_file, line_no,
+                   row_number() OVER (PARTITION BY event_id
+                                      ORDER BY ingest_hour, source_file, line_no) AS copy_no
+            FROM checked WHERE reason IS NULL
+        """, cache=True),
         Step("known_ids", "SELECT DISTINCT event_id FROM existing"),
-        Step("fresh", f"""
-            SELECT {", ".join(f"r.{quote(c)}" for c, _ in cols)}
+        Step("winners", """
+            SELECT r.source_file, r.line_no
             FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
             WHERE r.copy_no = 1 AND k.event_id IS NULL
+        """),
+        Step("fresh", f"""
+            SELECT {fresh_cols}
+            FROM checked f
+            JOIN winners w ON w.source_file = f.source_file AND w.line_no = f.line_no
         """, cache=True),
         Step("touched", "SELECT DISTINCT date, hour FROM fresh"),
         Step("events", f"""
