@@ -125,7 +125,7 @@ def test_extra_drops_only_emptied_members(engine: Engine, tmp_path: Path) -> Non
     """Emptied `trace` / `context` / `geo` / ... go wherever they sit in their object (an empty
     object under one of those names anywhere goes too); empty objects under other names stay."""
     ok = {**BASE, "timestamp": "2026-11-01T06:00:00Z"}
-    shapes = {
+    shapes: dict[str, tuple[dict[str, Any], Any]] = {
         "first": ({"trace": {"trace_id": "t"}, **ok, "x": 1}, {"x": 1}),
         "last": ({**ok, "x": 1, "error": {"code": "E"}}, {"x": 1}),
         "geo_only": ({**ok, "context": {"geo": {"city": "Paris"}}}, None),
