@@ -215,8 +215,9 @@ class DetectSettings(Section):
                               description="aggregate columns scored per series")
     detector: str = "ensemble"
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
-    threshold: float = Field(0.9, ge=0, le=1, description="vote score that opens an anomaly")
-    clear: float = Field(0.5, ge=0, le=1, description="score below which it closes")
+    threshold: float = Field(0.6, ge=0, le=1, description="vote score that opens an anomaly "
+                             "(chosen with `mad bench incidents`, docs/detection.md)")
+    clear: float = Field(0.4, ge=0, le=1, description="score below which it closes")
     cooldown: int = Field(0, ge=0, description="windows after a close before a new one")
     incident_gap_s: float = Field(900.0, gt=0, description="anomalies closer than this group")
     resolve_after_s: float = Field(1800.0, gt=0, description="quiet time before resolved")
