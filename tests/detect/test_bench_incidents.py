@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -144,3 +147,20 @@ def test_prepare_reuses_the_same_day_and_refuses_another(tmp_path: Path) -> None
     assert prepare(opts) == labels
     with pytest.raises(MadError, match="other options"):
         prepare(BenchOptions(work=tmp_path, seed=4, hours=1.0, warmup_hours=0.5, rate=1.0))
+
+
+def _mad(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAD_")}
+    return subprocess.run([sys.executable, "-m", "mad.cli", "bench", "incidents", *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_cli_help_and_one_line_errors(tmp_path: Path) -> None:
+    assert "--warmup-hours" in _mad("--help").stdout
+    bad = _mad("--work", str(tmp_path), "--hours", "5", "--warmup-hours", "6")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "--hours must be larger than --warmup-hours" in bad.stderr
+    (tmp_path / "bench-data.json").write_text('{"seed": 1, "hours": 48.0, "rate": 20.0}')
+    other = _mad("--work", str(tmp_path))
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "other options" in other.stderr

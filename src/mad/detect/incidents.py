@@ -18,10 +18,14 @@ Rules (docs/detection.md, "Incidents"):
   `DEPENDS_ON` is kept (accounts over payments over gateway). It is recomputed whenever a
   service joins, so it can only move while the incident is younger than one window, or when
   a late anomaly moves its start earlier.
+- Optionally (`confirm_windows` N > 1, default 1) an incident is alerted only once its
+  anomalies span N window starts, or at once when a threshold rule fired (rules already wait
+  for consecutive windows); one that goes quiet unconfirmed is dropped without an alert. On
+  `mad bench incidents` N=2 raised precision but lost recall on one seed, so it is off.
 - `advance(now)` resolves incidents whose last anomaly is more than `resolve_after_s` before
   `now`. `now` is the data clock (the end of the latest window processed), so a backfill
   resolves incidents exactly as a live run would.
-- Ids come from the content, `inc-<started %Y%m%dT%H%M>-<origin>` as known at opening, with
+- Ids come from the content, `inc-<started %Y%m%dT%H%M>-<service of the first anomaly>`, with
   `-2`, `-3`, ... on collision, so replaying the same anomalies gives the same ids and
   alert dedup keys. An id never changes after it was sent, even when the origin moves.
 """
