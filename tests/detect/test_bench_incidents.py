@@ -164,3 +164,13 @@ def test_cli_help_and_one_line_errors(tmp_path: Path) -> None:
     other = _mad("--work", str(tmp_path))
     assert other.returncode != 0 and "Traceback" not in other.stderr
     assert "other options" in other.stderr
+
+
+def test_origin_share_counts_found_labels_naming_the_injected_origin() -> None:
+    labels = [Label("l1", "database_slowdown", at(0), at(20), ("accounts", "gateway"), "accounts"),
+              Label("l2", "auth_failure_storm", at(60), at(80), ("auth", "gateway"), "auth")]
+    detected = [Detected("a", at(1), at(20), ("gateway", "accounts"), "accounts"),
+                Detected("b", at(61), at(80), ("gateway", "auth"), "gateway")]
+    rep = score_incidents(labels, detected)
+    assert rep.total.origin_right == 1 and rep.total.origin_share == 0.5
+    assert render(rep)[-1].split()[-1] == "0.50"

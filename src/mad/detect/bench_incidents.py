@@ -19,7 +19,8 @@ least one service. Per scenario type:
 - precision: detections matched to this type / detections attributed to it, where an
   unmatched detection (a false positive) is attributed to the label nearest in time, so the
   after-effects and near-misses of a scenario count against that scenario;
-- delay: first anomaly of the earliest matching detection - label start (median, minutes).
+- delay: first anomaly of the earliest matching detection - label start (median, minutes);
+- origin: share of found labels whose finding detection names the injected origin service.
 A label is found when any detection matches it; a detection is correct when it matches any
 label. A detection is attributed to the matching label whose start is nearest its own; a
 second detection attributed to the same label is correct but reported as `split` (one problem,
@@ -57,6 +58,7 @@ class Label:
     start: datetime
     end: datetime
     services: tuple[str, ...]
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class TypeScore:
     correct: int = 0  # of which matched a label
     split: int = 0  # matched detections beyond the first per label
     carried: int = 0  # labels found by a detection open since before them (no delay)
+    origin_right: int = 0  # found labels whose first detection names the injected origin
     delays_s: list[float] = field(default_factory=list)
 
     @property
@@ -102,13 +105,17 @@ class TypeScore:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     @property
+    def origin_share(self) -> float | None:
+        return self.origin_right / self.found if self.found else None
+
+    @property
     def median_delay_s(self) -> float | None:
         return statistics.median(self.delays_s) if self.delays_s else None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(recall=self.recall, precision=self.precision, f1=self.f1,
-                   median_delay_s=self.median_delay_s)
+                   median_delay_s=self.median_delay_s, origin_share=self.origin_share)
         return out
 
 
@@ -148,7 +155,7 @@ def read_labels(path: Path) -> list[Label]:
         data = orjson.loads(path.read_bytes())
         return [
             Label(str(x["id"]), str(x["scenario"]), _time(x["start"]), _time(x["end"]),
-                  tuple(str(s) for s in x["services"]))
+                  tuple(str(s) for s in x["services"]), str(x.get("origin", "")))
             for x in data["incidents"]
         ]
     except OSError as err:
@@ -210,6 +217,7 @@ def score_incidents(
             found.add(lab.id)
             hit = types[lab.scenario]
             hit.found += 1
+            hit.origin_right += 1 if det.origin and det.origin == lab.origin else 0
             if det.start < lab.start - timedelta(seconds=CARRIED_S):
                 hit.carried += 1  # already open: no delay to measure
             else:
@@ -222,6 +230,7 @@ def score_incidents(
         total.correct += row.correct
         total.split += row.split
         total.carried += row.carried
+        total.origin_right += row.origin_right
         total.delays_s += row.delays_s
     missed = [lab.id for lab in labels if lab.id not in found]
     return Report(sorted(types.values(), key=lambda t: t.scenario), total, pairs, missed,
@@ -240,13 +249,13 @@ def render(report: Report) -> list[str]:
     """The table `mad bench incidents` prints."""
     head = (f"{'scenario':<20} {'labels':>6} {'found':>5} {'detect':>6} {'split':>5} "
             f"{'carry':>5} "
-            f"{'prec':>4} {'recall':>6} {'F1':>4} {'delay(min)':>10}")
+            f"{'prec':>4} {'recall':>6} {'F1':>4} {'delay(min)':>10} {'origin':>6}")
     lines = [head]
     for row in [*report.types, report.total]:
         lines.append(
             f"{row.scenario:<20} {row.labels:>6} {row.found:>5} {row.detections:>6} "
             f"{row.split:>5} {row.carried:>5} {_pct(row.precision):>4} {_pct(row.recall):>6} "
-            f"{_pct(row.f1):>4} {_minutes(row.median_delay_s):>10}"
+            f"{_pct(row.f1):>4} {_minutes(row.median_delay_s):>10} {_pct(row.origin_share):>6}"
         )
     return lines
 
