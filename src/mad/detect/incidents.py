@@ -188,7 +188,7 @@ class IncidentTracker:
             if seen is None:
                 inc = item.incident
                 seen = touched[id(item)] = _Touched(
-                    item, new, -1 if new else _RANK[inc.severity],
+                    item, new, -1 if new else _RANK.get(inc.severity, 0),
                     set() if new else set(inc.services),
                 )
             seen.anomalies.append(a)
@@ -206,7 +206,8 @@ class IncidentTracker:
                 change: Change = "opened"
             elif seen.new:
                 change = "opened"
-            elif _RANK[inc.severity] > seen.rank_before or set(inc.services) - seen.services:
+            elif (_RANK.get(inc.severity, 0) > seen.rank_before
+                  or set(inc.services) - seen.services):
                 change = "escalated"
                 item.seq += 1
             else:
@@ -245,7 +246,7 @@ class IncidentTracker:
         inc.last_seen = max(inc.last_seen, t)
         if a.score > inc.peak_score:
             inc.peak_score = float(a.score)
-        if _RANK.get(a.severity, 0) > _RANK[inc.severity]:
+        if _RANK.get(a.severity, 0) > _RANK.get(inc.severity, 0):
             inc.severity = "critical"
         if a.key not in inc.series:
             inc.series.append(a.key)
