@@ -26,6 +26,7 @@ install-test: $(VENV)/.test-installed-$(HASH)
 ## run: a labelled hour of traffic into $(DATA)/generated, then every stage wired together:
 ##      live simulator (:8000) -> ingest API (:8010) -> stream -> raw writer -> $(DATA)/lake
 ##      -> ETL every 30 s -> $(DATA)/lake/md-transformed-*, md-aggregates
+##      -> detection after each ETL pass -> md-anomalies, incidents, $(DATA)/alerts.jsonl
 run: install
 	$(BIN)/mad generate --start $$(date -u -d '1 hour ago' +%Y-%m-%dT%H:00:00Z) --duration 1h \
 		--out $(DATA)/generated
@@ -52,8 +53,13 @@ test: lint system-deps
 test-fast: install-test
 	$(BIN)/pytest -q -m "not slow"
 
+## bench: every headline figure, ours beside its peer (bench_etl runs PySpark on ~1 GB: long)
 bench: install-test
+	$(PIP) install -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_detect.py
+	$(BIN)/python benchmarks/bench_etl.py
 
 docs: install
 	$(BIN)/mad catalog --format markdown > docs/catalog.md

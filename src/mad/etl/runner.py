@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -46,7 +47,7 @@ from mad.etl.discover import RawFile, batches, pending
 from mad.etl.engines import Engine, open_engine
 from mad.etl.publish import PartitionStore, is_s3, open_partition_store
 from mad.etl.quarantine import drop_known
-from mad.etl.transforms.aggregates import aggregates_plan
+from mad.etl.transforms.aggregates import HISTORY_WINDOWS, WINDOWS, aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
 from mad.etl.transforms.sql import sql_list
 from mad.state import EtlLedger, Written, open_state
@@ -325,7 +326,8 @@ class EtlRunner:
             run_id = f"aggregates-{window}-{day}-{uuid.uuid4().hex[:8]}"
             out = self.lake.stage(run_id) / "out"
             self.engine.execute(aggregates_plan(window), [],
-                                {"events": events, "history": history}, str(out))
+                                {"events": events, "history": _recent(history, first, window)},
+                                str(out))
             comp.split_large(self._duckdb(), out / "aggregates",
                              self.settings.etl.target_file_bytes)
             self.lake.publish(run_id, {"aggregates": AGGREGATES})
@@ -337,6 +339,25 @@ class EtlRunner:
                 prefix = f"{pq.transformed_dataset(kind)}/date={day}/"
                 files += [self.lake.location(k) for k in sorted(self.lake.files(prefix))]
         return files
+
+
+def _recent(files: list[str], first: datetime, window: str) -> list[str]:
+    """The history files a window's outlier score can reach: the event hours within twice
+    `HISTORY_WINDOWS` windows before `first` (twice, so a series with quiet windows still
+    finds its previous ones), at most `HISTORY_DAYS` days. For 1m windows that is one hour
+    instead of two days of events."""
+    reach = timedelta(seconds=min(2 * HISTORY_WINDOWS * WINDOWS[window], HISTORY_DAYS * 86400))
+    start = (first - reach).replace(minute=0, second=0, microsecond=0)
+    keep = []
+    for f in files:
+        found = _HOUR.search(f)
+        if found and datetime.strptime(f"{found[1]} {found[2]}", "%Y-%m-%d %H").replace(
+                tzinfo=UTC) >= start:
+            keep.append(f)
+    return keep
+
+
+_HOUR = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
 
 def _paths(paths: Iterable[str | Path]) -> str:
