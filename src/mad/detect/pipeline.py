@@ -173,7 +173,8 @@ class DetectRunner:
     def _load(self) -> Progress:
         saved = self.db.load_series(self.cfg.window)
         state = self.db.load_meta(f"tracker:{self.cfg.window}")
-        tracker = (IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s)
+        tracker = (IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s,
+                                   self.cfg.confirm_windows)
                    if state is None else IncidentTracker.from_state(state))
         return Progress(saved, tracker, {k: s.watermark for k, s in saved.items()})
 
