@@ -6,7 +6,7 @@ DATA   ?= data
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 HASH   := $(shell cat pyproject.toml | sha1sum | cut -c1-10)
 
-.PHONY: run install install-test system-deps test test-fast lint bench docs clean
+.PHONY: run install install-test system-deps test test-fast lint bench docs clean spark-jars
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ run: install
 		--out $(DATA)/generated
 	MAD_DATA_DIR=$(DATA) MAD_WRITER__FLUSH_INTERVAL_S=30 MAD_ETL__WATCH_INTERVAL_S=30 \
 		$(BIN)/mad up --rate 50
+
+## spark-jars: hadoop-aws 3.3.1 + aws-java-sdk-bundle 1.11.901 for Spark on S3 (s3a://), taken
+##      from the sagemaker-pyspark wheel on PyPI (no Maven needed); put their paths in
+##      etl.spark_jars. A real cluster supplies jars matching its own Hadoop.
+SPARK_JARS := $(VENV)/spark-jars
+spark-jars: install
+	@mkdir -p $(SPARK_JARS)/dl
+	$(PIP) download --no-deps --dest $(SPARK_JARS)/dl sagemaker-pyspark==1.4.5
+	cd $(SPARK_JARS) && tar -xzf dl/sagemaker_pyspark-1.4.5.tar.gz --wildcards --strip-components=3 \
+		'*/jars/hadoop-aws-3.3.1.jar' '*/jars/aws-java-sdk-bundle-1.11.901.jar'
+	rm -rf $(SPARK_JARS)/dl
+	@ls $(SPARK_JARS)/*.jar
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks

@@ -18,6 +18,7 @@ PySpark is imported inside the functions, so importing `mad.etl.engines` stays l
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,6 +88,8 @@ def session_conf(
 ) -> dict[str, str]:
     """Every setting `spark_session` applies, as a plain dict (also handy to print)."""
     conf = dict(BASE_CONF)
+    # No tables are ever saved; without this Spark creates ./spark-warehouse wherever it runs.
+    conf["spark.sql.warehouse.dir"] = os.path.join(tempfile.gettempdir(), "mad-spark-warehouse")
     missing = [j for j in jars if "://" not in j and not Path(j).is_file()]
     if missing:
         raise ConfigError(f"spark jars not found: {', '.join(missing)}")
