@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,3 +45,21 @@ def read_rows(files: list[str] | str, order: str = "event_id") -> list[tuple[Any
     sql = (f"SELECT * FROM read_parquet({listing}, hive_partitioning = true, "
            f"hive_types_autocast = false) ORDER BY {order}")
     return duckdb.sql(sql).fetchall()
+
+
+def float_blind(row: tuple[Any, ...]) -> str:
+    """A sort key that ignores floats (compare those with `same`)."""
+    return repr([None if isinstance(v, float) else v for v in row])
+
+
+def same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> bool:
+    """Equal rows, floats within 1e-9 relative: aggregates sum in parallel, so two runs may
+    differ in the last bits (rounding both to N digits still differs across a boundary)."""
+    def close(a: Any, b: Any) -> bool:
+        if isinstance(a, float) and isinstance(b, float):
+            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return bool(a == b)
+
+    return len(got) == len(want) and all(
+        len(g) == len(w) and all(close(a, b) for a, b in zip(g, w, strict=True))
+        for g, w in zip(got, want, strict=True))

@@ -3,7 +3,6 @@ uninterrupted run, with the state database on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests.etl.helpers import float_blind, same
 from tests.pg_server import PgServer, postgres_fixture
 
 pg = postgres_fixture()
@@ -47,20 +47,7 @@ def rows(lake: Path, dataset: str) -> list[tuple[Any, ...]]:
             for c in table.columns]
     # sorted on everything but the floats: compare them with `same`
     return sorted(table.project(", ".join(cols)).fetchall(),
-                  key=lambda row: repr([None if isinstance(v, float) else v for v in row]))
-
-
-def same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> bool:
-    """Equal rows, floats within 1e-9 relative: aggregates sum in parallel, so two runs may
-    differ in the last bits (rounding both to N digits still differs across a boundary)."""
-    def close(a: Any, b: Any) -> bool:
-        if isinstance(a, float) and isinstance(b, float):
-            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        return bool(a == b)
-
-    return len(got) == len(want) and all(
-        len(g) == len(w) and all(close(a, b) for a, b in zip(g, w, strict=True))
-        for g, w in zip(got, want, strict=True))
+                  key=float_blind)
 
 
 def kill_mid_write(proc: subprocess.Popen[bytes], lake: Path) -> bool:

@@ -4,7 +4,6 @@ publish killed before or after its commit record is undone or finished by the ne
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from mad.etl.publish import PartitionStore
 from mad.etl.publish.s3 import Commit, S3Partitions
 from mad.etl.runner import PLAN, QUARANTINE, EtlRunner
 from mad.generate.raw_lake import split_backfill
+from tests.etl.helpers import float_blind, same
 
 DATASETS = ("md-transformed-logs", "md-transformed-metrics", "md-transformed-apm",
             QUARANTINE, "md-aggregates")
@@ -57,19 +57,7 @@ def rows(parts: PartitionStore, dataset: str) -> list[tuple[Any, ...]]:
             for c in table.columns]
     out = table.project(", ".join(cols)).fetchall()
     con.close()
-    return sorted(out, key=lambda row: repr([None if isinstance(v, float) else v for v in row]))
-
-
-def same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> bool:
-    """Equal rows, floats within 1e-9 relative (aggregates sum in parallel, in any order)."""
-    def close(a: Any, b: Any) -> bool:
-        if isinstance(a, float) and isinstance(b, float):
-            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        return bool(a == b)
-
-    return len(got) == len(want) and all(
-        len(g) == len(w) and all(close(a, b) for a, b in zip(g, w, strict=True))
-        for g, w in zip(got, want, strict=True))
+    return sorted(out, key=float_blind)
 
 
 def event_ids(parts: PartitionStore) -> list[str]:
