@@ -53,7 +53,7 @@ def test_bad_paths_and_names(tmp_path: Path) -> None:
         run_nab(DATA, WINDOWS, tmp_path / "out", "bogus")
 
 
-def test_register_adds_nab_command() -> None:
+def test_register_adds_the_bench_commands() -> None:
     app = typer.Typer()
     register(app)
-    assert [c.name for c in app.registered_commands] == ["nab"]
+    assert [c.name for c in app.registered_commands] == ["nab", "incidents"]
