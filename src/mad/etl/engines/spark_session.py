@@ -51,6 +51,9 @@ BASE_CONF: dict[str, str] = {
     "spark.sql.constraintPropagation.enabled": "false",
 }
 
+# Fixed when the JVM starts: setting them again on a running session is an error.
+STATIC_SQL_CONF = frozenset({"spark.sql.warehouse.dir"})
+
 S3A_NUMERIC_CONF: dict[str, str] = {
     "spark.hadoop.fs.s3a.threads.keepalivetime": "60",
     "spark.hadoop.fs.s3a.connection.establish.timeout": "30000",
@@ -130,7 +133,7 @@ def spark_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     for key, value in conf.items():
-        if key.startswith("spark.sql."):
+        if key.startswith("spark.sql.") and key not in STATIC_SQL_CONF:
             spark.conf.set(key, value)
     spark.sparkContext.setLogLevel("WARN")
     return spark
