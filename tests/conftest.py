@@ -89,3 +89,13 @@ def aws(moto_url: str) -> AwsSettings:
 def bucket_url() -> str:
     """A fresh bucket name per test, as an s3:// lake URL with a prefix."""
     return f"s3://mad-test-{uuid.uuid4().hex[:12]}/lake"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty state database of each kind; the module (or its conftest) provides the
+    `pg` fixture (`pg = tests.pg_server.postgres_fixture()`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'state.db'}"
+    server = request.getfixturevalue("pg")
+    return str(server.create_database(f"state_{uuid.uuid4().hex[:12]}"))

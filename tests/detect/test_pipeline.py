@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ import duckdb
 import numpy as np
 import orjson
 import pytest
-from tests.pg_server import PgServer, postgres_fixture
+from tests.pg_server import postgres_fixture
 
 from mad import lake
 from mad.config import AwsSettings, Settings, load_settings
@@ -43,14 +42,6 @@ COLUMNS = (("window_start", "datetime64[us]"), ("service", object), ("series", o
                "avg", "min", "max", "stddev", "p50", "p95", "p99", "outlier_score")),
            ("outlier", bool))
 Row = tuple[Any, ...]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
-    server: PgServer = request.getfixturevalue("pg")
-    return server.create_database(f"detect_{uuid.uuid4().hex[:12]}")
 
 
 def synthetic_rows(n: int = 240, seed: int = 3) -> list[Row]:
