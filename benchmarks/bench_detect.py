@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mad.detect import nab
+from mad.bench import nab
+from mad.bench.nab_io import read_series
 from mad.detect.detectors import create, score_series
 from mad.detect.detectors.base import epoch_seconds
-from mad.detect.nab_io import read_series
 
 DEFAULT = Path("/work/shared/datasets/nab/data/realKnownCause/nyc_taxi.csv")
 

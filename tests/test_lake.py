@@ -10,6 +10,7 @@ import pytest
 
 from mad import lake
 from mad.errors import ConfigError
+from mad.stores import open_store
 from mad.stores.local import LocalStore
 
 T = datetime(2026, 11, 1, 7, 59, 59, 900000, tzinfo=UTC).timestamp()
@@ -82,9 +83,9 @@ def test_prefixes() -> None:
 
 def test_open_store_by_scheme(tmp_path: Path) -> None:
     for url in (str(tmp_path), f"file://{tmp_path}"):
-        store = lake.open_store(url)
+        store = open_store(url)
         assert isinstance(store, LocalStore) and store.root == tmp_path
     with pytest.raises(ConfigError, match=r"file://, s3://"):
-        lake.open_store("gs://bucket/lake")
+        open_store("gs://bucket/lake")
     with pytest.raises(ConfigError, match="bucket"):
-        lake.open_store("s3://")
+        open_store("s3://")

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mad import lake
 from mad.config import AwsSettings
 from mad.errors import ConfigError
-from mad.stores import ObjectNotFound, ObjectStore
+from mad.stores import ObjectNotFound, ObjectStore, open_store
 from mad.stores.local import LocalStore
 from mad.stores.s3 import S3Store
 
@@ -19,11 +18,11 @@ from mad.stores.s3 import S3Store
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     if request.param == "local":
-        yield lake.open_store(str(tmp_path / "lake"))
+        yield open_store(str(tmp_path / "lake"))
     else:
         settings = request.getfixturevalue("aws")
         url = request.getfixturevalue("bucket_url")
-        yield lake.open_store(url, settings, create=True)
+        yield open_store(url, settings, create=True)
 
 
 def test_put_get_list_delete_exists(store: ObjectStore) -> None:
@@ -88,14 +87,14 @@ def test_s3_multipart_is_visible_only_complete(aws: AwsSettings, bucket_url: str
 
 
 def test_s3_missing_bucket_is_a_config_error(aws: AwsSettings, bucket_url: str) -> None:
-    store = lake.open_store(bucket_url, aws)
+    store = open_store(bucket_url, aws)
     with pytest.raises(ConfigError, match="does not exist"):
         store.put("x", b"1")
 
 
 @pytest.mark.slow
 def test_s3_list_over_a_thousand_keys(aws: AwsSettings, bucket_url: str) -> None:
-    store = lake.open_store(bucket_url, aws, create=True)
+    store = open_store(bucket_url, aws, create=True)
     keys = [f"k/{i:05d}" for i in range(1100)]
     for key in keys:
         store.put(key, b"")

@@ -7,16 +7,26 @@ layer raises `ConfigError` naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mad.errors import ConfigError
+from mad.registry import Registry
 
 ENV_PREFIX = "MAD_"
 DEFAULT_CONFIG_FILE = "mad.yaml"
@@ -41,6 +51,50 @@ def parse_duration(text: str | float) -> float:
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BackendChoice(Section):
+    """A swap point: `backend` names a registered backend, and a key named after a backend
+    holds that backend's own options (`etl.engine.backend: spark`, `etl.engine.spark.master:
+    ...`). Both are checked against the swap point's `Registry`; a plain string in place of
+    the section is short for `{backend: <string>}`."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    registry_path: ClassVar[str] = ""  # "module:NAME" of the Registry, imported when checked
+    backend: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"backend": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        registry = self.registry()
+        registry.entry(self.backend)
+        extra = self.__pydantic_extra__ or {}
+        for name in list(extra):
+            if name not in registry.names():
+                known = ", ".join(["backend", *registry.names()])
+                raise ConfigError(f"unknown setting '{registry.setting}.{name}' "
+                                  f"(known here: {known})")
+            extra[name] = registry.options(name, extra[name])
+        return self
+
+    @classmethod
+    def registry(cls) -> Registry[Any]:
+        module, _, name = cls.registry_path.partition(":")
+        found: Registry[Any] = getattr(importlib.import_module(module), name)
+        return found
+
+    def options(self, name: str | None = None) -> BaseModel:
+        """The options of backend `name` (default: the chosen one), defaults filled in."""
+        name = name or self.backend
+        return self.registry().options(name, (self.__pydantic_extra__ or {}).get(name))
+
+    def create(self, **context: Any) -> Any:
+        """The chosen backend, built from its options and `context`."""
+        return self.registry().create(self.backend, self.options(), **context)
 
 
 class FaultRates(Section):
@@ -95,17 +149,12 @@ class SimulateSettings(Section):
     faults: bool = Field(True, description="inject data faults in live mode")
 
 
-class StreamSettings(Section):
-    """The durable stream between the ingest API and the raw writer."""
+class StreamSettings(BackendChoice):
+    """The durable stream between the ingest API and the raw writer: `embedded` (a local
+    log, options under `ingest.stream.embedded`) or `kinesis` (`ingest.stream.kinesis`)."""
 
-    backend: Literal["embedded", "kinesis"] = "embedded"
-    path: Path | None = Field(None, description="embedded log folder (default data_dir/stream)")
-    shards: int = Field(1, ge=1, le=64)
-    fsync: str = Field("interval_ms=5", pattern=r"^(every_batch|interval_ms=\d+)$")
-    segment_bytes: int = Field(64 * 2**20, ge=2**16)
-    retention_seconds: float = Field(86400.0, gt=0)
-    kinesis_stream: str = "md-events"
-    kinesis_shards: int = Field(4, ge=1, le=500)
+    registry_path: ClassVar[str] = "mad.ingest.streams:STREAMS"
+    backend: str = "embedded"
 
 
 class AwsSettings(Section):
@@ -129,9 +178,31 @@ class IngestSettings(Section):
 
 
 class LakeSettings(Section):
+    """Where the lake is; the URL's scheme picks the object store, whose options live under
+    its name (`lake.s3.multipart_threshold_bytes`)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
     url: str | None = Field(
         None, description="a local folder or s3://bucket[/prefix]; default <data_dir>/lake"
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        from mad.stores import STORES
+
+        extra = self.__pydantic_extra__ or {}
+        for name in list(extra):
+            if name not in STORES.names():
+                known = ", ".join(["url", *STORES.names()])
+                raise ConfigError(f"unknown setting 'lake.{name}' (known here: {known})")
+            extra[name] = STORES.options(name, extra[name])
+        return self
+
+    def options(self, scheme: str) -> BaseModel:
+        """The options of the object store for `scheme` (`file`, `s3`)."""
+        from mad.stores import STORES
+
+        return STORES.options(scheme, (self.__pydantic_extra__ or {}).get(scheme))
 
 
 class WriterSettings(Section):
@@ -153,20 +224,24 @@ Window = Literal["1m", "5m", "1h"]
 WINDOWS: tuple[Window, ...] = ("1m", "5m", "1h")
 
 
+class EngineSettings(BackendChoice):
+    """The ETL engine: `duckdb` (in process; `etl.engine.duckdb.memory_limit`, `threads`) or
+    `spark` (`etl.engine.spark.master`, `jars`)."""
+
+    registry_path: ClassVar[str] = "mad.etl.engines:ENGINES"
+    backend: str = "duckdb"
+
+
 class EtlSettings(Section):
     """Stage 02: raw lake -> Parquet lake and aggregates."""
 
-    engine: Literal["duckdb", "spark"] = "duckdb"
+    engine: EngineSettings = Field(default_factory=lambda: EngineSettings())
     batch_bytes: int = Field(1 * 2**30, ge=2**20, description="raw bytes per run at most")
     batch_files: int = Field(2000, ge=1)
     watch_interval_s: float = Field(60.0, gt=0, description="`mad etl run --watch` poll")
     retries: int = Field(3, ge=0, le=20, description="attempts after a transient failure")
     target_file_bytes: int = Field(128 * 2**20, ge=2**20, description="compaction target")
     windows: list[Window] = Field(default_factory=lambda: list(WINDOWS))
-    duckdb_memory_limit: str = "4GB"
-    duckdb_threads: int = Field(2, ge=1, le=256)
-    spark_master: str = "local[*]"
-    spark_jars: list[str] = Field(default_factory=list, description="e.g. hadoop-aws jars")
 
 Stat = Literal["avg", "min", "max", "p50", "p95", "p99", "count"]
 
@@ -207,14 +282,21 @@ class AlertSettings(Section):
     jsonl: bool = Field(True, description="write alerts to the JSONL file")
 
 
+class DetectorSettings(BackendChoice):
+    """The detector scored on every series, and its parameters under its name
+    (`detect.detector.ensemble.warmup`)."""
+
+    registry_path: ClassVar[str] = "mad.detect.detectors:DETECTORS"
+    backend: str = "ensemble"
+
+
 class DetectSettings(Section):
     """Stage 04: aggregates -> anomalies -> incidents -> alerts."""
 
     window: Window = "1m"
     stats: list[Stat] = Field(default_factory=lambda: list[Stat](["avg"]),
                               description="aggregate columns scored per series")
-    detector: str = "ensemble"
-    params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
+    detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
     threshold: float = Field(0.6, ge=0, le=1, description="vote score that opens an anomaly "
                              "(chosen with `mad bench incidents`, docs/detection.md)")
     clear: float = Field(0.4, ge=0, le=1, description="score below which it closes")
@@ -273,6 +355,24 @@ class Settings(Section):
         return self.state.url or f"sqlite:///{self.data_dir / 'state.db'}"
 
 
+# Old setting names, still read with a one-line warning: backend options moved under their
+# backend's name (docs/architecture.md, "Settings of a backend").
+RENAMED: dict[str, str] = {
+    "ingest.stream.path": "ingest.stream.embedded.path",
+    "ingest.stream.shards": "ingest.stream.embedded.shards",
+    "ingest.stream.fsync": "ingest.stream.embedded.fsync",
+    "ingest.stream.segment_bytes": "ingest.stream.embedded.segment_bytes",
+    "ingest.stream.retention_seconds": "ingest.stream.embedded.retention_seconds",
+    "ingest.stream.kinesis_stream": "ingest.stream.kinesis.stream_name",
+    "ingest.stream.kinesis_shards": "ingest.stream.kinesis.shards",
+    "etl.duckdb_memory_limit": "etl.engine.duckdb.memory_limit",
+    "etl.duckdb_threads": "etl.engine.duckdb.threads",
+    "etl.spark_master": "etl.engine.spark.master",
+    "etl.spark_jars": "etl.engine.spark.jars",
+}
+_CHOICES = ("ingest.stream", "etl.engine", "detect.detector")  # BackendChoice sections
+
+
 def load_settings(
     config_file: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -286,17 +386,72 @@ def load_settings(
     data: dict[str, Any] = {}
     default = Path(DEFAULT_CONFIG_FILE)
     path = config_file or (default if default.exists() else None)
+    layers: list[dict[str, Any]] = []
     if path is not None:
-        _merge(data, _read_yaml(path))
-    for key, value in _env_layer(os.environ if env is None else env).items():
-        _set_dotted(data, key, value)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(data, key, value)
+        layers.append(_read_yaml(path))
+    for dotted in (_env_layer(os.environ if env is None else env),
+                   {k: v for k, v in (overrides or {}).items() if v is not None}):
+        layer: dict[str, Any] = {}
+        for key, value in dotted.items():
+            _set_dotted(layer, key, value)
+        layers.append(layer)
+    for layer in layers:
+        _merge(data, _normalize(layer))
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
+
+
+def _normalize(layer: dict[str, Any]) -> dict[str, Any]:
+    """One layer with old names moved to the new ones (warning once each) and a backend
+    name given in place of its section expanded to `{backend: name}`."""
+    for key in _CHOICES:
+        found, value = _pop_dotted(layer, key)
+        if found:
+            _set_dotted(layer, key, {"backend": value} if isinstance(value, str) else value)
+    for old, new in RENAMED.items():
+        found, value = _pop_dotted(layer, old)
+        if found:
+            _warn(f"setting '{old}' is deprecated: use '{new}'")
+            _set_dotted(layer, new, value)
+    found, params = _pop_dotted(layer, "detect.params")
+    if found:
+        _warn("setting 'detect.params' is deprecated: use 'detect.detector.<name>.<param>'")
+    if isinstance(params, Mapping):
+        choice = _get_dotted(layer, "detect.detector")
+        backend = choice.get("backend") if isinstance(choice, Mapping) else None
+        name = str(backend or DetectorSettings.model_fields["backend"].default)
+        _merge(layer, {"detect": {"detector": {name: dict(params)}}})
+    return layer
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"mad: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _get_dotted(data: Mapping[str, Any], key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _pop_dotted(data: dict[str, Any], key: str) -> tuple[bool, Any]:
+    *parents, last = key.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        return True, node.pop(last)
+    return False, None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -28,12 +28,13 @@ import orjson
 import pytest
 from tests.pg_server import postgres_fixture
 
-from mad import lake
 from mad.config import AwsSettings, Settings, load_settings
-from mad.detect.lake_io import ANOMALIES, read_anomalies
+from mad.detect.lake_io import read_anomalies
 from mad.detect.model import Anomaly
 from mad.detect.pipeline import DetectBusy, DetectRunner
+from mad.lake import ANOMALIES_DATASET as ANOMALIES
 from mad.state import DetectStore, open_state
+from mad.stores import open_store
 
 pg = postgres_fixture()
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -87,7 +88,7 @@ def write_aggregates(lake_dir: Path, rows: list[Row], name: str = "part-0.parque
 
 def make_settings(data: Path, state_url: str, **extra: Any) -> Settings:
     return load_settings(env={}, overrides={
-        "data_dir": str(data), "state.url": state_url, "detect.params": {"warmup": 30},
+        "data_dir": str(data), "state.url": state_url, "detect.detector.ensemble.warmup": 30,
         "detect.batch_windows": 25, **extra,
     })
 
@@ -101,7 +102,7 @@ def run(settings: Settings, **kwargs: Any) -> Any:
 
 
 def stored(settings: Settings) -> list[Anomaly]:
-    store = lake.open_store(settings.lake_url, settings.aws)
+    store = open_store(settings.lake_url, settings.aws)
     return read_anomalies(store, store.list(f"{ANOMALIES}/"))
 
 
@@ -332,7 +333,7 @@ def etl_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("detect_etl")
     settings = load_settings(env={}, overrides={
         "data_dir": str(root), "generate.duration": "2h", "generate.rate": 20.0,
-        "etl.windows": ["1m"], "etl.duckdb_memory_limit": "1GB"})
+        "etl.windows": ["1m"], "etl.engine.duckdb.memory_limit": "1GB"})
     run_backfill(settings.generate, root / "generated", progress=False)
     split_backfill(root / "generated" / "events.jsonl", Path(settings.lake_url))
     runner = EtlRunner(settings)
@@ -445,7 +446,7 @@ def test_a_lake_on_s3(tmp_path: Path, aws: AwsSettings, bucket_url: str) -> None
     """Aggregates in a bucket (moto on loopback), anomalies written back to it."""
     local = make_settings(tmp_path / "local", f"sqlite:///{tmp_path / 'local.db'}")
     write_aggregates(Path(local.lake_url), synthetic_rows())
-    store = lake.open_store(bucket_url, aws, create=True)
+    store = open_store(bucket_url, aws, create=True)
     source = Path(local.lake_url)
     for path in sorted(source.rglob("*.parquet")):
         store.put(path.relative_to(source).as_posix(), path.read_bytes())

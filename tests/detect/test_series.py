@@ -22,7 +22,7 @@ def rows(n: int = 1200) -> list[WindowRow]:
 
 
 def settings(**extra: object) -> DetectSettings:
-    return DetectSettings.model_validate({"params": {"warmup": 100}, **extra})
+    return DetectSettings.model_validate({"detector": {"backend": "ensemble", "ensemble": {"warmup": 100}}, **extra})
 
 
 def score(scorer: SeriesScorer, items: list[WindowRow]) -> list[Anomaly]:
@@ -63,7 +63,8 @@ def test_bad_values_are_counted_and_skipped() -> None:
 def test_changed_detector_settings_start_a_fresh_detector() -> None:
     first = SeriesScorer(settings(), "payments", "latency_ms")
     score(first, rows(400))
-    again = SeriesScorer(settings(params={"warmup": 50}), "payments", "latency_ms",
+    again = SeriesScorer(settings(detector={"backend": "ensemble", "ensemble": {"warmup": 50}}),
+                         "payments", "latency_ms",
                          json.loads(json.dumps(first.state())))
     assert again.points == 400  # counters carry on
     assert again.state()["stats"]["avg"]["history"] == []  # detector and baseline start over

@@ -17,6 +17,7 @@ from mad.config import AwsSettings, Settings, load_settings
 from mad.etl.compact import AUTO_SMALL_FILES
 from mad.etl.publish import PartitionStore
 from mad.etl.runner import COMPACT, QUARANTINE, EtlRunner
+from mad.stores import open_store
 
 HOUR6 = 1_793_512_800.0  # 2026-11-01T06:00:00Z
 PARTITION = "date=2026-11-01/hour=06"
@@ -25,7 +26,7 @@ PARTITION = "date=2026-11-01/hour=06"
 def settings_for(tmp: Path, url: str, aws: AwsSettings | None = None,
                  extra: dict[str, Any] | None = None) -> Settings:
     overrides: dict[str, Any] = {"data_dir": str(tmp / "data"), "lake.url": url,
-                                 "etl.duckdb_memory_limit": "1GB", "etl.batch_files": 1,
+                                 "etl.engine.duckdb.memory_limit": "1GB", "etl.batch_files": 1,
                                  **(extra or {})}
     if aws is not None:
         overrides.update({"aws.endpoint_url": aws.endpoint_url, "aws.region": aws.region,
@@ -37,7 +38,7 @@ def settings_for(tmp: Path, url: str, aws: AwsSettings | None = None,
 def put_raw_files(url: str, n: int, aws: AwsSettings | None = None) -> None:
     """`n` raw log files of one ingest hour (06), each with one valid event of that hour and
     one line that is not JSON (so every run appends one small quarantine file there)."""
-    store = lake.open_store(url, aws, create=True)
+    store = open_store(url, aws, create=True)
     for i in range(n):
         event = {"event_id": f"ev-{i}", "timestamp": f"2026-11-01T06:{i:02d}:00Z",
                  "event_type": "auth.token.issued", "kind": "log",

@@ -12,6 +12,7 @@ import duckdb
 from mad import lake
 from mad.config import load_settings
 from mad.etl.runner import AGGREGATES, EtlRunner
+from mad.stores import open_store
 
 HOUR6 = 1_793_512_800.0  # 2026-11-01T06:00:00Z
 HOUR9 = HOUR6 + 3 * 3600
@@ -34,7 +35,7 @@ def windows(lake_dir: Path, window: str) -> dict[tuple[datetime, str, str], tupl
 
 def test_late_event_lands_in_its_hour_and_its_windows_are_recomputed(tmp_path: Path) -> None:
     lake_dir = tmp_path / "lake"
-    store = lake.open_store(str(lake_dir))
+    store = open_store(str(lake_dir))
     store.put(lake.raw_key("log", "auth", HOUR6, gzip=False), (
         event("on-time-1", "2026-11-01T06:10:05Z", 10.0)
         + event("on-time-2", "2026-11-01T06:10:30Z", 20.0)

@@ -14,12 +14,13 @@ import duckdb
 from mad.config import Settings, load_settings
 from mad.etl.runner import EtlRunner
 from mad.state import EtlLedger, open_state
+from mad.stores import open_store
 
 
 def settings_for(tmp_path: Path, lake: Path) -> Settings:
     return load_settings(env={}, overrides={
         "data_dir": str(tmp_path / "data"), "lake.url": str(lake),
-        "etl.duckdb_memory_limit": "1GB", "etl.batch_files": 40,
+        "etl.engine.duckdb.memory_limit": "1GB", "etl.batch_files": 40,
     })
 
 
@@ -143,7 +144,7 @@ def test_bad_lines_of_a_file_read_again_in_another_batch_are_quarantined_once(
     from mad import lake as raw_lake
 
     lake = tmp_path / "lake"
-    store = raw_lake.open_store(str(lake))
+    store = open_store(str(lake))
     for i in range(3):
         store.put(raw_lake.raw_key("log", "auth", 1_793_512_800.0, gzip=False),
                   f"{{not json {i}\n".encode())

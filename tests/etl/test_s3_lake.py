@@ -21,6 +21,7 @@ from mad.etl.publish import PartitionStore
 from mad.etl.publish.s3 import Commit, S3Partitions
 from mad.etl.runner import PLAN, QUARANTINE, EtlRunner
 from mad.generate.raw_lake import split_backfill
+from mad.stores import open_store
 from tests.etl.helpers import float_blind, same
 
 DATASETS = ("md-transformed-logs", "md-transformed-metrics", "md-transformed-apm",
@@ -30,13 +31,13 @@ DATASETS = ("md-transformed-logs", "md-transformed-metrics", "md-transformed-apm
 def local_settings(tmp: Path, lake_dir: Path) -> Settings:
     return load_settings(env={}, overrides={
         "data_dir": str(tmp / "data"), "lake.url": str(lake_dir),
-        "etl.duckdb_memory_limit": "1GB", "etl.batch_files": 40,
+        "etl.engine.duckdb.memory_limit": "1GB", "etl.batch_files": 40,
     })
 
 
 def s3_settings(tmp: Path, url: str, aws: AwsSettings) -> Settings:
     return load_settings(env={}, overrides={
-        "data_dir": str(tmp / "data"), "lake.url": url, "etl.duckdb_memory_limit": "1GB",
+        "data_dir": str(tmp / "data"), "lake.url": url, "etl.engine.duckdb.memory_limit": "1GB",
         "etl.batch_files": 40, "aws.endpoint_url": aws.endpoint_url, "aws.region": aws.region,
         "aws.access_key_id": aws.access_key_id, "aws.secret_access_key": aws.secret_access_key,
     })
@@ -90,7 +91,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory,
 
 
 def upload(raw: Path, url: str, aws: AwsSettings, which: list[Path] | None = None) -> None:
-    store = lake.open_store(url, aws, create=True)
+    store = open_store(url, aws, create=True)
     for f in which if which is not None else sorted(raw.rglob("part-*")):
         store.put(f.relative_to(raw).as_posix(), f.read_bytes())
 
@@ -199,7 +200,7 @@ def test_runner_refuses_an_unknown_lake_scheme(tmp_path: Path) -> None:
 
 def test_mad_etl_run_and_status_on_an_s3_lake(tmp_path: Path, bucket_url: str,
                                                aws: AwsSettings) -> None:
-    store = lake.open_store(bucket_url, aws, create=True)
+    store = open_store(bucket_url, aws, create=True)
     event = {"event_id": "e-1", "timestamp": "2026-11-01T06:10:00Z", "service": "auth",
              "event_type": "auth.token.issued", "kind": "log", "metrics": {"latency_ms": 5.0}}
     store.put(lake.raw_key("log", "auth", 1_793_512_800.0, gzip=False),

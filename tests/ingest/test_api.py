@@ -74,7 +74,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
     def run(**ingest: Any) -> ApiServer:
         overrides = {f"ingest.{k}": v for k, v in ingest.items()}
         overrides.update({"data_dir": str(tmp_path / f"data{len(running)}"),
-                          "ingest.stream.shards": 2})
+                          "ingest.stream.embedded.shards": 2})
         settings = load_settings(config_file=None, env={}, overrides=overrides)
         stream = open_ingest_stream(settings)
         server = ApiServer(settings, stream)
@@ -458,7 +458,7 @@ def test_killed_api_loses_no_acknowledged_event(tmp_path: Path) -> None:
     assert 0 < killed_at < 40 * 200 and retries > 0
     assert len(set(acked)) == len(acked) == 40 * 200
     settings = load_settings(config_file=None, env={}, overrides={
-        "data_dir": str(tmp_path / "data"), "ingest.stream.shards": 2})
+        "data_dir": str(tmp_path / "data"), "ingest.stream.embedded.shards": 2})
     stream = open_ingest_stream(settings)
     try:
         stored = {orjson.loads(p)["event_id"] for k, p in read_stream(stream)}

@@ -27,6 +27,7 @@ from tests.conftest import free_port
 from mad import lake
 from mad.config import AwsSettings, load_settings
 from mad.generate.backfill import run_backfill
+from mad.stores import open_store
 
 BATCH = 500
 
@@ -91,7 +92,7 @@ def post_all(port: int, lines: list[bytes]) -> tuple[set[str], list[dict[str, An
 
 def read_lake(url: str, aws: AwsSettings | None) -> tuple[list[tuple[str, dict[str, Any]]],
                                                          list[dict[str, Any]]]:
-    store = lake.open_store(url, aws)
+    store = open_store(url, aws)
     events: list[tuple[str, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     for key in store.list(""):

@@ -25,7 +25,7 @@ from mad.ingest.intake import ERRORS_KEY, error_envelope
 from mad.ingest.streams import StreamRecord
 from mad.ingest.streams.embedded import EmbeddedStream
 from mad.ingest.writer import RawWriter, status_rows
-from mad.stores import ObjectStore
+from mad.stores import ObjectStore, open_store
 from mad.stores.local import LocalStore
 
 SHARDS = 2
@@ -116,9 +116,9 @@ def read_lake(store: ObjectStore) -> tuple[Counter[tuple[str, str]], list[dict[s
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
-        return lake.open_store(str(tmp_path / "lake"))
+        return open_store(str(tmp_path / "lake"))
     aws: AwsSettings = request.getfixturevalue("aws")
-    return lake.open_store(request.getfixturevalue("bucket_url"), aws, create=True)
+    return open_store(request.getfixturevalue("bucket_url"), aws, create=True)
 
 
 def test_every_record_lands_once_in_its_partition(
@@ -199,8 +199,8 @@ def test_flush_by_interval(tmp_path: Path, lines: list[bytes]) -> None:
 CHILD = textwrap.dedent("""
     import sys
     from mad.config import load_settings
-    from mad.ingest.run import run_writer as main
-    overrides = {"ingest.stream.path": sys.argv[1], "ingest.stream.shards": 2,
+    from mad.runtime.writer import run_writer as main
+    overrides = {"ingest.stream.embedded.path": sys.argv[1], "ingest.stream.embedded.shards": 2,
                  "lake.url": sys.argv[2], "writer.flush_bytes": 1024, "writer.read_batch": 20}
     sys.exit(main(load_settings(env={}, overrides=overrides)))
 """)

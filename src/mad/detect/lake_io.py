@@ -1,6 +1,6 @@
 """Detection's edge to the lake: read published aggregates, write `md-anomalies`.
 
-Goes through the lake's object store (`mad.lake.open_store`), so it reads and writes a local
+Goes through the lake's object store (`mad.stores.lake_store`), so it reads and writes a local
 folder or S3 alike: a Parquet object is fetched whole into a temporary file that DuckDB reads,
 and written by DuckDB to a temporary file that is put whole (a local put is a rename, so
 readers see the old or the new file, never half of one).
@@ -26,13 +26,12 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from mad import lake
 from mad.detect.model import Anomaly
 from mad.detect.series import WindowRow
 from mad.errors import TerminalError
 from mad.stores import ObjectStore
 
-AGGREGATES = "md-aggregates"
-ANOMALIES = "md-anomalies"
 STATS = ("count", "avg", "min", "max", "stddev", "p50", "p95", "p99")
 ANOMALY_COLUMNS = ("CAST(window_start AS TIMESTAMP) AS window_start, "
                    "CAST(\"window\" AS VARCHAR) AS \"window\", CAST(service AS VARCHAR) AS "
@@ -59,7 +58,7 @@ class Windows:
 
 def aggregate_days(store: ObjectStore, window: str) -> dict[str, list[str]]:
     """The Parquet keys of each `date=` partition of one window size, by day."""
-    prefix = f"{AGGREGATES}/window={window}/"
+    prefix = lake.aggregates_prefix(window)
     days: dict[str, list[str]] = {}
     for key in store.list(prefix):
         parts = key[len(prefix):].split("/")
@@ -142,7 +141,7 @@ def newest_start(store: ObjectStore, keys: list[str]) -> datetime | None:
 
 
 def anomalies_key(day: str, window: str) -> str:
-    return f"{ANOMALIES}/date={day}/part-{window}.parquet"
+    return lake.anomalies_key(day, window)
 
 
 def read_anomalies(store: ObjectStore, keys: list[str]) -> list[Anomaly]:

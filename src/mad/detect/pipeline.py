@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from mad import lake
 from mad.config import Settings
 from mad.detect.alerts import AlertSink, Dispatcher, open_sinks
 from mad.detect.codec import change_to_dict
@@ -74,7 +73,7 @@ from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
 from mad.detect.summary import BatchReport, DetectSummary
 from mad.state import DetectStore, SentAlerts, SeriesState, open_state
-from mad.stores import ObjectNotFound
+from mad.stores import ObjectNotFound, lake_store
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ class DetectRunner:
                  sinks: list[AlertSink] | None = None) -> None:
         self.settings = settings
         self.cfg = settings.detect
-        self.store = lake.open_store(settings.lake_url, settings.aws)
+        self.store = lake_store(settings)
         engine = open_state(settings.state_url)
         self.db = DetectStore(engine)
         self.gate: PartitionGate = gate or OpenGate()

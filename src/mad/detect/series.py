@@ -36,7 +36,7 @@ import numpy as np
 
 from mad.config import DetectSettings
 from mad.detect.detectors.base import Detector
-from mad.detect.detectors.registry import create, restore
+from mad.detect.detectors.registry import restore
 from mad.detect.model import Anomaly
 from mad.detect.rules import Rule, RuleCounters, rules_for
 from mad.detect.vote import Decider
@@ -125,7 +125,8 @@ class SeriesScorer:
         self.settings = settings
         self.service = service
         self.series = series
-        self.spec = {"detector": settings.detector, "params": dict(settings.params)}
+        given = settings.detector.options().model_dump(mode="json", exclude_unset=True)
+        self.spec = {"detector": settings.detector.backend, "params": given}
         self.rules: list[Rule] = rules_for(settings, service, series)
         state = state or {}
         same_spec = state.get("spec") == self.spec
@@ -141,7 +142,7 @@ class SeriesScorer:
     def _restore(self, saved: Mapping[str, Any] | None) -> StatScorer:
         cfg = self.settings
         if saved is None:
-            return StatScorer(create(cfg.detector, **cfg.params),
+            return StatScorer(cfg.detector.create(),
                               Decider(cfg.threshold, cfg.clear, cfg.cooldown))
         old = Decider.from_state(dict(saved["decider"]))
         decider = Decider(cfg.threshold, cfg.clear, cfg.cooldown, old.open, old.quiet_left)

@@ -15,19 +15,18 @@ from typing import Any
 from mad import lake
 from mad.config import Settings
 from mad.detect.lake_io import (
-    ANOMALIES,
     UnreadableAggregates,
     aggregate_days,
     newest_start,
     read_anomalies,
 )
 from mad.state import DetectStore, open_state, safe_url
-from mad.stores import ObjectNotFound
+from mad.stores import ObjectNotFound, lake_store
 
 
 def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
     window = settings.detect.window
-    store = lake.open_store(settings.lake_url, settings.aws)
+    store = lake_store(settings)
     engine = open_state(settings.state_url)
     try:
         db = DetectStore(engine)
@@ -52,7 +51,7 @@ def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
                        "watermark": m["watermark"].isoformat(), "points": m["points"],
                        "lag_s": lag})
     series.sort(key=lambda s: (-(s["lag_s"] or 0.0), s["service"], s["series"]))
-    keys = [k for k in store.list(f"{ANOMALIES}/") if k.endswith(f"/part-{window}.parquet")]
+    keys = [k for k in store.list(lake.anomalies_prefix()) if k.endswith(f"/part-{window}.parquet")]
     recent = sorted(read_anomalies(store, keys[-2:]), key=lambda a: a.window_start)[-limit:]
     return {
         "window": window, "lake": store.url, "state": safe_url(settings.state_url),

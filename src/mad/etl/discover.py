@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from mad import lake
 from mad.stores import ObjectStore
 
-RAW_DATASETS = ("md-raw-logs", "md-raw-metrics", "md-raw-apm")
-
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +29,7 @@ class RawFile:
 def pending(store: ObjectStore, done: set[str]) -> list[RawFile]:
     """Raw event files (errors excluded) not yet read by a succeeded run, oldest first."""
     out = []
-    for dataset in RAW_DATASETS:
+    for dataset in lake.RAW_DATASETS.values():
         for key, size in store.sizes(dataset + "/").items():
             if key in done or not key.rsplit("/", 1)[-1].startswith("part-"):
                 continue

@@ -38,14 +38,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-STAGING = ".staging"
+from mad.lake import STAGING
+
 MARKER = "COMMIT"
-
-
-def transformed_dataset(kind: str) -> str:
-    """`log` -> `md-transformed-logs`, and so on."""
-    plural = {"log": "logs", "metric": "metrics", "apm": "apm"}
-    return f"md-transformed-{plural[kind]}"
 
 
 def staging_dir(lake: str | Path, run_id: str) -> Path:

@@ -44,8 +44,8 @@ from mad.errors import ConfigError, TransientError
 from mad.etl import compact as comp
 from mad.etl import parquet_lake as pq
 from mad.etl.discover import RawFile, batches, pending
-from mad.etl.engines import Engine, open_engine
-from mad.etl.publish import PartitionStore, is_s3, open_partition_store
+from mad.etl.engines import Engine
+from mad.etl.publish import PartitionStore, open_partition_store
 from mad.etl.quarantine import drop_known
 from mad.etl.transforms.aggregates import HISTORY_WINDOWS, WINDOWS, aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
@@ -56,9 +56,9 @@ log = logging.getLogger(__name__)
 
 PLAN = "events"
 COMPACT = "compact"
-QUARANTINE = "md-quarantine"
-AGGREGATES = "md-aggregates"
-KINDS = ("log", "metric", "apm")
+QUARANTINE = lake.QUARANTINE_DATASET
+AGGREGATES = lake.AGGREGATES_DATASET
+KINDS = lake.KINDS
 HISTORY_DAYS = 2  # days of events before a recomputed day, for the outlier score
 
 
@@ -102,7 +102,7 @@ class EtlRunner:
         self.lake: PartitionStore = open_partition_store(settings)
         self.store = self.lake.store
         self.ledger = EtlLedger(open_state(settings.state_url))
-        self.engine = engine or _engine(settings)
+        self.engine = engine or _engine(settings, self.lake)
         self.sleep = sleep
         self._con: duckdb.DuckDBPyConnection | None = None
 
@@ -127,9 +127,9 @@ class EtlRunner:
         """Rebuild one event-time partition (e.g. `md-transformed-logs`,
         `date=2026-11-01/hour=07`) from the raw files of every run that wrote it: those files
         become pending, then the partition is removed; returns how many files."""
-        if dataset not in {pq.transformed_dataset(k) for k in KINDS}:
+        if dataset not in lake.TRANSFORMED_DATASETS.values():
             raise ConfigError(f"unknown dataset '{dataset}' (known: "
-                              f"{', '.join(pq.transformed_dataset(k) for k in KINDS)})")
+                              f"{', '.join(lake.TRANSFORMED_DATASETS.values())})")
         keys = self.ledger.sources(PLAN, dataset, partition)
         if not keys:
             raise ConfigError(f"no run wrote {dataset}/{partition}; see `mad etl status`")
@@ -142,7 +142,7 @@ class EtlRunner:
         """Rewrite every partition of `datasets` (default: every dataset the ETL writes)
         whose files could be fewer or one of which is far above `etl.target_file_bytes`;
         returns the partitions rewritten."""
-        known = [*(pq.transformed_dataset(k) for k in KINDS), QUARANTINE, AGGREGATES]
+        known = list(lake.ETL_OUTPUTS)
         unknown = sorted(set(datasets or []) - set(known))
         if unknown:
             raise ConfigError(f"unknown dataset '{unknown[0]}' (known: {', '.join(known)})")
@@ -168,7 +168,7 @@ class EtlRunner:
             of_kind = [f for f in todo if f.key.startswith(lake.raw_dataset(kind) + "/")]
             for batch in batches(of_kind, cfg.batch_bytes, cfg.batch_files):
                 written += self._events_run(kind, batch, summary)
-        dataset_names = {pq.transformed_dataset(k) for k in KINDS}
+        dataset_names = {lake.transformed_dataset(k) for k in KINDS}
         days = {w.partition.split("/")[0].removeprefix("date=") for w in written
                 if w.dataset in dataset_names}
         for day in sorted(days):
@@ -239,7 +239,7 @@ class EtlRunner:
         run the events plan over the batch merged with those partitions' rows, and split any
         file far above the target size. Nothing is published yet."""
         files = [self.lake.location(f.key) for f in batch]
-        dataset = pq.transformed_dataset(kind)
+        dataset = lake.transformed_dataset(kind)
         probe_id = f"probe-{run_id}"
         probe = self.lake.stage(probe_id)
         try:
@@ -281,11 +281,10 @@ class EtlRunner:
     def _duckdb(self) -> duckdb.DuckDBPyConnection:
         """One connection for reading the lake's footers and for compaction rewrites."""
         if self._con is None:
-            cfg = self.settings.etl
             self._con = self.lake.connect()
             self._con.execute("SET TimeZone = 'UTC'")
-            self._con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
-            self._con.execute(f"SET threads = {int(cfg.duckdb_threads)}")
+            self._con.execute("SET memory_limit = '2GB'")
+            self._con.execute("SET threads = 2")
         return self._con
 
     # -- compaction ------------------------------------------------------------------------
@@ -336,7 +335,7 @@ class EtlRunner:
         files: list[str] = []
         for kind in KINDS:
             for day in days:
-                prefix = f"{pq.transformed_dataset(kind)}/date={day}/"
+                prefix = lake.day_prefix(lake.transformed_dataset(kind), day)
                 files += [self.lake.location(k) for k in sorted(self.lake.files(prefix))]
         return files
 
@@ -365,18 +364,8 @@ def _paths(paths: Iterable[str | Path]) -> str:
     return "[" + sql_list(str(p) for p in paths) + "]"
 
 
-def _engine(settings: Settings) -> Engine:
+def _engine(settings: Settings, store: PartitionStore) -> Engine:
     """The configured engine; on an S3 lake it gets the endpoint and credentials, since it
     reads raw files and existing partitions straight from the bucket."""
-    cfg = settings.etl
-    aws = settings.aws if is_s3(settings.lake_url) else None
-    if cfg.engine == "spark":
-        return open_engine("spark", master=cfg.spark_master, jars=tuple(cfg.spark_jars),
-                           s3=aws)
-    s3: dict[str, object] = {}
-    if aws is not None:
-        s3 = {"s3_endpoint": aws.endpoint_url, "s3_region": aws.region,
-              "s3_access_key_id": aws.access_key_id,
-              "s3_secret_access_key": aws.secret_access_key}
-    return open_engine("duckdb", memory_limit=cfg.duckdb_memory_limit,
-                       threads=cfg.duckdb_threads, **s3)
+    engine: Engine = settings.etl.engine.create(s3=store.credentials)
+    return engine

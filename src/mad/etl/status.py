@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from mad import lake
 from mad.config import Settings
 from mad.etl.discover import pending
 from mad.etl.runner import PLAN
 from mad.state import EtlLedger, open_state
+from mad.stores import lake_store
 
 
 def render(settings: Settings, limit: int = 10) -> str:
     ledger = EtlLedger(open_state(settings.state_url))
-    store = lake.open_store(settings.lake_url, settings.aws)
+    store = lake_store(settings)
     backlog = pending(store, ledger.done_keys(PLAN))
     totals = ledger.totals()
     lines = [

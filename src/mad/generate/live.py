@@ -165,15 +165,66 @@ def _labels_path(settings: Settings) -> Path:
     return Path(target).with_name("labels.json")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    state: dict[str, LiveRun | None] = {"run": None}
+class SimulatorBusy(MadError):
+    """A run is already going (start) or none is (inject)."""
+
+
+class LiveController:
+    """The live simulator as a program sees it: at most one run at a time, started,
+    stopped and given incidents either by the control API or directly (`mad up`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.run: LiveRun | None = None
+        self._lock = threading.Lock()
+
+    def running(self) -> bool:
+        return self.run is not None and self.run.thread.is_alive()
+
+    def start(self, req: StartRequest) -> dict[str, Any]:
+        """Start a run sending to `simulate.sink`; SimulatorBusy if one is going, MadError
+        if the sink cannot be opened."""
+        with self._lock:
+            if self.running():
+                raise SimulatorBusy("a run is already going; POST /api/continuous/stop first")
+            new = LiveRun(self.settings, req, open_sink(self.settings.simulate.sink))
+            new.start()
+            self.run = new
+        return {"status": "started", **new.status()}
+
+    def stop(self) -> dict[str, Any]:
+        run = self.run
+        if run is None:
+            return {"status": "idle"}
+        run.stop()
+        return {"status": "stopped", **run.status()}
+
+    def status(self) -> dict[str, Any]:
+        run = self.run
+        if run is None:
+            return {"running": False, "sink": self.settings.simulate.sink}
+        return {"sink": self.settings.simulate.sink, **run.status()}
+
+    def inject(self, req: IncidentRequest) -> dict[str, Any]:
+        run = self.run
+        if run is None or not run.thread.is_alive():
+            raise SimulatorBusy("no run is going; POST /api/continuous/start first")
+        return run.inject(req).to_label()
+
+    def close(self) -> None:
+        """Stop a run that is still going (its labels file is written)."""
+        if self.running():
+            self.stop()
+
+
+def create_app(settings: Settings, controller: LiveController | None = None) -> FastAPI:
+    """The control API over `controller` (a new one for `settings` by default)."""
+    sim = controller or LiveController(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        run = state["run"]
-        if run is not None and run.thread.is_alive():
-            run.stop()
+        sim.close()
 
     app = FastAPI(title="mad simulator", version="1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
@@ -184,42 +235,27 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/api/continuous/start")
     def start(req: StartRequest) -> dict[str, Any]:
-        run = state["run"]
-        if run is not None and run.thread.is_alive():
-            raise HTTPException(409, "a run is already going; POST /api/continuous/stop first")
         try:
-            sink = open_sink(settings.simulate.sink)
-            new = LiveRun(settings, req, sink)
+            return sim.start(req)
+        except SimulatorBusy as err:
+            raise HTTPException(409, str(err)) from None
         except MadError as err:
             raise HTTPException(400, str(err)) from None
-        new.start()
-        state["run"] = new
-        return {"status": "started", **new.status()}
-
-    app.state.start = start  # `mad up` starts a run without a request
 
     @app.post("/api/continuous/stop")
     def stop() -> dict[str, Any]:
-        run = state["run"]
-        if run is None:
-            return {"status": "idle"}
-        run.stop()
-        return {"status": "stopped", **run.status()}
+        return sim.stop()
 
     @app.get("/api/status")
     def status() -> dict[str, Any]:
-        run = state["run"]
-        if run is None:
-            return {"running": False, "sink": settings.simulate.sink}
-        return {"sink": settings.simulate.sink, **run.status()}
+        return sim.status()
 
     @app.post("/api/incidents")
     def incident(req: IncidentRequest) -> dict[str, Any]:
-        run = state["run"]
-        if run is None or not run.thread.is_alive():
-            raise HTTPException(409, "no run is going; POST /api/continuous/start first")
         try:
-            return run.inject(req).to_label()
+            return sim.inject(req)
+        except SimulatorBusy as err:
+            raise HTTPException(409, str(err)) from None
         except MadError as err:
             raise HTTPException(400, str(err)) from None
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import (
@@ -38,8 +38,34 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from mad.detect.model import Incident
 from mad.state.db import UtcDateTime, metadata
+
+
+class IncidentRow(Protocol):
+    """What `DetectStore.commit` saves of an incident (detection's `Incident` has these)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def started(self) -> datetime: ...
+    @property
+    def last_seen(self) -> datetime: ...
+    @property
+    def resolved(self) -> datetime | None: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def anomalies(self) -> int: ...
+    @property
+    def peak_score(self) -> float: ...
+    @property
+    def services(self) -> list[str]: ...
+    @property
+    def series(self) -> list[str]: ...
 
 detect_series = Table(
     "detect_series",
@@ -133,7 +159,7 @@ class DetectStore:
         return None if value is None else dict(orjson.loads(value))
 
     def commit(self, window: str, series: Iterable[SeriesState],
-               meta: Mapping[str, Mapping[str, Any]], incidents: Iterable[Incident],
+               meta: Mapping[str, Mapping[str, Any]], incidents: Iterable[IncidentRow],
                outbox: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Save one batch atomically (see the module doc)."""
         now = datetime.now(UTC)

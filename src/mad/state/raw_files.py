@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import BigInteger, Column, Engine, Integer, String, Table, Text, func, select
 
+from mad.lake import ERRORS_DATASET
 from mad.state.db import UtcDateTime, metadata
 
 raw_files = Table(
@@ -63,7 +64,7 @@ class RawFileLedger:
                 datasets[dataset] = {"files": files, "records": int(records or 0),
                                      "bytes": int(nbytes or 0), "last_write": last}
             err_rows = conn.execute(
-                select(raw_files.c.counts).where(raw_files.c.dataset == "md-raw-errors")
+                select(raw_files.c.counts).where(raw_files.c.dataset == ERRORS_DATASET)
             )
             for (counts,) in err_rows:
                 errors.update(orjson.loads(counts))

@@ -1,21 +1,19 @@
 """Object stores behind the lake: one Protocol, and a registry of backends by URL scheme.
 
 A key is a relative, `/`-separated path (`md-raw-logs/service=auth/.../part-1.jsonl.gz`).
-Each backend module registers a factory for its schemes with `register_store`; `mad.lake`
-picks one from the lake URL, so adding a backend touches only this folder.
+Each backend module registers itself in `STORES` under its URL scheme, with its options;
+`open_store` picks one from a URL, so adding a backend touches only this folder.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mad.errors import TerminalError
+from mad.errors import ConfigError, TerminalError
+from mad.registry import Registry
 
 if TYPE_CHECKING:
-    from mad.config import AwsSettings
+    from mad.config import AwsSettings, Settings
 
 
 class ObjectNotFound(TerminalError):
@@ -52,41 +50,44 @@ class ObjectStore(Protocol):
         ...
 
 
-# (location after the scheme, AWS settings, create the container if missing) -> store
-StoreFactory = Callable[[str, "AwsSettings | None", bool], ObjectStore]
-_REGISTRY: dict[str, StoreFactory] = {}
+STORES: Registry[ObjectStore] = Registry("object store", __name__, setting="lake")
+"""Object stores by URL scheme (`file`, `s3`); each factory takes its options plus
+`location` (the URL after `scheme://`), `aws` (AwsSettings or None) and `create` (make a
+missing bucket)."""
 
 
-def register_store(*schemes: str) -> Callable[[StoreFactory], StoreFactory]:
-    """Decorator a backend module uses to serve URLs of `schemes` (e.g. "s3")."""
+def open_store(url: str, aws: AwsSettings | None = None, create: bool = False,
+               options: Any = None) -> ObjectStore:
+    """The object store for a URL: a local path, `file://PATH` or `s3://bucket[/prefix]`.
 
-    def add(factory: StoreFactory) -> StoreFactory:
-        for scheme in schemes:
-            _REGISTRY[scheme] = factory
-        return factory
-
-    return add
-
-
-def store_schemes() -> list[str]:
-    """Every known scheme, importing each backend module of this package first."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    return sorted(_REGISTRY)
+    `create` makes a missing bucket (S3); local folders are always made on first write.
+    `options` are the store's own (`lake.<scheme>` in the settings)."""
+    scheme, location = split_url(url)
+    if scheme not in STORES.names():
+        known = ", ".join(f"{s}://" for s in STORES.names())
+        raise ConfigError(f"unknown lake URL scheme in {url!r}; known: {known} or a local path")
+    return STORES.create(scheme, options, location=location, aws=aws, create=create)
 
 
-def store_factory(scheme: str) -> StoreFactory | None:
-    """The factory registered for `scheme`, or None."""
-    if scheme not in _REGISTRY:
-        store_schemes()
-    return _REGISTRY.get(scheme)
+def split_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/prefix` -> (`s3`, `bucket/prefix`); a plain path is (`file`, path)."""
+    scheme, sep, location = url.partition("://")
+    if not sep:
+        return "file", url
+    return scheme.lower(), location
+
+
+def lake_store(settings: Settings, create: bool = False) -> ObjectStore:
+    """The object store of the configured lake, with its options."""
+    url = settings.lake_url
+    return open_store(url, settings.aws, create, settings.lake.options(split_url(url)[0]))
 
 
 __all__ = [
+    "STORES",
     "ObjectNotFound",
     "ObjectStore",
-    "StoreFactory",
-    "register_store",
-    "store_factory",
-    "store_schemes",
+    "lake_store",
+    "open_store",
+    "split_url",
 ]

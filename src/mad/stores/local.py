@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mad.errors import TerminalError, TransientError
-from mad.stores import ObjectNotFound, ObjectStore, register_store
+from mad.stores import STORES, ObjectNotFound
 
 if TYPE_CHECKING:
     from mad.config import AwsSettings
@@ -104,7 +104,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-@register_store("file")
-def open_local(location: str, aws: AwsSettings | None, create: bool) -> ObjectStore:
-    """A `LocalStore` for a folder path (the part of the URL after `file://`)."""
+@STORES.register("file")
+def open_local(*, location: str, aws: AwsSettings | None = None,
+               create: bool = False) -> LocalStore:
+    """A `LocalStore` for a folder path (the part of the URL after `file://`); no options."""
     return LocalStore(location or ".")

@@ -11,8 +11,11 @@ import base64
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from mad.errors import ConfigError, TerminalError, TransientError
-from mad.stores import ObjectNotFound, ObjectStore, register_store
+from mad.registry import Options
+from mad.stores import STORES, ObjectNotFound
 
 if TYPE_CHECKING:
     from mad.config import AwsSettings
@@ -140,10 +143,21 @@ class S3Store:
         return err
 
 
-@register_store("s3")
-def open_s3(location: str, aws: AwsSettings | None, create: bool) -> ObjectStore:
+class S3Options(Options):
+    """`lake.s3.*`: how objects are listed and uploaded."""
+
+    page_size: int = Field(1000, ge=1, le=1000, description="keys per ListObjectsV2 page")
+    multipart_threshold_bytes: int = Field(64 * MIB, ge=5 * MIB,
+                                           description="multipart upload above this")
+    part_size_bytes: int = Field(16 * MIB, ge=5 * MIB, le=5 * 1024 * MIB)
+
+
+@STORES.register("s3", S3Options)
+def open_s3(*, location: str, aws: AwsSettings | None = None, create: bool = False,
+            page_size: int, multipart_threshold_bytes: int, part_size_bytes: int) -> S3Store:
     """An `S3Store` for `bucket/prefix` (the part of the URL after `s3://`)."""
     bucket, _, prefix = location.partition("/")
     if not bucket:
         raise ConfigError("an s3:// lake URL needs a bucket: s3://bucket[/prefix]")
-    return S3Store(bucket, prefix, aws, create_bucket=create)
+    return S3Store(bucket, prefix, aws, create_bucket=create, page_size=page_size,
+                   multipart_threshold=multipart_threshold_bytes, part_size=part_size_bytes)

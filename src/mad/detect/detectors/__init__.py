@@ -1,6 +1,6 @@
 """Streaming detectors: each learns and scores one point at a time, scores in [0, 1]."""
 
 from mad.detect.detectors.base import Detector, score_series
-from mad.detect.detectors.registry import create, known, register
+from mad.detect.detectors.registry import DETECTORS, create, known, register
 
-__all__ = ["Detector", "create", "known", "register", "score_series"]
+__all__ = ["DETECTORS", "Detector", "create", "known", "register", "score_series"]

@@ -1,65 +1,48 @@
-"""Detectors by name: each module registers its factory; unknown names list the known ones."""
+"""Detectors by name in `DETECTORS`: each module registers its class, whose keyword
+parameters are its typed options (`detect.detector.<name>.<param>` in the settings)."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from mad.detect.detectors.base import Detector
 from mad.errors import ConfigError
+from mad.registry import Registry, signature_options
 
-Factory = Callable[..., Detector]
-
-_FACTORIES: dict[str, Factory] = {}
-_MODULES = ("seasonal", "holt", "changepoint", "hst", "spatial", "ensemble")
-
-
-def register(name: str, factory: Factory) -> None:
-    """Make `factory(**params)` available as `name`."""
-    _FACTORIES[name] = factory
+DETECTORS: Registry[Detector] = Registry("detector", "mad.detect.detectors",
+                                         setting="detect.detector")
 
 
-def _load_builtins() -> None:
-    for module in _MODULES:
-        importlib.import_module(f"mad.detect.detectors.{module}")
+def register(name: str, factory: Any) -> None:
+    """Make `factory(**params)` available as `name`; its parameters are its options."""
+    DETECTORS.register(name, signature_options(factory, f"{name.title()}Options"))(factory)
 
 
 def known() -> list[str]:
     """Names of every registered detector, sorted."""
-    _load_builtins()
-    return sorted(_FACTORIES)
+    return DETECTORS.names()
 
 
 def create(name: str, **params: Any) -> Detector:
-    """A fresh detector by name; raises ConfigError listing the known names."""
-    _load_builtins()
-    factory = _FACTORIES.get(name)
-    if factory is None:
-        raise ConfigError(f"unknown detector {name!r}; known: {', '.join(sorted(_FACTORIES))}")
+    """A fresh detector by name; raises ConfigError listing the known names, or naming a
+    parameter it does not take or a value of the wrong type."""
     try:
-        return factory(**params)
-    except TypeError as err:
+        return DETECTORS.create(name, params)
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"detector {name!r}: bad parameters ({err})") from err
 
 
 def accepts(name: str, param: str) -> bool:
     """True when the detector `name` takes a parameter called `param`."""
-    _load_builtins()
-    factory = _FACTORIES.get(name)
-    return factory is not None and param in inspect.signature(factory).parameters
+    return name in DETECTORS.names() and param in DETECTORS.entry(name).options.model_fields
 
 
 def restore(state: dict[str, Any]) -> Detector:
     """Rebuild any registered detector from its `state()` (which records its name)."""
-    _load_builtins()
-    name = state.get("name")
-    factory = _FACTORIES.get(str(name))
-    if factory is None:
-        raise ConfigError(f"unknown detector {name!r}; known: {', '.join(sorted(_FACTORIES))}")
+    factory = DETECTORS.entry(str(state.get("name"))).factory
     cls = getattr(factory, "from_state", None)
-    if cls is None:
-        raise ConfigError(f"detector {name!r} cannot be restored")
+    if cls is None or not inspect.ismethod(cls):
+        raise ConfigError(f"detector {state.get('name')!r} cannot be restored")
     result: Detector = cls(state)
     return result

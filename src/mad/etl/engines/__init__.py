@@ -1,5 +1,5 @@
 """ETL engines behind one Protocol: DuckDB (embedded default) and Spark."""
 
-from mad.etl.engines.base import Engine, open_engine, register_engine
+from mad.etl.engines.base import ENGINES, Engine
 
-__all__ = ["Engine", "open_engine", "register_engine"]
+__all__ = ["ENGINES", "Engine"]

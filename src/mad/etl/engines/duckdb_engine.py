@@ -18,20 +18,27 @@ extension loaded offline from the `duckdb-extension-httpfs` package.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+from pydantic import Field
 
 from mad.errors import ConfigError
-from mad.etl.engines.base import register_engine
+from mad.etl.engines.base import ENGINES
 from mad.etl.plan import Plan, Step
+from mad.registry import Options
+
+if TYPE_CHECKING:
+    from mad.config import AwsSettings
 
 RAW_SCHEMA = ("SELECT CAST(NULL AS VARCHAR) AS line, CAST(NULL AS VARCHAR) AS source_file, "
               "CAST(NULL AS BIGINT) AS line_no, CAST(NULL AS TIMESTAMP) AS ingest_hour "
               "WHERE 1 = 0")
+MEMORY = r"[0-9]+(\.[0-9]+)? ?([KMGT]i?B|B)"  # a DuckDB size: 4GB, 512MiB, 1.5 GB
 HOUR_PATTERN = r"year=([0-9]{4})/month=([0-9]{2})/day=([0-9]{2})/hour=([0-9]{2})/"
 
 
@@ -43,9 +50,19 @@ def _list(paths: Sequence[str]) -> str:
     return "[" + ", ".join(_lit(p) for p in paths) + "]"
 
 
-@register_engine("duckdb")
+class DuckDBOptions(Options):
+    """`etl.engine.duckdb.*`: the limits of each run's in-process database."""
+
+    memory_limit: str = Field("4GB", pattern=MEMORY, description="e.g. 4GB, 512MiB")
+    threads: int = Field(2, ge=1, le=256)
+    temp_directory: str | None = Field(None, description="spill folder (default: the "
+                                       "system temp dir's mad-duckdb)")
+
+
+@ENGINES.register("duckdb", DuckDBOptions)
 class DuckDBEngine:
-    """DuckDB behind the `Engine` Protocol; options are plain keyword arguments."""
+    """DuckDB behind the `Engine` Protocol; `s3` gives it the endpoint and credentials of
+    an S3 lake."""
 
     name = "duckdb"
 
@@ -54,18 +71,16 @@ class DuckDBEngine:
         memory_limit: str = "2GB",
         threads: int = 2,
         temp_directory: str | None = None,
-        s3_endpoint: str | None = None,
-        s3_region: str = "us-east-1",
-        s3_access_key_id: str | None = None,
-        s3_secret_access_key: str | None = None,
+        s3: AwsSettings | None = None,
     ) -> None:
         if threads < 1:
             raise ConfigError("duckdb threads must be >= 1")
+        if not re.fullmatch(MEMORY, memory_limit):
+            raise ConfigError(f"duckdb memory_limit {memory_limit!r} is not a size like 4GB")
         self.memory_limit = memory_limit
         self.threads = threads
         self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), "mad-duckdb")
-        self.s3 = {"endpoint": s3_endpoint, "region": s3_region,
-                   "key": s3_access_key_id, "secret": s3_secret_access_key}
+        self.s3 = s3
 
     # -- the Protocol ----------------------------------------------------------------------
     def execute(
@@ -75,9 +90,8 @@ class DuckDBEngine:
         datasets: Mapping[str, Sequence[str]],
         out_dir: str,
     ) -> dict[str, int]:
-        paths = [*raw_files, out_dir, *(p for ps in datasets.values() for p in ps)]
         spill = tempfile.mkdtemp(prefix="run-", dir=self._spill_root())
-        con = self.connect(any(p.startswith("s3://") for p in paths), spill)
+        con = self.connect(spill)
         try:
             self._bind_raw(con, raw_files)
             steps = {s.name: s for s in plan.steps}
@@ -111,8 +125,8 @@ class DuckDBEngine:
         os.makedirs(self.temp_directory, exist_ok=True)
         return self.temp_directory
 
-    def connect(self, s3: bool = False, spill: str | None = None) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory database with this engine's limits (and S3 when asked).
+    def connect(self, spill: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory database with this engine's limits (and the S3 lake's access).
         `spill` must be a folder of its own: DuckDB names its spill files the same in every
         process, so two databases sharing a folder overwrite each other's. Without it, nothing
         spills (for small queries)."""
@@ -122,21 +136,20 @@ class DuckDBEngine:
         con.execute(f"SET threads = {int(self.threads)}")
         con.execute(f"SET temp_directory = {_lit(spill or '')}")
         con.execute("SET preserve_insertion_order = true")
-        if s3:
-            self._load_s3(con)
+        if self.s3 is not None:
+            self._load_s3(con, self.s3)
         return con
 
-    def _load_s3(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _load_s3(self, con: duckdb.DuckDBPyConnection, s3: AwsSettings) -> None:
         from duckdb_extensions import import_extension
 
         import_extension("httpfs", con=con)
         con.execute("LOAD httpfs")
-        s3 = self.s3
-        opts: dict[str, Any] = {"TYPE": "S3", "REGION": s3["region"]}
-        if s3["key"]:
-            opts.update(KEY_ID=s3["key"], SECRET=s3["secret"] or "")
-        if s3["endpoint"]:
-            scheme, _, host = str(s3["endpoint"]).partition("://")
+        opts: dict[str, Any] = {"TYPE": "S3", "REGION": s3.region}
+        if s3.access_key_id:
+            opts.update(KEY_ID=s3.access_key_id, SECRET=s3.secret_access_key or "")
+        if s3.endpoint_url:
+            scheme, _, host = str(s3.endpoint_url).partition("://")
             opts.update(ENDPOINT=host.rstrip("/") or scheme, URL_STYLE="path",
                         USE_SSL="true" if scheme == "https" else "false")
         body = ", ".join(f"{k} {_lit(str(v))}" for k, v in opts.items())
@@ -205,8 +218,7 @@ class DuckDBEngine:
     def _write(self, con: duckdb.DuckDBPyConnection, step: Step, out_dir: str) -> int:
         target = f"{out_dir.rstrip('/')}/{step.name}"
         opts = "FORMAT PARQUET, COMPRESSION SNAPPY"
-        if not target.startswith("s3://"):
-            os.makedirs(target, exist_ok=True)
+        os.makedirs(target, exist_ok=True)
         if step.partition_by:
             cols = ", ".join(f'"{c}"' for c in step.partition_by)
             opts += (f", PARTITION_BY ({cols}), OVERWRITE_OR_IGNORE true,"

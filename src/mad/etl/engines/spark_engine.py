@@ -27,12 +27,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
+from pydantic import Field
 from sqlglot import exp
 
 from mad import lake
 from mad.errors import ConfigError, TerminalError
-from mad.etl.engines.base import register_engine
+from mad.etl.engines.base import ENGINES
 from mad.etl.plan import Plan
+from mad.registry import Options
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -529,7 +531,15 @@ def _partition_values(path: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- the engine
 
 
-@register_engine("spark")
+class SparkOptions(Options):
+    """`etl.engine.spark.*`: where Spark runs and the jars it loads."""
+
+    master: str = Field("local[*]", description="local[N], local[*] or a cluster URL")
+    jars: list[str] = Field(default_factory=list, description="e.g. the hadoop-aws jars for "
+                            "an S3 lake (`make spark-jars`)")
+
+
+@ENGINES.register("spark", SparkOptions)
 class SparkEngine:
     """Runs plans on a SparkSession: a given one, or one started from `master` / `jars` /
     `s3` (see `mad.etl.engines.spark_session.spark_session`) and stopped by `close()`."""

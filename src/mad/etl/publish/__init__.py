@@ -10,8 +10,8 @@ lake by `location`. Publishing that output is the only step that differs between
 
 Both guarantee the same thing: after `recover`, every partition holds either all of the old
 files or all of the new ones, so no reader sees an `event_id` twice and no killed run loses
-rows. The runner picks a backend from the lake URL with `open_partition_store` and never
-asks which one it got.
+rows. The runner picks a backend by the lake URL's scheme with `open_partition_store` and
+never asks which one it got.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 
-from mad.stores import ObjectStore
+from mad.errors import ConfigError
+from mad.registry import Registry
+from mad.stores import ObjectStore, split_url
 
 if TYPE_CHECKING:
-    from mad.config import Settings
+    from mad.config import AwsSettings, Settings
 
 
 class PartitionStore(Protocol):
@@ -32,6 +34,7 @@ class PartitionStore(Protocol):
 
     url: str
     store: ObjectStore  # the same lake as plain objects: raw-file discovery lists it
+    credentials: AwsSettings | None  # what an engine needs to read `location`s (None: local)
 
     def location(self, key: str) -> str:
         """The path or URL an engine reads for `key` (a local path or `s3://...`)."""
@@ -73,22 +76,23 @@ class PartitionStore(Protocol):
         ...
 
 
-def is_s3(url: str) -> bool:
-    return url.lower().startswith("s3://")
+PARTITION_STORES: Registry[PartitionStore] = Registry("partition store", __name__)
+"""Partition stores by lake URL scheme (`file`, `s3`); each factory takes `url`,
+`location` (the URL after `scheme://`), `aws` and `scratch` (a local folder for stages)."""
 
 
 def open_partition_store(settings: Settings) -> PartitionStore:
-    """The backend for `settings.lake_url`: S3 for `s3://`, a local folder otherwise.
-    S3 stages go under `{data_dir}/etl-staging`; local ones inside the lake (`.staging`), so
-    that publishing is a rename on one filesystem."""
+    """The backend for the scheme of `settings.lake_url` (a plain path is `file`). Stages
+    that cannot live inside the lake go under `{data_dir}/etl-staging`."""
     url = settings.lake_url
-    if is_s3(url):
-        from mad.etl.publish.s3 import S3Partitions
+    scheme, location = split_url(url)
+    if scheme not in PARTITION_STORES.names():
+        known = ", ".join(f"{s}://" for s in PARTITION_STORES.names())
+        raise ConfigError(f"the ETL cannot work on {url!r}; known: {known} or a local path")
+    store: PartitionStore = PARTITION_STORES.create(
+        scheme, url=url, location=location, aws=settings.aws,
+        scratch=Path(settings.data_dir) / "etl-staging")
+    return store
 
-        return S3Partitions(url, settings.aws, Path(settings.data_dir) / "etl-staging")
-    from mad.etl.publish.local import LocalPartitions
 
-    return LocalPartitions(url)
-
-
-__all__ = ["PartitionStore", "is_s3", "open_partition_store"]
+__all__ = ["PARTITION_STORES", "PartitionStore", "open_partition_store"]

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
-from mad.errors import ConfigError
 from mad.etl import parquet_lake as pq
+from mad.etl.publish import PARTITION_STORES
 from mad.stores import ObjectStore
 from mad.stores.local import LocalStore
 
+if TYPE_CHECKING:
+    from mad.config import AwsSettings
 
+
+@PARTITION_STORES.register("file")
 class LocalPartitions:
-    def __init__(self, url: str) -> None:
-        if "://" in url and not url.startswith("file://"):
-            raise ConfigError(f"the ETL works on a local folder or an s3:// lake; {url} is "
-                              "neither")
-        self.root = Path(url.removeprefix("file://"))
+    credentials = None  # engines read local paths as they are
+
+    def __init__(self, *, url: str, location: str, aws: AwsSettings | None = None,
+                 scratch: Path | None = None) -> None:
+        self.root = Path(location or ".")
         self.url = url
         self.store: ObjectStore = LocalStore(self.root)
 

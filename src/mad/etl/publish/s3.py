@@ -26,18 +26,15 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 
-from mad import lake
+from mad.config import AwsSettings
 from mad.etl.parquet_lake import partition_dirs
-from mad.stores import ObjectNotFound
+from mad.etl.publish import PARTITION_STORES
+from mad.lake import STAGING
+from mad.stores import ObjectNotFound, open_store
 
-if TYPE_CHECKING:
-    from mad.config import AwsSettings
-
-STAGING = ".staging"
 PENDING = "PENDING"
 COMMIT = "COMMIT"
 
@@ -56,11 +53,14 @@ class Commit:
         return sorted(self.uploads.values())
 
 
+@PARTITION_STORES.register("s3")
 class S3Partitions:
-    def __init__(self, url: str, aws: AwsSettings | None, scratch: Path) -> None:
-        self.store = lake.open_store(url, aws)
+    def __init__(self, *, url: str, location: str, aws: AwsSettings | None,
+                 scratch: Path) -> None:
+        self.store = open_store(url, aws)
         self.url = self.store.url
         self.aws = aws
+        self.credentials = aws if aws is not None else AwsSettings()
         self.scratch = Path(scratch)
 
     def location(self, key: str) -> str:
@@ -145,14 +145,9 @@ class S3Partitions:
     def connect(self) -> duckdb.DuckDBPyConnection:
         from mad.etl.engines.duckdb_engine import DuckDBEngine
 
-        aws = self.aws
-        engine = DuckDBEngine(
-            temp_directory=str(self.scratch / "duckdb-spill"),
-            s3_endpoint=aws.endpoint_url if aws else None,
-            s3_region=aws.region if aws else "us-east-1",
-            s3_access_key_id=aws.access_key_id if aws else None,
-            s3_secret_access_key=aws.secret_access_key if aws else None)
-        return engine.connect(s3=True)
+        engine = DuckDBEngine(temp_directory=str(self.scratch / "duckdb-spill"),
+                              s3=self.credentials)
+        return engine.connect()
 
     def _name(self, commit: Commit, folder: Path, partition: str, stem: str) -> None:
         for n, f in enumerate(sorted(folder.glob("*.parquet"))):

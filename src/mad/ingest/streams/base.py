@@ -11,14 +11,17 @@ a consumer that crashes before committing reads the same records again.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Self
 
-from mad.errors import ConfigError, TerminalError
+from mad.errors import TerminalError
+from mad.registry import Registry
+
+if TYPE_CHECKING:
+    from mad.config import AwsSettings
 
 Position = int
 
@@ -113,6 +116,10 @@ class StreamCorruptError(TerminalError):
 class Stream(Protocol):
     """A durable, sharded, append-only stream with named consumer checkpoints."""
 
+    appends_checked: bool
+    """True when only the ingest API can append, so every event in it was already checked
+    (the raw writer then need not check again); False when any producer may append."""
+
     def shards(self) -> list[str]:
         """The shard ids, in a stable order."""
         ...
@@ -154,41 +161,20 @@ class Stream(Protocol):
         ...
 
 
-StreamFactory = Callable[..., Stream]
-_REGISTRY: dict[str, StreamFactory] = {}
+@dataclass(frozen=True)
+class StreamContext:
+    """What a stream backend may need beyond its own options (`ingest.stream.<name>`):
+    `role` is `owner` for the one process that appends (the ingest API) and `reader` for
+    consumers in other processes; `consumers` are the names to report before they first
+    commit."""
+
+    data_dir: Path
+    state_url: str
+    consumers: tuple[str, ...] = ()
+    role: str = "owner"
+    aws: AwsSettings | None = None
 
 
-def register_stream(name: str) -> Callable[[StreamFactory], StreamFactory]:
-    """Class decorator a backend module uses to make itself known by `name`."""
-
-    def add(factory: StreamFactory) -> StreamFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
-
-
-def stream_names() -> list[str]:
-    """Every backend name, importing each module of this package so it can register."""
-    for module in pkgutil.iter_modules(_package_path()):
-        importlib.import_module(f"{__package__}.{module.name}")
-    return sorted(_REGISTRY)
-
-
-def open_stream(name: str, **options: object) -> Stream:
-    """Open the backend registered as `name` with its own options (e.g. `path=...`)."""
-    if name not in _REGISTRY and name.isidentifier():
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{name}":
-                raise  # the backend exists but one of its own imports is missing
-    if name not in _REGISTRY:
-        known = ", ".join(stream_names())
-        raise ConfigError(f"unknown stream backend {name!r}; known backends: {known}")
-    return _REGISTRY[name](**options)
-
-
-def _package_path() -> list[str]:
-    package = importlib.import_module(__package__ or "mad.ingest.streams")
-    return list(package.__path__)
+STREAMS: Registry[Stream] = Registry("stream backend", "mad.ingest.streams",
+                                     setting="ingest.stream")
+"""Stream backends by name; each factory takes its options and `context=StreamContext`."""

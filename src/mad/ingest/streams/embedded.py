@@ -43,25 +43,28 @@ import zlib
 from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+
+from pydantic import Field
 
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams import framing
 from mad.ingest.streams.base import (
+    STREAMS,
     Ack,
     ClosesOnExit,
     Lag,
     Position,
     Stream,
+    StreamContext,
     StreamRecord,
     StreamStatus,
     check_commit_position,
-    register_stream,
 )
 from mad.ingest.streams.checkpoints import Checkpoints, StateStore, check_shard_count
 from mad.ingest.streams.reader import EmbeddedReader
 from mad.ingest.streams.retention import Retention
 from mad.ingest.streams.shard_log import ShardLog
+from mad.registry import Options
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +83,36 @@ def parse_fsync(policy: str) -> float | None:
     )
 
 
-@register_stream("embedded")
-def open_embedded(role: str = "owner", **options: Any) -> Stream:
-    """The `embedded` backend: `role="owner"` (the default) opens the stream to append,
+class EmbeddedOptions(Options):
+    """`ingest.stream.embedded.*`: the local log's folder, shards, fsync and retention."""
+
+    path: Path | None = Field(None, description="log folder (default <data_dir>/stream)")
+    shards: int = Field(1, ge=1, le=64)
+    fsync: str = Field("interval_ms=5", pattern=r"^(every_batch|interval_ms=[1-9][0-9]*)$")
+    segment_bytes: int = Field(64 * 2**20, ge=2**16)
+    retention_seconds: float = Field(86400.0, gt=0)
+
+
+@STREAMS.register("embedded", EmbeddedOptions)
+def open_embedded(*, context: StreamContext, path: Path | None, shards: int, fsync: str,
+                  segment_bytes: int, retention_seconds: float) -> Stream:
+    """The `embedded` backend: the context's `role="owner"` opens the stream to append,
     `role="reader"` opens it read-only from another process (`EmbeddedReader`)."""
-    if role == "owner":
-        return EmbeddedStream(**options)
-    if role == "reader":
-        return EmbeddedReader(**options)
-    raise ConfigError(f"embedded stream role must be 'owner' or 'reader', got {role!r}")
+    folder = path or context.data_dir / "stream"
+    if context.role == "owner":
+        return EmbeddedStream(folder, shards=shards, fsync=fsync, segment_bytes=segment_bytes,
+                              retention_seconds=retention_seconds,
+                              consumers=context.consumers)
+    if context.role == "reader":
+        return EmbeddedReader(folder, shards=shards, consumers=context.consumers)
+    raise ConfigError(f"embedded stream role must be 'owner' or 'reader', "
+                      f"got {context.role!r}")
 
 
 class EmbeddedStream(ClosesOnExit):
     """A `Stream` kept in local segment files, opened by its owner; see the module docstring."""
+
+    appends_checked = True
 
     def __init__(
         self,

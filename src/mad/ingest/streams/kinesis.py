@@ -31,17 +31,22 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from pydantic import Field
+
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams.base import (
+    STREAMS,
     Ack,
     ClosesOnExit,
     Lag,
     Position,
     ShardStatus,
+    StreamContext,
     StreamRecord,
     StreamStatus,
-    register_stream,
 )
+from mad.lake import EVENTS_STREAM
+from mad.registry import Options
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +124,6 @@ class _Scan(NamedTuple):
     full: bool  # stopped at the record cap, so more may remain
 
 
-@register_stream("kinesis")
 class KinesisStream(ClosesOnExit):
     """A `Stream` on a Kinesis data stream; see the module docstring.
 
@@ -132,9 +136,11 @@ class KinesisStream(ClosesOnExit):
     own retries of a whole call); `max_record_bytes`; `lag_probe_records` and `lag_ttl`.
     """
 
+    appends_checked = False
+
     def __init__(
         self,
-        stream_name: str = "md-events",
+        stream_name: str = EVENTS_STREAM,
         shards: int = 4,
         endpoint_url: str | None = None,
         region: str = "us-east-1",
@@ -594,3 +600,29 @@ def _estimate_lag(scan: _Scan, now: float) -> Lag:
 
 def _code(err: Any) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
+
+
+class KinesisOptions(Options):
+    """`ingest.stream.kinesis.*`: the data stream (created with `shards` when missing)."""
+
+    stream_name: str = Field(EVENTS_STREAM, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    shards: int = Field(4, ge=1, le=500)
+    create: bool = Field(True, description="create the stream when it does not exist")
+    put_attempts: int = Field(8, ge=1, le=50, description="PutRecords rounds when throttled")
+    lag_probe_records: int = Field(1000, ge=1, le=MAX_GET_RECORDS)
+
+
+@STREAMS.register("kinesis", KinesisOptions)
+def open_kinesis(*, context: StreamContext, stream_name: str, shards: int, create: bool,
+                 put_attempts: int, lag_probe_records: int) -> KinesisStream:
+    """The `kinesis` backend: endpoint and credentials from `aws`, checkpoints in the state
+    database."""
+    aws = context.aws
+    return KinesisStream(
+        stream_name=stream_name, shards=shards, create=create, put_attempts=put_attempts,
+        lag_probe_records=lag_probe_records,
+        endpoint_url=aws.endpoint_url if aws else None,
+        region=aws.region if aws else "us-east-1",
+        access_key_id=aws.access_key_id if aws else None,
+        secret_access_key=aws.secret_access_key if aws else None,
+        state_url=context.state_url, consumers=context.consumers)

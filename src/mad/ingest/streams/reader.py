@@ -46,6 +46,8 @@ OWNER_OPTIONS = frozenset(
 class EmbeddedReader(ClosesOnExit):
     """A read-only `Stream` over an embedded stream directory; see the module docstring."""
 
+    appends_checked = True
+
     def __init__(
         self,
         path: str | Path,

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mad.detect.bench_incidents import (
+from mad.bench.incidents import (
     Detected,
     Label,
     matches,
@@ -139,7 +139,7 @@ def test_read_labels(tmp_path: Path) -> None:
 
 
 def test_prepare_reuses_the_same_day_and_refuses_another(tmp_path: Path) -> None:
-    from mad.detect.bench_incidents import BenchOptions, prepare
+    from mad.bench.incidents import BenchOptions, prepare
 
     opts = BenchOptions(work=tmp_path, seed=3, hours=1.0, warmup_hours=0.5, rate=1.0)
     labels = prepare(opts)

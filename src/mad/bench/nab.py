@@ -1,6 +1,6 @@
 """NAB v1.1 scoring: sweep scores per row, corpus-wide threshold optimisation, normalisation.
 
-Pure functions over arrays; reading files lives in `mad.detect.nab_io`. The rules follow the
+Pure functions over arrays; reading files lives in `mad.bench.nab_io`. The rules follow the
 Numenta Anomaly Benchmark:
 
 - the first 15% of each series (at most 750 rows) is probation and is not scored;

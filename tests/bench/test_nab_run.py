@@ -6,10 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
-import typer
 
-from mad.detect.bench import run_nab
-from mad.detect.cli import register
+from mad.bench.nab_run import run_nab
 from mad.errors import ConfigError, MadError
 
 NAB = Path("/work/shared/datasets/nab")
@@ -53,7 +51,7 @@ def test_bad_paths_and_names(tmp_path: Path) -> None:
         run_nab(DATA, WINDOWS, tmp_path / "out", "bogus")
 
 
-def test_register_adds_the_bench_commands() -> None:
-    app = typer.Typer()
-    register(app)
-    assert [c.name for c in app.registered_commands] == ["nab", "incidents"]
+def test_the_bench_group_has_nab_and_incidents() -> None:
+    from mad.cli.bench import bench_app
+
+    assert [c.name for c in bench_app.registered_commands] == ["nab", "incidents"]

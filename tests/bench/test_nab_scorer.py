@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mad.detect import nab
+from mad.bench import nab
 
 N = 100
 START = np.datetime64("2024-01-01T00:00:00", "s")

@@ -1,4 +1,4 @@
-"""Paths and partition layout of the lake, and `open_store` for a lake URL.
+"""The raw lake's keys: where the raw writer puts files, and which partition a key names.
 
 Keys are relative to the lake URL (a local folder, `file://...` or `s3://bucket/prefix`):
 
@@ -15,18 +15,10 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from mad.errors import ConfigError, TerminalError
-from mad.stores import ObjectStore, store_factory, store_schemes
+from mad.errors import TerminalError
+from mad.lake.names import ERRORS_DATASET, KIND_OF_DATASET, RAW_DATASETS
 
-if TYPE_CHECKING:
-    from mad.config import AwsSettings
-
-RAW_DATASETS: dict[str, str] = {"log": "md-raw-logs", "metric": "md-raw-metrics",
-                                "apm": "md-raw-apm"}
-ERRORS_DATASET = "md-raw-errors"
-KIND_OF_DATASET = {v: k for k, v in RAW_DATASETS.items()}
 _VALUE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 _PART = re.compile(r"part-[0-9a-f]{32}\.jsonl(\.gz)?")
 _HOUR_KEYS = ("year", "month", "day", "hour")
@@ -157,18 +149,3 @@ def parse_key(key: str) -> Partition:
     except ValueError as err:
         raise LakePathError(f"{key!r}: {err}") from None
     return Partition(dataset, service, *values)
-
-
-def open_store(url: str, aws: AwsSettings | None = None, create: bool = False) -> ObjectStore:
-    """The object store for a lake URL: a local path, `file://PATH` or `s3://bucket[/prefix]`.
-
-    `create` makes a missing bucket (S3); local folders are always made on first write.
-    """
-    scheme, sep, location = url.partition("://")
-    if not sep:
-        scheme, location = "file", url
-    factory = store_factory(scheme.lower())
-    if factory is None:
-        known = ", ".join(f"{s}://" for s in store_schemes())
-        raise ConfigError(f"unknown lake URL scheme in {url!r}; known: {known} or a local path")
-    return factory(location, aws, create)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mad.detect import nab, nab_io
+from mad.bench import nab, nab_io
 from mad.detect.detectors import registry
 from mad.detect.detectors.base import score_series
 from mad.errors import MadError

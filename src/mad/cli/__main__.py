@@ -1,0 +1,5 @@
+"""`python -m mad.cli`."""
+
+from mad.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""Every dataset of the lake, by name, and the layout of the partitions written by event time.
+
+The one place that spells the lake's dataset names (and the default name of the stream the
+events travel on); everything else asks here.
+
+    md-raw-{logs|metrics|apm}   raw JSONL by ingest hour (`mad.lake.raw`), written by ingest
+    md-raw-errors               records the ingest API or raw writer rejected, with reasons
+    md-transformed-{logs|metrics|apm}
+                                typed Parquet by event time: date=YYYY-MM-DD/hour=HH
+    md-quarantine               raw lines the ETL could not use, with their reason: date=/hour=
+    md-aggregates               window={1m|5m|1h}/date=YYYY-MM-DD
+    md-anomalies                date=YYYY-MM-DD/part-{window}.parquet
+
+`.staging/` under the lake holds runs being published (never read as data: the leading dot
+keeps it out of every `key=value` glob and listing).
+"""
+
+from __future__ import annotations
+
+KINDS: tuple[str, ...] = ("log", "metric", "apm")
+RAW_DATASETS: dict[str, str] = {"log": "md-raw-logs", "metric": "md-raw-metrics",
+                                "apm": "md-raw-apm"}
+ERRORS_DATASET = "md-raw-errors"
+KIND_OF_DATASET = {v: k for k, v in RAW_DATASETS.items()}
+TRANSFORMED_DATASETS: dict[str, str] = {"log": "md-transformed-logs",
+                                        "metric": "md-transformed-metrics",
+                                        "apm": "md-transformed-apm"}
+QUARANTINE_DATASET = "md-quarantine"
+AGGREGATES_DATASET = "md-aggregates"
+ANOMALIES_DATASET = "md-anomalies"
+ETL_OUTPUTS: tuple[str, ...] = (*TRANSFORMED_DATASETS.values(), QUARANTINE_DATASET,
+                                AGGREGATES_DATASET)
+"""Every dataset the ETL writes (what `mad etl compact` may rewrite)."""
+EVENTS_STREAM = "md-events"
+"""The default name of the stream between the ingest API and the raw writer (Kinesis)."""
+STAGING = ".staging"
+
+
+def transformed_dataset(kind: str) -> str:
+    """`log` -> `md-transformed-logs`, and so on."""
+    try:
+        return TRANSFORMED_DATASETS[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}") from None
+
+
+def event_hour(date: str, hour: str) -> str:
+    """The partition of one event hour: `date=2026-11-01/hour=07`."""
+    return f"date={date}/hour={hour}"
+
+
+def day_prefix(dataset: str, day: str) -> str:
+    """The list prefix of one event day of a dataset written by event time."""
+    return f"{dataset}/date={day}/"
+
+
+def aggregates_prefix(window: str) -> str:
+    """The list prefix of every aggregate of one window size: `md-aggregates/window=1m/`."""
+    return f"{AGGREGATES_DATASET}/window={window}/"
+
+
+def anomalies_key(day: str, window: str) -> str:
+    """The one file of anomalies of a day and window size."""
+    return f"{ANOMALIES_DATASET}/date={day}/part-{window}.parquet"
+
+
+def anomalies_prefix() -> str:
+    return f"{ANOMALIES_DATASET}/"
