@@ -27,16 +27,33 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> Non
         assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize(
-    "args",
-    [[], ["catalog"], ["generate"], ["simulate"], ["simulate", "serve"], ["bench"],
-     ["bench", "nab"], ["ingest"], ["ingest", "serve"], ["ingest", "writer"],
-     ["ingest", "status"], ["up"], ["etl"], ["etl", "run"], ["etl", "status"],
-     ["etl", "backfill"], ["etl", "reprocess"]],
-)
+def command_paths() -> list[list[str]]:
+    """Every command and group of the Typer tree, as argument lists (the root is `[]`)."""
+    import typer
+
+    from mad.cli import app
+
+    paths: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+def test_the_walk_finds_every_stage() -> None:
+    groups = {p[0] for p in command_paths() if p}
+    assert {"generate", "simulate", "ingest", "etl", "detect", "bench", "up"} <= groups
+    assert len(command_paths()) > 20
+
+
+@pytest.mark.parametrize("args", command_paths(), ids=lambda a: " ".join(a) or "mad")
 def test_every_command_has_help(args: list[str]) -> None:
     proc = mad(*args, "--help")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
 
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from mad import lake
-from mad.errors import ConfigError
-from mad.stores import open_store
-from mad.stores.local import LocalStore
 
 T = datetime(2026, 11, 1, 7, 59, 59, 900000, tzinfo=UTC).timestamp()
 
@@ -79,13 +75,3 @@ def test_prefixes() -> None:
     assert lake.errors_key(T).startswith(lake.hour_prefix(None, None, T))
     with pytest.raises(lake.LakePathError):
         lake.raw_dataset("trace")
-
-
-def test_open_store_by_scheme(tmp_path: Path) -> None:
-    for url in (str(tmp_path), f"file://{tmp_path}"):
-        store = open_store(url)
-        assert isinstance(store, LocalStore) and store.root == tmp_path
-    with pytest.raises(ConfigError, match=r"file://, s3://"):
-        open_store("gs://bucket/lake")
-    with pytest.raises(ConfigError, match="bucket"):
-        open_store("s3://")

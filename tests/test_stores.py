@@ -1,28 +1,37 @@
-"""One contract test for every object store: the local folder and S3 on a real moto server."""
+"""One contract suite for every registered object store (the local folder; S3 on a real moto
+server). A new store adds a line to `LOCATIONS` and runs every test here."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mad.config import AwsSettings
 from mad.errors import ConfigError
-from mad.stores import ObjectNotFound, ObjectStore, open_store
+from mad.stores import STORES, ObjectNotFound, ObjectStore, open_store
 from mad.stores.local import LocalStore
 from mad.stores.s3 import S3Store
 
+# scheme -> (a fresh, empty location for one test, the AWS settings it needs)
+Location = Callable[[pytest.FixtureRequest, Path], tuple[str, AwsSettings | None]]
+LOCATIONS: dict[str, Location] = {
+    "file": lambda request, tmp: (str(tmp / "lake"), None),
+    "s3": lambda request, tmp: (request.getfixturevalue("bucket_url"),
+                                request.getfixturevalue("aws")),
+}
 
-@pytest.fixture(params=["local", "s3"])
+
+def test_every_registered_store_is_under_contract() -> None:
+    assert sorted(LOCATIONS) == STORES.names()
+
+
+@pytest.fixture(params=sorted(LOCATIONS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
-    if request.param == "local":
-        yield open_store(str(tmp_path / "lake"))
-    else:
-        settings = request.getfixturevalue("aws")
-        url = request.getfixturevalue("bucket_url")
-        yield open_store(url, settings, create=True)
+    url, aws = LOCATIONS[request.param](request, tmp_path)
+    yield open_store(url, aws, create=True)
 
 
 def test_put_get_list_delete_exists(store: ObjectStore) -> None:
@@ -99,3 +108,26 @@ def test_s3_list_over_a_thousand_keys(aws: AwsSettings, bucket_url: str) -> None
     for key in keys:
         store.put(key, b"")
     assert store.list("k/") == keys
+
+
+def test_a_store_reads_its_options_from_the_lake_settings(tmp_path: Path,
+                                                           bucket_url: str) -> None:
+    from mad.config import load_settings
+    from mad.stores import lake_store
+
+    settings = load_settings(env={}, overrides={
+        "lake.url": bucket_url, "lake.s3.page_size": 7, "aws.endpoint_url": "http://127.0.0.1:9"})
+    store = lake_store(settings)
+    assert isinstance(store, S3Store) and store.page_size == 7
+    with pytest.raises(ConfigError, match=r"lake.s3.page_size"):
+        load_settings(env={}, overrides={"lake.s3.page_size": 0})
+
+
+def test_open_store_by_scheme(tmp_path: Path) -> None:
+    for url in (str(tmp_path), f"file://{tmp_path}"):
+        store = open_store(url)
+        assert isinstance(store, LocalStore) and store.root == tmp_path
+    with pytest.raises(ConfigError, match=r"file://, s3://"):
+        open_store("gs://bucket/lake")
+    with pytest.raises(ConfigError, match="bucket"):
+        open_store("s3://")

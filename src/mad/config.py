@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import (
@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from mad.errors import ConfigError
-from mad.registry import Registry
+from mad.registry import Registry, describe_error
 
 ENV_PREFIX = "MAD_"
 DEFAULT_CONFIG_FILE = "mad.yaml"
@@ -508,50 +508,4 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 
 
 def _describe(err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    value = first.get("input")
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(first["loc"][:-1])
-        known = ", ".join(sorted(parent.model_fields)) if parent else "?"
-        return f"unknown setting '{key}' (known here: {known})"
-    allowed = _allowed(first["loc"])
-    msg = f"bad setting {key}={value!r}: {first['msg']}"
-    if allowed:
-        msg += f" (allowed: {allowed})"
-    more = len(err.errors()) - 1
-    return msg + (f"; and {more} more" if more else "")
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Settings
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type)
-                                 and issubclass(field.annotation, BaseModel)):
-            return None
-        model = field.annotation
-    return model
-
-
-def _allowed(loc: tuple[Any, ...]) -> str:
-    parent = _model_at(loc[:-1])
-    if parent is None:
-        return ""
-    field = parent.model_fields.get(str(loc[-1]))
-    if field is None:
-        return ""
-    choices = get_args(field.annotation)
-    if choices and all(isinstance(c, str) for c in choices):
-        return " | ".join(choices)
-    bounds = []
-    for meta in field.metadata:
-        for name, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            if getattr(meta, name, None) is not None:
-                bounds.append(f"{sym} {getattr(meta, name)}")
-    if bounds:
-        return " and ".join(bounds)
-    if field.annotation is not None:
-        return getattr(field.annotation, "__name__", str(field.annotation))
-    return ""
+    return describe_error(err, Settings)

@@ -27,7 +27,7 @@ import pkgutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -99,8 +99,8 @@ class Registry(Generic[T]):
         try:
             return model.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(describe_error(err, f"{self.setting}.{name}".strip("."))
-                              ) from None
+            prefix = f"{self.setting}.{name}".strip(".")
+            raise ConfigError(describe_error(err, model, prefix)) from None
 
     def create(self, name: str, options: BaseModel | Mapping[str, Any] | None = None,
                **context: Any) -> T:
@@ -146,12 +146,49 @@ def _hints(target: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
-def describe_error(err: ValidationError, prefix: str = "") -> str:
-    """One line for the first error of `err`: the dotted key, the value and the reason."""
+def describe_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One line for the first error of validating `model`: the dotted key (after `prefix`),
+    the value, the reason and what is allowed there (choices, bounds or type)."""
     first = err.errors()[0]
-    key = ".".join([p for p in (prefix,) if p] + [str(p) for p in first["loc"]])
+    loc = tuple(first["loc"])
+    key = ".".join([prefix] * bool(prefix) + [str(p) for p in loc])
     if first["type"] == "extra_forbidden":
-        return f"unknown setting '{key}'"
+        parent = _model_at(model, loc[:-1])
+        known = ", ".join(sorted(parent.model_fields)) if parent else "?"
+        return f"unknown setting '{key}' (known here: {known})"
+    allowed = _allowed(model, loc)
+    msg = f"bad setting {key}={first.get('input')!r}: {first['msg']}"
+    if allowed:
+        msg += f" (allowed: {allowed})"
     more = len(err.errors()) - 1
-    text = f"bad setting {key}={first.get('input')!r}: {first['msg']}"
-    return text + (f"; and {more} more" if more else "")
+    return msg + (f"; and {more} more" if more else "")
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type)
+                                 and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    parent = _model_at(model, loc[:-1])
+    field = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
+    if field is None:
+        return ""
+    choices = get_args(field.annotation)
+    if choices and all(isinstance(c, str) for c in choices):
+        return " | ".join(choices)
+    bounds = []
+    for meta in field.metadata:
+        for name, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, name, None) is not None:
+                bounds.append(f"{sym} {getattr(meta, name)}")
+    if bounds:
+        return " and ".join(bounds)
+    if field.annotation is not None:
+        return getattr(field.annotation, "__name__", str(field.annotation))
+    return ""

@@ -22,7 +22,8 @@ def rows(n: int = 1200) -> list[WindowRow]:
 
 
 def settings(**extra: object) -> DetectSettings:
-    return DetectSettings.model_validate({"detector": {"backend": "ensemble", "ensemble": {"warmup": 100}}, **extra})
+    detector = {"backend": "ensemble", "ensemble": {"warmup": 100}}
+    return DetectSettings.model_validate({"detector": detector, **extra})
 
 
 def score(scorer: SeriesScorer, items: list[WindowRow]) -> list[Anomaly]:

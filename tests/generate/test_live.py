@@ -107,3 +107,29 @@ def test_bad_start_bodies_are_rejected(server: tuple[str, Path], body: Any) -> N
     resp = httpx.post(f"{base}/api/continuous/start", json=body)
     assert resp.status_code == 422
     assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+
+
+def test_the_controller_runs_without_the_http_api(tmp_path: Path) -> None:
+    """`mad up` drives the simulator through its controller; the same rules hold."""
+    from mad.config import load_settings
+    from mad.generate.live import IncidentRequest, LiveController, SimulatorBusy, StartRequest
+
+    sink = tmp_path / "events.jsonl"
+    sim = LiveController(load_settings(env={}, overrides={"simulate.sink": str(sink)}))
+    assert sim.status() == {"running": False, "sink": str(sink)}
+    with pytest.raises(SimulatorBusy, match="no run"):
+        sim.inject(IncidentRequest(scenario="error_burst"))
+    started = sim.start(StartRequest(interval_seconds=0.2, logs_per_interval=20,
+                                     duration_seconds=0))
+    assert started["status"] == "started" and sim.running()
+    with pytest.raises(SimulatorBusy, match="already going"):
+        sim.start(StartRequest())
+    label = sim.inject(IncidentRequest(scenario="error_burst", duration_seconds=60))
+    assert label["scenario"] == "error_burst"
+    time.sleep(1.3)  # events are emitted per whole second of real time
+    stopped = sim.stop()
+    assert stopped["status"] == "stopped" and not sim.running()
+    lines = sink.read_bytes().splitlines()
+    assert stopped["lines_sent"] == len(lines) > 0
+    assert (tmp_path / "labels.json").is_file()
+    sim.close()  # nothing left to stop

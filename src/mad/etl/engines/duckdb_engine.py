@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 RAW_SCHEMA = ("SELECT CAST(NULL AS VARCHAR) AS line, CAST(NULL AS VARCHAR) AS source_file, "
               "CAST(NULL AS BIGINT) AS line_no, CAST(NULL AS TIMESTAMP) AS ingest_hour "
               "WHERE 1 = 0")
-MEMORY = r"[0-9]+(\.[0-9]+)? ?([KMGT]i?B|B)"  # a DuckDB size: 4GB, 512MiB, 1.5 GB
+MEMORY = r"^[0-9]+(\.[0-9]+)? ?([KMGT]i?B|B)$"  # a DuckDB size: 4GB, 512MiB, 1.5 GB
 HOUR_PATTERN = r"year=([0-9]{4})/month=([0-9]{2})/day=([0-9]{2})/hour=([0-9]{2})/"
 
 
