@@ -35,7 +35,7 @@ run: install
 
 ## spark-jars: hadoop-aws 3.3.1 + aws-java-sdk-bundle 1.11.901 for Spark on S3 (s3a://), taken
 ##      from the sagemaker-pyspark wheel on PyPI (no Maven needed); put their paths in
-##      etl.spark_jars. A real cluster supplies jars matching its own Hadoop.
+##      etl.engine.spark.jars. A real cluster supplies jars matching its own Hadoop.
 SPARK_JARS := $(VENV)/spark-jars
 spark-jars: install
 	@mkdir -p $(SPARK_JARS)/dl
