@@ -11,20 +11,29 @@ writer, the CLI) can share one file.
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from mad.errors import ConfigError, TransientError
+from mad.errors import ConfigError, TerminalError, TransientError
 
 DEFAULT_URL = "sqlite:///data/state.db"
 BUSY_TIMEOUT_MS = 30_000
+CREATE_ATTEMPTS = 10
 
 metadata = MetaData()
 
@@ -80,12 +89,40 @@ def open_state(url: str = DEFAULT_URL) -> Engine:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        metadata.create_all(engine)
+        _create_tables(engine)
     except OperationalError as err:
         engine.dispose()
-        detail = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-        raise TransientError(f"cannot open state database {safe_url(url)}: {detail}") from None
+        raise TransientError(f"cannot open state database {safe_url(url)}: "
+                             f"{_first_line(err)}") from None
+    except DatabaseError as err:
+        engine.dispose()
+        raise TerminalError(f"state database {safe_url(url)} is unusable (not a database, "
+                            f"or corrupt?): {_first_line(err)}") from None
     return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    """`create_all`, safe when several processes open a fresh database at once: each checks
+    which tables exist and creates the rest, so two can both decide to create one; the loser
+    sees "already exists" and checks again, finding it there."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, IntegrityError, ProgrammingError) as err:
+            if attempt == CREATE_ATTEMPTS - 1 or not _lost_a_race(err):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _lost_a_race(err: DatabaseError) -> bool:
+    text = str(err.orig or err).lower()
+    return "already exists" in text or "duplicate key" in text or "database is locked" in text
+
+
+def _first_line(err: DatabaseError) -> str:
+    lines = str(err.orig or err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def safe_url(url: str) -> str:
