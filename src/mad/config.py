@@ -278,6 +278,9 @@ class AlertSettings(Section):
     webhook_retries: int = Field(5, ge=0, le=50)
     webhook_timeout_s: float = Field(5.0, gt=0, le=120)
     webhook_backoff_s: float = Field(0.5, ge=0, le=60, description="first retry delay")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 signing secret: "
+                                       "requests carry X-Mad-Timestamp and X-Mad-Signature")
+    webhook_secret_file: Path | None = Field(None, description="read the secret from here")
     jsonl_path: Path | None = Field(None, description="default <data_dir>/alerts.jsonl")
     jsonl: bool = Field(True, description="write alerts to the JSONL file")
 

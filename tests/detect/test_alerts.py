@@ -72,12 +72,16 @@ def receiver() -> Iterator[Receiver]:
 class MemorySentLog:
     def __init__(self) -> None:
         self.keys: set[str] = set()
+        self.failed: dict[str, str] = {}
 
     def seen(self, key: str) -> bool:
-        return key in self.keys
+        return key in self.keys or key in self.failed
 
     def mark(self, key: str) -> None:
         self.keys.add(key)
+
+    def fail(self, key: str, error: str) -> None:
+        self.failed[key] = error
 
 
 def changes() -> list[IncidentChange]:
@@ -195,13 +199,58 @@ def test_failing_sink_does_not_stop_others_and_is_retried(
     assert [b["change"] for _, b in receiver.requests] == ["opened", "escalated", "resolved"]
 
 
-def test_rejected_alert_is_reported_and_the_rest_still_go(receiver: Receiver) -> None:
+def test_rejected_alert_is_failed_once_and_the_rest_still_go(receiver: Receiver) -> None:
     receiver.statuses = [422]
     sent = MemorySentLog()
     d = Dispatcher([WebhookSink(receiver.url, retries=3)], sent)
     assert d.dispatch(changes()) == 2
     assert d.failed == 1 and "HTTP 422" in d.failures[0].error
-    assert not sent.seen("webhook:inc-20261127T0300-accounts:0:opened")
+    key = "webhook:inc-20261127T0300-accounts:0:opened"
+    assert key not in sent.keys and "HTTP 422" in sent.failed[key]
+    again = Dispatcher([WebhookSink(receiver.url, retries=3)], sent)
+    assert again.dispatch(changes()) == 0 and again.failed == 0  # not sent every pass
+    assert len(receiver.requests) == 3
+
+
+def test_a_redirect_is_a_permanent_failure_not_followed(receiver: Receiver) -> None:
+    receiver.statuses = [302, 302, 302]
+    sent = MemorySentLog()
+    _, sleep = waits()
+    with pytest.raises(AlertRejected, match="redirect"):
+        WebhookSink(receiver.url, retries=5, sleep=sleep).send(changes()[0])
+    assert len(receiver.requests) == 1  # neither retried nor followed
+    d = Dispatcher([WebhookSink(receiver.url, retries=5, sleep=sleep)], sent)
+    d.dispatch(changes()[:1])
+    assert "redirect" in sent.failed["webhook:inc-20261127T0300-accounts:0:opened"]
+
+
+def test_requests_are_signed_with_the_secret(receiver: Receiver) -> None:
+    import hashlib
+    import hmac
+
+    WebhookSink(receiver.url, secret="s3cr3t").send(changes()[0])
+    headers, body = receiver.requests[0]
+    stamp, sig = headers["X-Mad-Timestamp"], headers["X-Mad-Signature"]
+    raw = orjson.dumps(body)  # the receiver got compact orjson bytes
+    want = hmac.new(b"s3cr3t", stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    assert sig == f"sha256={want}"
+    WebhookSink(receiver.url).send(changes()[0])
+    assert "X-Mad-Signature" not in receiver.requests[1][0]
+
+
+def test_secrets_in_the_url_never_reach_messages(caplog: pytest.LogCaptureFixture) -> None:
+    from mad.detect.alerts import redact_url
+
+    url = f"http://alice:pa55@127.0.0.1:{free_port()}/hook?token=abc123&x=1"
+    assert redact_url(url).endswith("/hook?token=***&x=***")
+    assert "pa55" not in redact_url(url) and "abc123" not in redact_url(url)
+    _, sleep = waits()
+    sent = MemorySentLog()
+    d = Dispatcher([WebhookSink(url, retries=1, sleep=sleep)], sent)
+    with caplog.at_level("WARNING"):
+        d.dispatch(changes()[:1])
+    text = caplog.text + " ".join(f.error for f in d.failures)
+    assert d.failed == 1 and "pa55" not in text and "abc123" not in text
 
 
 def test_open_sinks_from_settings(tmp_path: Path) -> None:
@@ -214,7 +263,14 @@ def test_open_sinks_from_settings(tmp_path: Path) -> None:
         "detect.alerts.webhook_url": "http://127.0.0.1:9/x", "detect.alerts.webhook_retries": 2,
     })
     (hook,) = open_sinks(settings)
-    assert isinstance(hook, WebhookSink) and hook.retries == 2
+    assert isinstance(hook, WebhookSink) and hook.retries == 2 and hook.secret is None
+    secret = tmp_path / "hook.secret"
+    secret.write_text("from-a-file\n")
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path), "detect.alerts.webhook_url": "http://127.0.0.1:9/x",
+        "detect.alerts.webhook_secret_file": str(secret)})
+    assert [s.secret for s in open_sinks(settings) if isinstance(s, WebhookSink)] == [
+        b"from-a-file"]
 
 
 def test_summary_of_each_change() -> None:

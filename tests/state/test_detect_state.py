@@ -93,3 +93,17 @@ def test_leases_have_one_holder(engine: Engine) -> None:
     db.release("detect:1m", "b")
     assert db.acquire("detect:1m", "a", 0.000001) is None
     assert db.acquire("detect:1m", "b", 60) is None  # a's lease expired
+
+
+def test_alerts_refused_for_good_are_done_and_listed(state_url: str) -> None:
+    from mad.state import SentAlerts, open_state
+
+    engine = open_state(state_url)
+    sent = SentAlerts(engine)
+    sent.mark("jsonl:a")
+    sent.fail("webhook:a", "webhook rejected alert a with HTTP 422")
+    sent.fail("webhook:a", "webhook rejected alert a with HTTP 410")  # recorded once
+    assert sent.seen("jsonl:a") and sent.seen("webhook:a") and not sent.seen("webhook:b")
+    total, rows = sent.failures()
+    assert total == 1 and rows[0]["key"] == "webhook:a" and "410" in rows[0]["error"]
+    engine.dispose()

@@ -2,14 +2,23 @@
 
 Every `IncidentChange` becomes one alert. A sink is a small class behind `AlertSink`; it
 raises `TransientError` when sending may work later (the dispatcher leaves the alert unsent
-and the next pass tries again) and `AlertRejected` when the receiver refused it. Delivery is
-at least once: the `SentLog` is marked only after a sink accepted the alert, so a crash in
-between re-sends it, and receivers deduplicate on `dedup_key` (also sent as the
+and the next pass tries again) and `AlertRejected` when the receiver refused it for good (a
+4xx, a redirect): that is recorded once as failed, with the reason, and never sent again.
+Delivery is at least once: the `SentLog` is marked only after a sink accepted the alert, so a
+crash in between re-sends it, and receivers deduplicate on `dedup_key` (also sent as the
 `Idempotency-Key` header).
+
+Webhook requests are signed when `detect.alerts.webhook_secret` (or `_file`) is set:
+`X-Mad-Timestamp: <unix seconds>` and `X-Mad-Signature: sha256=<hex HMAC-SHA256 of
+"<timestamp>.<body>" with the secret>`; a receiver recomputes it and rejects old
+timestamps. Redirects are not followed. The URL is shown with any user, password and query
+values masked (tokens often travel there).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import time
@@ -17,13 +26,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from mad.config import Settings
 from mad.detect.model import IncidentChange
-from mad.errors import MadError, TerminalError, TransientError
+from mad.errors import ConfigError, MadError, TerminalError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +53,32 @@ class AlertSink(Protocol):
 
 
 class SentLog(Protocol):
-    """Which `<sink>:<dedup_key>` alerts were delivered; a database table in the pipeline."""
+    """Which `<sink>:<dedup_key>` alerts need no more attempts: delivered (`mark`) or refused
+    for good (`fail`); database tables in the pipeline."""
 
     def seen(self, key: str) -> bool: ...
 
     def mark(self, key: str) -> None: ...
+
+    def fail(self, key: str, error: str) -> None: ...
+
+
+def redact_url(url: str) -> str:
+    """`url` with its user, password and query values masked, for logs and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.username or parts.password:
+        host = f"***@{host}"
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The `X-Mad-Signature` value: `sha256=` + hex HMAC-SHA256 of `timestamp.body`."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
 
 
 def _fmt(value: float) -> str:
@@ -112,45 +143,63 @@ class JsonlSink:
 
 class WebhookSink:
     """POSTs the alert as JSON; retries 5xx, 408/425/429 and connection errors with
-    exponential backoff (at most `retries` more attempts, each wait at most 30 s)."""
+    exponential backoff (at most `retries` more attempts, each wait at most 30 s). Another
+    4xx or a redirect is `AlertRejected`; with a `secret` every request is signed."""
 
     name = "webhook"
 
     def __init__(self, url: str, retries: int = 5, timeout_s: float = 5.0,
-                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+                 secret: str | None = None) -> None:
         if not url.startswith(("http://", "https://")):
-            raise MadError(f"webhook URL must start with http:// or https://, not {url!r}")
+            raise MadError(f"webhook URL must start with http:// or https://, not "
+                           f"{redact_url(url)!r}")
         self.url = url
+        self.shown = redact_url(url)
         self.retries = max(0, retries)
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.sleep = sleep
+        self.secret = secret.encode() if secret else None
         self.attempts = 0  # requests made over the sink's life, for status output
 
     def send(self, change: IncidentChange) -> None:
         body = orjson.dumps(alert_body(change))
-        headers = {"Content-Type": "application/json", "Idempotency-Key": change.dedup_key}
         problem = ""
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
             for attempt in range(self.retries + 1):
                 if attempt:
                     self.sleep(min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1)))
                 self.attempts += 1
                 try:
-                    resp = client.post(self.url, content=body, headers=headers)
+                    resp = client.post(self.url, content=body, headers=self._headers(change,
+                                                                                     body))
                 except httpx.HTTPError as err:
-                    problem = f"{type(err).__name__}: {err}"
+                    problem = type(err).__name__
                     continue
-                if resp.status_code < 300:
+                code = resp.status_code
+                if code < 300:
                     return
-                if 400 <= resp.status_code < 500 and resp.status_code not in RETRY_STATUS:
+                if code < 400:
                     raise AlertRejected(
-                        f"webhook {self.url} rejected alert {change.dedup_key} with HTTP "
-                        f"{resp.status_code}: {resp.text[:200]!r}"
-                    )
-                problem = f"HTTP {resp.status_code}"
-        raise TransientError(f"webhook {self.url} failed {self.retries + 1} times for alert "
+                        f"webhook {self.shown} answered alert {change.dedup_key} with a "
+                        f"redirect (HTTP {code}); redirects are not followed: configure the "
+                        "final URL")
+                if code < 500 and code not in RETRY_STATUS:
+                    raise AlertRejected(
+                        f"webhook {self.shown} rejected alert {change.dedup_key} with HTTP "
+                        f"{code}: {resp.text[:200]!r}")
+                problem = f"HTTP {code}"
+        raise TransientError(f"webhook {self.shown} failed {self.retries + 1} times for alert "
                              f"{change.dedup_key} (last: {problem})")
+
+    def _headers(self, change: IncidentChange, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": change.dedup_key}
+        if self.secret is not None:
+            stamp = str(int(time.time()))
+            headers["X-Mad-Timestamp"] = stamp
+            headers["X-Mad-Signature"] = signature(self.secret, stamp, body)
+        return headers
 
 
 def open_sinks(settings: Settings) -> list[AlertSink]:
@@ -161,8 +210,25 @@ def open_sinks(settings: Settings) -> list[AlertSink]:
         sinks.append(JsonlSink(settings.alerts_path))
     if cfg.webhook_url:
         sinks.append(WebhookSink(cfg.webhook_url, cfg.webhook_retries, cfg.webhook_timeout_s,
-                                 cfg.webhook_backoff_s))
+                                 cfg.webhook_backoff_s, secret=webhook_secret(settings)))
     return sinks
+
+
+def webhook_secret(settings: Settings) -> str | None:
+    """The signing secret: `detect.alerts.webhook_secret`, or the first line of
+    `webhook_secret_file` (so it need not sit in a settings file or the environment)."""
+    cfg = settings.detect.alerts
+    if cfg.webhook_secret_file is None:
+        return cfg.webhook_secret
+    try:
+        text = cfg.webhook_secret_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read detect.alerts.webhook_secret_file "
+                          f"{cfg.webhook_secret_file}: {err}") from None
+    if not text:
+        raise ConfigError(f"detect.alerts.webhook_secret_file {cfg.webhook_secret_file} is "
+                          "empty")
+    return text.splitlines()[0]
 
 
 @dataclass
@@ -201,6 +267,10 @@ class Dispatcher:
                     continue
                 try:
                     sink.send(change)
+                except AlertRejected as err:  # for good: recorded once, not sent again
+                    self.sent.fail(key, str(err))
+                    self._fail(sink.name, change.dedup_key, str(err))
+                    continue
                 except TransientError as err:
                     down = f"not tried after: {err}"
                     self._fail(sink.name, change.dedup_key, str(err))

@@ -20,7 +20,7 @@ from mad.detect.lake_io import (
     newest_start,
     read_anomalies,
 )
-from mad.state import DetectStore, open_state, safe_url
+from mad.state import DetectStore, SentAlerts, open_state, safe_url
 from mad.stores import ObjectNotFound, lake_store
 
 
@@ -34,6 +34,7 @@ def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
         incidents = db.incidents(limit)
         open_incidents = db.incidents(1000, status="open")
         pending = len(db.pending_alerts())
+        failed, failures = SentAlerts(engine).failures(limit)
         scored_to = (db.load_meta(f"progress:{window}") or {}).get("scored_to")
     finally:
         engine.dispose()
@@ -58,6 +59,9 @@ def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "newest_window": newest.isoformat() if newest is not None else None,
         "scored_to": scored_to,
         "series": series, "open_incidents": len(open_incidents), "pending_alerts": pending,
+        "failed_alerts": failed,
+        "alert_failures": [{"key": f["key"], "failed_at": f["failed_at"].isoformat(),
+                            "error": f["error"]} for f in failures],
         "incidents": [{**i, **{k: (i[k].isoformat() if i[k] is not None else None)
                                for k in ("started", "last_seen", "resolved", "updated_at")}}
                       for i in incidents],
@@ -83,7 +87,9 @@ def render(data: dict[str, Any], limit: int = 10) -> str:
     else:
         lines.append("series scored: none yet (run `mad detect run`)")
     lines.append(f"incidents: {data['open_incidents']} open; alerts waiting for delivery: "
-                 f"{data['pending_alerts']}")
+                 f"{data['pending_alerts']}; refused for good: {data['failed_alerts']}")
+    for f in data["alert_failures"]:
+        lines.append(f"  refused {f['key']} at {f['failed_at']}: {f['error'][:160]}")
     for i in data["incidents"]:
         lines.append(f"  {i['id']:<36} {i['status']:<8} {i['severity']:<8} "
                      f"{i['started']} .. {i['last_seen']}  origin {i['origin']}, "

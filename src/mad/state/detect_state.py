@@ -34,6 +34,7 @@ from sqlalchemy import (
     Text,
     and_,
     desc,
+    func,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -118,6 +119,14 @@ detect_alerts_sent = Table(
     metadata,
     Column("key", String(300), primary_key=True),
     Column("sent_at", UtcDateTime, nullable=False),
+)
+
+detect_alerts_failed = Table(  # refused for good by a sink (a 4xx, a redirect): not re-sent
+    "detect_alerts_failed",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Column("error", Text, nullable=False),
 )
 
 
@@ -256,15 +265,36 @@ class DetectStore:
 
 
 class SentAlerts:
-    """The dispatcher's SentLog on `detect_alerts_sent`."""
+    """The dispatcher's SentLog on `detect_alerts_sent` (delivered) and
+    `detect_alerts_failed` (refused for good: done too, never sent again, and shown)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def seen(self, key: str) -> bool:
-        q = select(detect_alerts_sent.c.key).where(detect_alerts_sent.c.key == key)
+        """Whether `key` needs no more attempts: delivered, or refused for good."""
         with self.engine.connect() as conn:
-            return conn.execute(q).first() is not None
+            for table in (detect_alerts_sent, detect_alerts_failed):
+                if conn.execute(select(table.c.key).where(table.c.key == key)).first():
+                    return True
+        return False
+
+    def fail(self, key: str, error: str) -> None:
+        """Record that a sink refused `key` for good, with the reason."""
+        with self.engine.begin() as conn:
+            conn.execute(detect_alerts_failed.delete().where(detect_alerts_failed.c.key == key))
+            conn.execute(detect_alerts_failed.insert().values(
+                key=key, failed_at=datetime.now(UTC), error=error[:2000]))
+
+    def failures(self, limit: int = 10) -> tuple[int, list[dict[str, Any]]]:
+        """How many alerts were refused for good, and the newest `limit` of them."""
+        q = (select(detect_alerts_failed).order_by(desc(detect_alerts_failed.c.failed_at))
+             .limit(limit))
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(detect_alerts_failed)
+                                 ).scalar_one()
+            rows = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
+        return int(total), rows
 
     def mark(self, key: str) -> None:
         with self.engine.begin() as conn:
