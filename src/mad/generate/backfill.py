@@ -8,6 +8,7 @@ name, fsync, rename), and gzip output carries no timestamp, so one seed gives th
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,13 @@ CHUNK_S = 60
 LABELS_VERSION = 1
 
 
+def id_salt(seed: int, start: float, end: float, rate: float) -> bytes:
+    """The event-id salt of a backfill: fixed by its settings (the same command gives the
+    same bytes), different for another stretch of time, rate or seed (no id is reused)."""
+    return hashlib.blake2b(f"{seed}|{start:.0f}|{end:.0f}|{rate!r}".encode(),
+                           digest_size=16).digest()
+
+
 def build(gs: GenerateSettings) -> tuple[Simulator, Delivery, float, float]:
     """The simulator and delivery for these settings, with incidents scheduled."""
     start = float(int(gs.start.timestamp()))
@@ -38,7 +46,8 @@ def build(gs: GenerateSettings) -> tuple[Simulator, Delivery, float, float]:
                          np.random.default_rng([gs.seed, 1]))
     f = gs.faults
     sim = Simulator(gs.rate, gs.seed, gs.scrape_interval_s, incidents,
-                    epoch_hosts=f.epoch_hosts, skewed_hosts=f.skewed_hosts)
+                    epoch_hosts=f.epoch_hosts, skewed_hosts=f.skewed_hosts,
+                    id_salt=id_salt(gs.seed, start, end, gs.rate))
     return sim, Delivery(f, gs.seed, end), start, end
 
 

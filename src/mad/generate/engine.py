@@ -114,8 +114,14 @@ class Simulator:
         epoch_hosts: int = 3,
         skewed_hosts: int = 2,
         omitting_hosts: int = 1,
+        id_salt: bytes = bytes(16),
     ) -> None:
+        if len(id_salt) != 16:
+            raise ValueError("id_salt must be 16 bytes")
         self.rng = np.random.default_rng(seed)
+        # XORed into every event_id: runs that share a seed (every live start, backfills of
+        # other hours) still give ids of their own, and the traffic itself stays the seed's.
+        self.id_salt = np.frombuffer(id_salt, dtype=np.uint8)
         self.incidents = list(incidents or [])
         self.hosts = self._make_hosts(epoch_hosts, skewed_hosts, omitting_hosts)
         self.metric_types = {
@@ -229,7 +235,9 @@ class Simulator:
     ) -> list[tuple[float, Host, Event]]:
         """Turn columns of draws into event dicts; the one per-event Python loop."""
         n = len(types)
-        hexes = self.rng.bytes(n * 48).hex()  # 96 hex chars of ids per event
+        ids = np.frombuffer(self.rng.bytes(n * 48), dtype=np.uint8).reshape(n, 48).copy()
+        ids[:, :16] ^= self.id_salt
+        hexes = ids.tobytes().hex()  # 96 hex chars of ids per event
         picks = self.rng.random((n, 4)).tolist()
         version = f"{svc}-1.{self.versions[svc]}.0"
         local = np.asarray(times) + np.fromiter((h.shift_s for h in hosts), float, n)

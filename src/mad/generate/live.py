@@ -10,6 +10,7 @@ ends, its labels file is written atomically beside a file sink (or into `data_di
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -57,7 +58,8 @@ class LiveRun:
         self.labels_path = _labels_path(settings)
         faults = self.gen.faults if settings.simulate.faults else _no_faults(self.gen)
         self.sim = Simulator(self.gen.rate, self.gen.seed, self.gen.scrape_interval_s,
-                             epoch_hosts=faults.epoch_hosts, skewed_hosts=faults.skewed_hosts)
+                             epoch_hosts=faults.epoch_hosts, skewed_hosts=faults.skewed_hosts,
+                             id_salt=os.urandom(16))  # every start gets ids of its own
         self.delivery = Delivery(faults, self.gen.seed, end=None)
         self.started = time.time()
         self.clock = float(int(self.started))
