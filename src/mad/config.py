@@ -326,6 +326,22 @@ class DetectSettings(Section):
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
 
 
+class SupervisorSettings(Section):
+    """How `mad up` and `mad ingest serve` keep their parts alive and stop them."""
+
+    restart_backoff_s: float = Field(1.0, gt=0, le=300, description="wait before the first "
+                                     "restart of a part that died; doubles each time")
+    max_backoff_s: float = Field(30.0, gt=0, le=3600)
+    max_restarts: int = Field(5, ge=0, le=1000, description="restarts within "
+                              "`restart_window_s` before the whole service exits non-zero")
+    restart_window_s: float = Field(600.0, gt=0, le=86400)
+    writer_stop_s: float = Field(120.0, gt=0, le=3600, description="time the raw writer gets "
+                                 "to write what is left when stopping")
+    loop_stop_s: float = Field(60.0, gt=0, le=3600, description="time an ETL or detection "
+                               "pass gets to finish when stopping (a pass cut short is "
+                               "finished or undone at the next start)")
+
+
 class StateSettings(Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db"
@@ -344,6 +360,7 @@ class Settings(Section):
     state: StateSettings = Field(default_factory=lambda: StateSettings())
     etl: EtlSettings = Field(default_factory=lambda: EtlSettings())
     detect: DetectSettings = Field(default_factory=lambda: DetectSettings())
+    supervisor: SupervisorSettings = Field(default_factory=lambda: SupervisorSettings())
 
     @property
     def lake_url(self) -> str:

@@ -24,5 +24,12 @@ class TransientError(MadError):
     exit_code = 3
 
 
+class ServiceFailed(MadError):
+    """A part of a long-running service died and could not be kept running (or never
+    started, e.g. its port is taken); the service stops with this one line."""
+
+    exit_code = 1
+
+
 class ConfigError(TerminalError):
     """A setting has a bad value; the message names the key and the allowed values."""

@@ -54,6 +54,9 @@ class TransformDetectLoop:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Stop after the pass in progress; False when it is still running after
+        `timeout_s` (the thread is a daemon: the process may exit without it)."""
         self.stop_event.set()
-        self.thread.join(timeout=600)
+        self.thread.join(timeout=timeout_s)
+        return not self.thread.is_alive()

@@ -8,6 +8,8 @@ from typing import Any
 
 import uvicorn
 
+from mad.errors import ServiceFailed
+
 
 class ServerThread:
     """A uvicorn server in a thread (uvicorn leaves signals to the main thread there)."""
@@ -24,7 +26,8 @@ class ServerThread:
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise OSError(f"server {self.url} did not start (port in use?)")
+                raise ServiceFailed(f"{self.thread.name} could not listen on {self.url} "
+                                    "(is the port in use? set another one in the settings)")
             time.sleep(0.02)
 
     def alive(self) -> bool:

@@ -1,27 +1,45 @@
 """The supervisor behind `mad up` and `mad ingest serve`: starts the parts, watches them,
-stops them front to back.
+restarts what dies, stops them front to back.
 
 The ingest API (and the live simulator) run in threads of this process, which owns the
-stream; the raw writer runs in a child process of its own (`WriterProcess`); the lake loop
-(ETL then detection) in a thread. The main thread waits for SIGTERM / Ctrl-C and stops the
-parts front to back, so nothing upstream is still sending when a part downstream closes:
-simulator first (its last batch is acknowledged), then the ingest API (stops accepting,
-finishes requests in flight), then the raw writer (reads what is left, writes its buffers,
-checkpoints), the lake loop, and the stream last.
+stream; the raw writer runs in a child process of its own (`WriterProcess`), which exits
+when this process dies; the lake loop (ETL then detection) in a thread.
+
+Rules:
+- a raw writer that dies is restarted after a backoff that doubles from
+  `supervisor.restart_backoff_s` up to `max_backoff_s`; more than `max_restarts` restarts
+  within `restart_window_s` and the whole service stops and exits non-zero. The stream holds
+  every acknowledged record, so a restarted writer loses nothing: it resumes from its
+  checkpoint;
+- a thread of this process that dies (the API, the lake loop) stops the service non-zero;
+- SIGTERM / Ctrl-C (to this process or its whole process group) stops the parts front to
+  back, so nothing upstream is still sending when a part downstream closes: simulator first
+  (its last batch is acknowledged), then the ingest API (stops accepting, finishes requests
+  in flight), then the raw writer (reads what is left, writes its buffers, checkpoints), the
+  lake loop, and the stream last. If the writer could not finish (it was killed, or ran out
+  of time), this process writes what is left itself before it says it stopped, or says how
+  many records it left in the stream.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mad.config import Settings
-from mad.ingest.wiring import open_configured_stream
+from mad.config import Settings, SupervisorSettings
+from mad.errors import MadError, ServiceFailed
+from mad.ingest.streams import Stream
+from mad.ingest.wiring import open_configured_stream, stream_monitor
 from mad.runtime.lake_loop import TransformDetectLoop
 from mad.runtime.servers import ServerThread
 from mad.runtime.signals import stop_on_signals
-from mad.runtime.writer import WriterProcess
+from mad.runtime.writer import WriterProcess, run_writer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,16 +51,50 @@ class Parts:
     lake_loop: bool = False  # ETL then detection, every etl.watch_interval_s
 
 
+class Restarts:
+    """The restart budget of one part: a doubling backoff, and at most `max_restarts`
+    restarts within `restart_window_s` (then `next_delay` raises ServiceFailed)."""
+
+    def __init__(self, name: str, cfg: SupervisorSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.cfg, self.clock = name, cfg, clock
+        self.recent: deque[float] = deque()
+        self.total = 0
+
+    def next_delay(self, why: str) -> float:
+        now = self.clock()
+        while self.recent and now - self.recent[0] > self.cfg.restart_window_s:
+            self.recent.popleft()
+        if len(self.recent) >= self.cfg.max_restarts:
+            raise ServiceFailed(
+                f"the {self.name} {why} and was restarted {len(self.recent)} times in the last "
+                f"{self.cfg.restart_window_s:.0f} s; giving up (see its log above)")
+        delay = min(self.cfg.max_backoff_s,
+                    self.cfg.restart_backoff_s * 2 ** len(self.recent))
+        self.recent.append(now)
+        self.total += 1
+        return delay
+
+
+def exit_reason(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def supervise(settings: Settings, parts: Parts = Parts(),
               on_ready: Callable[[], None] | None = None,
               stop: threading.Event | None = None) -> None:
     """Run the ingest API on the configured stream with `parts` until SIGTERM / Ctrl-C (or
-    `stop`); raises OSError when a part dies."""
+    `stop`); raises ServiceFailed when a part died for good."""
     from mad.generate.live import LiveController, StartRequest
     from mad.generate.live import create_app as simulator_app
     from mad.ingest.api import create_app as ingest_app
 
     stop = stop or threading.Event()
+    cfg = settings.supervisor
     stream = open_configured_stream(settings)
     ing = settings.ingest
     api = ServerThread(ingest_app(settings, stream), ing.host, ing.port, "mad-ingest-api")
@@ -50,6 +102,7 @@ def supervise(settings: Settings, parts: Parts = Parts(),
     loop = TransformDetectLoop(settings) if parts.lake_loop else None
     simulator: ServerThread | None = None
     controller: LiveController | None = None
+    restarts = Restarts("raw writer", cfg)
     try:
         if writer is not None:
             writer.start()
@@ -73,21 +126,73 @@ def supervise(settings: Settings, parts: Parts = Parts(),
                   "events/s", flush=True)
         if on_ready is not None:
             on_ready()
+        restart_at: float | None = None
         with stop_on_signals(stop):
-            while not stop.wait(0.5):
+            while not stop.wait(0.2):
                 if not api.alive():
-                    raise OSError("the ingest API stopped unexpectedly")
-                if writer is not None and not writer.alive():
-                    raise OSError("the raw writer stopped unexpectedly (see its log above)")
+                    raise ServiceFailed("the ingest API stopped unexpectedly")
+                if loop is not None and not loop.alive():
+                    raise ServiceFailed("the ETL and detection loop stopped unexpectedly")
+                if writer is None or writer.alive():
+                    continue
+                if restart_at is None:
+                    why = exit_reason(writer.exitcode)
+                    delay = restarts.next_delay(why)
+                    log.warning("raw writer %s; restarting it in %.0f s (restart %d)", why,
+                                delay, restarts.total)
+                    restart_at = time.monotonic() + delay
+                elif time.monotonic() >= restart_at:
+                    writer.start()
+                    restart_at = None
     finally:
-        if controller is not None:
-            controller.close()
-        if simulator is not None:
-            simulator.stop()
-        api.stop()
-        if writer is not None:
-            writer.stop()
-        if loop is not None:
-            loop.stop()
-        stream.close()
-        print("stopped: simulator, ingest API, raw writer, etl; stream closed", flush=True)
+        _stop_parts(settings, stream, controller, simulator, api, writer, loop)
+
+
+def _stop_parts(settings: Settings, stream: Stream, controller: object | None,
+                simulator: ServerThread | None, api: ServerThread,
+                writer: WriterProcess | None, loop: TransformDetectLoop | None) -> None:
+    """Front to back; every step bounded in time (see the module doc)."""
+    from mad.generate.live import LiveController
+
+    cfg = settings.supervisor
+    if isinstance(controller, LiveController):
+        controller.close()
+    if simulator is not None:
+        simulator.stop()
+    api.stop()
+    left = ""
+    if writer is not None:
+        code = writer.stop(cfg.writer_stop_s) if writer.process is not None else None
+        if code != 0:
+            left = _drain_here(settings, stream, exit_reason(code))
+    if loop is not None and not loop.stop(cfg.loop_stop_s):
+        print(f"etl: a pass was still running after {cfg.loop_stop_s:.0f} s; it is "
+              "finished or undone at the next start", flush=True)
+    stream.close()
+    names = [name for name, part in (("simulator", simulator), ("ingest API", api),
+                                     ("raw writer", writer), ("etl and detection", loop))
+             if part is not None]
+    print(f"stopped: {', '.join(names)}; stream closed{left}", flush=True)
+
+
+def _drain_here(settings: Settings, stream: Stream, why: str) -> str:
+    """Write what the stream still holds from this process (the writer child could not);
+    returns a note for the "stopped" line when records are left in the stream."""
+    log.warning("raw writer %s; writing what the stream holds from the supervisor", why)
+    try:
+        run_writer(settings, stream=stream, stop=_set_event(), drain=True, signals=())
+    except MadError as err:
+        log.error("could not write what the stream holds: %s", err)
+    try:
+        lag = stream_monitor(settings, stream).lag(settings.writer.consumer)
+    except MadError:
+        return "; records may be left in the stream (written at the next start)"
+    records = sum(v.records for v in lag.values())
+    return f"; {records} records left in the stream (written at the next start)" if records \
+        else ""
+
+
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
