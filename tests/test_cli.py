@@ -114,3 +114,7 @@ def test_catalog_prints_all_types() -> None:
     proc = mad("catalog")
     assert proc.returncode == 0
     assert "59 event types" in proc.stdout
+
+
+def test_up_refuses_a_rate_the_live_simulator_cannot_keep(tmp_path: Path) -> None:
+    one_line_error(mad("up", "--rate", "5000000", cwd=tmp_path), "--rate", "20000")

@@ -100,7 +100,9 @@ def test_stop_ends_an_open_ended_run_and_incidents_can_be_injected(
 
 @pytest.mark.parametrize(
     "body",
-    [{"interval_seconds": 0}, {"logs_per_interval": -1}, {"duration_seconds": "soon"}, []],
+    [{"interval_seconds": 0}, {"logs_per_interval": -1}, {"duration_seconds": "soon"}, [],
+     {"interval_seconds": 1e-6, "logs_per_interval": 1_000_000},
+     {"interval_seconds": 1, "logs_per_interval": 1_000_000}],
 )
 def test_bad_start_bodies_are_rejected(server: tuple[str, Path], body: Any) -> None:
     base, _ = server

@@ -88,10 +88,11 @@ def up(
 ) -> None:
     """Run every stage built so far, embedded and wired:
     simulator -> ingest API -> stream -> raw writer -> raw lake -> ETL -> Parquet lake."""
+    from mad.generate.live import MAX_LIVE_RATE
     from mad.runtime.supervisor import Parts, supervise
 
-    if rate < 0:
-        raise MadError("--rate must be >= 0")
+    if not 0 <= rate <= MAX_LIVE_RATE:
+        raise MadError(f"--rate must be >= 0 and <= {MAX_LIVE_RATE:g} events/s")
     supervise(settings_from(config, **_ingest_overrides(None, None, None, lake)),
               Parts(simulate_rate=rate, lake_loop=True))
 

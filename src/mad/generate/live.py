@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from mad.config import GenerateSettings, Settings
 from mad.errors import MadError
@@ -31,12 +31,25 @@ from mad.generate.scenarios import SCENARIOS, Incident
 from mad.generate.sinks import EventSink, FileSink, open_sink
 
 
+MAX_LIVE_RATE = 20_000.0
+"""Events/s a live run may ask for: one core builds ~100k/s, and the run shares its process
+with the API and the lake loop; more would starve them (use `mad generate` for volume)."""
+
+
 class StartRequest(BaseModel):
-    interval_seconds: float = Field(3.0, gt=0, le=3600)
+    interval_seconds: float = Field(3.0, ge=0.1, le=3600)
     logs_per_interval: int = Field(20, ge=1, le=1_000_000)
     duration_seconds: float | None = Field(
         120.0, ge=0, le=30 * 86400, description="0 or null: run until stopped"
     )
+
+    @model_validator(mode="after")
+    def _bounded_rate(self) -> StartRequest:
+        rate = self.logs_per_interval / self.interval_seconds
+        if rate > MAX_LIVE_RATE:
+            raise ValueError(f"logs_per_interval / interval_seconds is {rate:g} events/s; at "
+                             f"most {MAX_LIVE_RATE:g} in live mode (mad generate writes more)")
+        return self
 
 
 class IncidentRequest(BaseModel):
