@@ -1,4 +1,5 @@
-"""The ingest API served for real on loopback ports, over real embedded streams."""
+"""The ingest API served for real on loopback ports, over real embedded streams (and a real
+Kinesis on a moto server that goes away)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ import orjson
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
-from tests.conftest import free_port
+from tests.conftest import free_port, start_moto, stop_process
 
 from mad.config import Settings, load_settings
 from mad.ingest.api import create_app
 from mad.ingest.intake import ERRORS_KEY
-from mad.ingest.streams import Stream
+from mad.ingest.streams import Ack, NullMonitor, Position, Stream, StreamRecord
 from mad.ingest.wiring import open_configured_stream as open_ingest_stream
+from mad.ingest.wiring import stream_monitor
+from mad.ingest.writer import status_rows
 
 NDJSON = {"content-type": "application/x-ndjson"}
 JSON = {"content-type": "application/json"}
@@ -290,6 +293,87 @@ def test_stream_over_its_disk_budget_is_a_503(start: Start) -> None:
     assert metric_samples(api)[("mad_ingest_stream_disk_bytes", ())] > 2**20
 
 
+class BareStream:
+    """A real stream seen only through the `Stream` Protocol, as a backend that reports no
+    lag or status would be: every call goes through to the embedded stream inside."""
+
+    def __init__(self, inner: Stream) -> None:
+        self.inner = inner
+        self.appends_checked = inner.appends_checked
+
+    def shards(self) -> list[str]:
+        return self.inner.shards()
+
+    def append(self, records: Sequence[tuple[str, bytes]]) -> list[Ack]:
+        return self.inner.append(records)
+
+    def read(self, shard: str, after: Position | None, limit: int) -> list[StreamRecord]:
+        return self.inner.read(shard, after, limit)
+
+    def commit(self, consumer: str, shard: str, position: Position) -> None:
+        self.inner.commit(consumer, shard, position)
+
+    def committed(self, consumer: str, shard: str) -> Position | None:
+        return self.inner.committed(consumer, shard)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_stream_without_a_monitor_is_served_with_a_null_one(tmp_path: Path) -> None:
+    settings = load_settings(config_file=None, env={}, overrides={
+        "data_dir": str(tmp_path / "data"), "ingest.max_lag_records": 1})
+    bare = BareStream(open_ingest_stream(settings))
+    try:
+        assert stream_monitor(settings, bare.inner) is bare.inner
+        monitor = stream_monitor(settings, bare)
+        assert isinstance(monitor, NullMonitor)
+        api = ApiServer(settings, bare)
+        try:
+            for i in range(3):  # no lag is known, so max_lag_records=1 never refuses
+                resp = api.post(ndjson([event(f"bare-{i}-a"), event(f"bare-{i}-b")]))
+                assert resp.status_code == 200 and resp.json()["accepted"] == 2, resp.text
+            health = api.client.get("/health").json()
+            assert (health["status"], health["lag_records"], health["disk_bytes"]) == (
+                "ok", 0, 0)
+            assert metric_samples(api)[("mad_ingest_stream_disk_bytes", ())] == 0
+        finally:
+            api.stop()
+        assert len(read_stream(bare)) == 6
+        consumer = settings.writer.consumer
+        rows = status_rows(monitor, consumer)
+        assert [(r["shard"], r["committed"], r["lag_records"]) for r in rows] == [
+            ("0", None, None)]
+        bare.commit(consumer, "0", 5)
+        assert status_rows(monitor, consumer)[0]["committed"] == 5
+        assert monitor.status().backend == settings.ingest.stream.backend
+    finally:
+        bare.close()
+
+
+def test_a_stream_that_cannot_be_reached_is_a_503(tmp_path: Path) -> None:
+    moto, endpoint = start_moto(tmp_path)
+    try:
+        settings = load_settings(config_file=None, env={}, overrides={
+            "data_dir": str(tmp_path / "data"), "ingest.stream.backend": "kinesis",
+            "ingest.stream.kinesis.shards": 1, "aws.endpoint_url": endpoint,
+            "aws.access_key_id": "testing", "aws.secret_access_key": "testing"})
+        stream = open_ingest_stream(settings)
+    finally:
+        stop_process(moto)  # the stream service goes away under the open stream
+    api = ApiServer(settings, stream)
+    try:
+        resp = api.client.get("/health")
+        assert resp.status_code == 503
+        assert resp.json()["status"] == "failed" and resp.json()["detail"]
+        resp = api.post(ndjson([event("unreachable")]))
+        assert resp.status_code == 503 and resp.headers["retry-after"].isdigit()
+        assert resp.json()["error_code"] == "stream_unavailable"
+    finally:
+        api.stop()
+        stream.close()
+
+
 # -- metrics and OpenAPI -------------------------------------------------------------------------
 
 
@@ -399,10 +483,12 @@ def test_responses_match_the_openapi_document(start: Start) -> None:
 
 
 def start_process(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """`mad ingest serve --no-writer`: the API alone in a process of its own."""
     env = {**os.environ, "MAD_DATA_DIR": str(tmp_path / "data"),
-           "MAD_INGEST__PORT": str(port), "MAD_INGEST__STREAM__SHARDS": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "mad.ingest.api"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+           "MAD_INGEST__PORT": str(port), "MAD_INGEST__STREAM__EMBEDDED__SHARDS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "ingest", "serve", "--no-writer"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:

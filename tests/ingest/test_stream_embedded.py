@@ -1,4 +1,6 @@
-"""The embedded stream on real files: round trips, threads, crashes, torn tails, retention."""
+"""The embedded stream on real files: what only this backend promises (contiguous offsets,
+fsync policies, threads, crashes, torn tails, retention and its timer). What every backend
+promises is in `test_stream_contract.py`."""
 
 from __future__ import annotations
 
@@ -8,14 +10,16 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from mad.errors import ConfigError, TerminalError
-from mad.ingest.streams import StreamCorruptError, open_stream
-from mad.ingest.streams.embedded import EmbeddedStream
-from mad.ingest.streams.framing import HEAD, HEADER_SIZE
+from mad.ingest.streams import STREAMS, StreamContext, StreamCorruptError
+from mad.ingest.streams.embedded import EmbeddedReader, EmbeddedStream
+from mad.ingest.streams.embedded.framing import HEAD, HEADER_SIZE
 
 POLICIES = ["every_batch", "interval_ms=2"]
 
@@ -36,20 +40,23 @@ def segment_files(path: Path, shard: str = "0") -> list[Path]:
     return sorted((path / f"shard-{shard}").glob("*.log"))
 
 
+def wait_until(done: Callable[[], bool], what: str) -> None:
+    """Poll `done` until it holds; the deadline only guards against a hang."""
+    deadline = time.monotonic() + 60
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting for {what}")
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("policy", POLICIES)
-def test_round_trip_and_reopen(tmp_path: Path, policy: str) -> None:
+def test_positions_are_contiguous_offsets_across_reopen(tmp_path: Path, policy: str) -> None:
     with EmbeddedStream(tmp_path, fsync=policy) as stream:
         acks = stream.append([("payments", f"event {i}".encode()) for i in range(10)])
         acks += stream.append([("cards", b"last")])
         assert [a.position for a in acks] == list(range(11))
         assert {a.shard for a in acks} == {"0"}
-        records = stream.read("0", None, 100)
-        assert [r.payload for r in records[:2]] == [b"event 0", b"event 1"]
-        assert records[-1].key == "cards"
-        assert all(r.appended_at > 0 for r in records)
-        assert [r.position for r in stream.read("0", 4, 3)] == [5, 6, 7]
-        assert stream.read("0", 10, 5) == []
-        assert stream.committed("writer", "0") is None
+        assert [r.payload for r in stream.read("0", None, 2)] == [b"event 0", b"event 1"]
         stream.commit("writer", "0", 7)
         assert stream.lag("writer")["0"].records == 3
     with EmbeddedStream(tmp_path, fsync=policy) as stream:
@@ -252,11 +259,10 @@ def test_max_bytes_drops_unconsumed_data_and_counts_it(tmp_path: Path) -> None:
 
 
 def test_errors_are_clear(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"known backends: .*embedded"):
-        open_stream("nosuch")
     with pytest.raises(ConfigError, match="interval_ms=N"):
         EmbeddedStream(tmp_path, fsync="sometimes")
-    stream = open_stream("embedded", path=tmp_path)
+    context = StreamContext(data_dir=tmp_path, state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    stream = STREAMS.create("embedded", {"path": tmp_path}, context=context)
     try:
         with pytest.raises(TerminalError, match="already open"):
             EmbeddedStream(tmp_path)
@@ -276,7 +282,59 @@ def test_records_larger_than_a_read_chunk(tmp_path: Path) -> None:
         stream.append([("svc", big)])
         assert [len(p) for _, _, p in read_all(stream)] == [5, len(big), 5, len(big)]
         assert stream.read("0", 0, 1)[0].payload == big
-        with pytest.raises(TerminalError, match="too large"):
-            stream.append([("svc", b"x" * (64 * 1024 * 1024))])
     with EmbeddedStream(tmp_path, segment_bytes=1024 * 1024) as stream:
         assert [len(p) for _, _, p in read_all(stream)] == [5, len(big), 5, len(big)]
+
+
+# -- the owner's retention timer ----------------------------------------------------------------
+
+
+def fill_segments(stream: EmbeddedStream, batches: int = 10) -> None:
+    for _ in range(batches):
+        stream.append([("svc", b"q" * 200)] * 10)
+
+
+def test_a_quiet_owner_drops_consumed_segments_past_their_age(tmp_path: Path) -> None:
+    with EmbeddedStream(tmp_path, segment_bytes=4096, retention_seconds=0.2,
+                        retention_interval=0.05, consumers=["writer"]) as owner:
+        fill_segments(owner)
+        files = segment_files(tmp_path)
+        assert len(files) > 3
+        with EmbeddedReader(tmp_path, consumers=["writer"]) as reader:
+            reader.commit("writer", "0", 99)  # another process's commit: the owner hears nothing
+        # Left alone from here, the owner's timer alone notices the commit and the age.
+        wait_until(lambda: segment_files(tmp_path) == files[-1:], "the timer's retention pass")
+        assert owner.read("0", None, 1)[0].position == int(files[-1].stem)
+        assert owner.lag("writer")["0"].records == 0
+
+
+def test_close_stops_the_retention_timer(tmp_path: Path) -> None:
+    def timers() -> int:
+        return sum(t.name == "stream-retention" for t in threading.enumerate())
+
+    before = timers()
+    stream = EmbeddedStream(tmp_path, retention_interval=0.05)
+    assert timers() == before + 1
+    stream.close()
+    assert timers() == before
+    with EmbeddedStream(tmp_path, retention_interval=None):
+        assert timers() == before
+
+
+def test_a_failed_retention_pass_is_logged_and_the_next_ones_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with EmbeddedStream(tmp_path, segment_bytes=4096, retention_seconds=0,
+                        retention_interval=0.05, consumers=["writer"]) as owner:
+        fill_segments(owner)
+        files = segment_files(tmp_path)
+        blocked = files[0]  # a directory where the oldest segment was: it cannot be unlinked
+        blocked.rename(tmp_path / "moved-away.log")
+        blocked.mkdir()
+        with EmbeddedReader(tmp_path, consumers=["writer"]) as reader:
+            reader.commit("writer", "0", 99)
+        wait_until(lambda: "stream retention pass failed" in caplog.text, "the failed pass")
+        wait_until(lambda: segment_files(tmp_path) == [blocked, files[-1]], "the next passes")
+        blocked.rmdir()
+        ack = owner.append([("svc", b"after the failure")])[0]
+        assert owner.read("0", ack.position - 1, 10)[0].payload == b"after the failure"

@@ -1,4 +1,6 @@
-"""The Kinesis stream against a real moto server on loopback, checkpoints in SQLite."""
+"""The Kinesis stream against a real moto server on loopback, checkpoints in SQLite: what
+only this backend does (creating the stream, batching and retrying PutRecords, estimating
+lag). What every backend promises is in `test_stream_contract.py`."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import free_port
 
-from mad.errors import TerminalError, TransientError
-from mad.ingest.streams import open_stream, stream_names
-from mad.ingest.streams.base import Ack, StreamRecord
+from mad.config import AwsSettings
+from mad.errors import ConfigError, TerminalError, TransientError
+from mad.ingest.streams import STREAMS, Ack, StreamContext, StreamRecord
 from mad.ingest.streams.kinesis import (
     KinesisStream,
     backoff_seconds,
@@ -38,17 +40,6 @@ def _open(
     )
 
 
-def _events(n: int) -> list[tuple[str, bytes]]:
-    """`n` records over the services; each payload holds its key and a per-key counter."""
-    counters = dict.fromkeys(SERVICES, 0)
-    out = []
-    for i in range(n):
-        key = SERVICES[i % len(SERVICES)]
-        out.append((key, f"{key}:{counters[key]}".encode()))
-        counters[key] += 1
-    return out
-
-
 def _read_all(
     stream: KinesisStream, shard: str, after: int | None, page: int
 ) -> list[StreamRecord]:
@@ -61,91 +52,34 @@ def _read_all(
         after = batch[-1].position
 
 
-def test_registered_by_name() -> None:
-    assert "kinesis" in stream_names()
-
-
-def test_round_trip_over_shards_keeps_order_per_key(moto_url: str, tmp_path: Path) -> None:
-    name = f"rt-{uuid.uuid4().hex[:8]}"
-    with _open(moto_url, tmp_path, name) as stream:
-        assert len(stream.shards()) == 3
-        records = _events(600)
-        acks = stream.append(records)
-        assert len(acks) == len(records)
-        assert all(isinstance(a, Ack) and a.shard in stream.shards() for a in acks)
-        assert len({a.shard for a in acks}) > 1, "keys should spread over shards"
-        key_shard: dict[str, str] = {}
-        for (key, _), ack in zip(records, acks, strict=True):
-            assert key_shard.setdefault(key, ack.shard) == ack.shard  # a key stays on one shard
-
-        seen: dict[str, list[int]] = {}
-        total = 0
-        for shard in stream.shards():
-            got = _read_all(stream, shard, None, page=70)
-            positions = [r.position for r in got]
-            assert positions == sorted(positions) and len(set(positions)) == len(positions)
-            for r in got:
-                key, counter = r.payload.decode().split(":")
-                assert r.key == key and r.shard == shard
-                assert r.appended_at == pytest.approx(time.time(), abs=120)
-                seen.setdefault(key, []).append(int(counter))
-            expected = {(a.shard, a.position) for a in acks if a.shard == shard}
-            assert {(r.shard, r.position) for r in got} == expected
-            total += len(got)
-            if got:
-                stream.commit("writer", shard, got[-1].position)
-                assert stream.committed("writer", shard) == got[-1].position
-        assert total == len(records)
-        for key, counters in seen.items():
-            assert counters == list(range(len(counters))), f"order of {key}"
-        assert all(lag.records == 0 for lag in stream.lag("writer").values())
-
-
-def test_checkpoints_survive_reopening(moto_url: str, tmp_path: Path) -> None:
-    name = f"reopen-{uuid.uuid4().hex[:8]}"
-    with _open(moto_url, tmp_path, name, shards=2) as first:
-        acks = first.append(_events(40))
-        shards = first.shards()
-        for shard in shards:
-            got = first.read(shard, None, 1000)
-            if got:
-                first.commit("writer", shard, got[-1].position)
-        done = {s: first.committed("writer", s) for s in shards}
-        assert first.committed("other", shards[0]) is None
-    with _open(moto_url, tmp_path, name, shards=2) as second:
-        assert second.shards() == shards
-        assert {s: second.committed("writer", s) for s in shards} == done
-        more = second.append([("payments", b"after-reopen")])
-        shard = more[0].shard
-        got = second.read(shard, done[shard], 100)
-        assert [r.payload for r in got] == [b"after-reopen"]
-        assert max(a.position for a in acks if a.shard == shard) < got[0].position
-        status = second.status()
-        assert status.backend == "kinesis" and status.disk_bytes == 0
-        row = next(r for r in status.shards if r.shard == shard)
-        assert row.last == more[0].position and row.first is not None
-        assert row.committed["writer"] == done[shard]
-        assert row.lag["writer"].records == 1
-
-
-def test_open_stream_by_name_creates_the_stream(moto_url: str, tmp_path: Path) -> None:
+def test_opening_by_name_creates_the_stream(aws: AwsSettings, tmp_path: Path) -> None:
     name = f"named-{uuid.uuid4().hex[:8]}"
-    stream = open_stream(
-        "kinesis",
-        stream_name=name,
-        shards=1,
-        endpoint_url=moto_url,
-        access_key_id="testing",
-        secret_access_key="testing",
-        state_url=f"sqlite:///{tmp_path / 'state.db'}",
-    )
+    context = StreamContext(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", aws=aws)
+    stream = STREAMS.create("kinesis", {"stream_name": name, "shards": 1}, context=context)
     try:
         assert stream.shards() == ["shardId-000000000000"]
         assert stream.read("shardId-000000000000", None, 10) == []
-        with pytest.raises(TerminalError):
-            stream.read("shardId-000000000099", None, 10)
+        assert isinstance(stream, KinesisStream)
+        status = stream.status()
+        assert status.disk_bytes == 0 and status.settings["stream_status"] == "ACTIVE"
+        assert [(row.segments, row.disk_bytes) for row in status.shards] == [(0, 0)]
     finally:
         stream.close()
+    again = STREAMS.create("kinesis", {"stream_name": name, "shards": 3, "create": False},
+                           context=context)  # an existing stream keeps its own shard count
+    try:
+        assert again.shards() == ["shardId-000000000000"]
+    finally:
+        again.close()
+
+
+def test_a_missing_stream_without_create_is_a_config_error(
+    aws: AwsSettings, tmp_path: Path
+) -> None:
+    name = f"missing-{uuid.uuid4().hex[:8]}"
+    context = StreamContext(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", aws=aws)
+    with pytest.raises(ConfigError, match=f"Kinesis stream {name} does not exist"):
+        STREAMS.create("kinesis", {"stream_name": name, "create": False}, context=context)
 
 
 def test_lag_counts_then_drops_to_zero_after_commit(moto_url: str, tmp_path: Path) -> None:

@@ -17,20 +17,17 @@ from typing import Any
 import pytest
 
 from mad.errors import ConfigError, TerminalError
-from mad.ingest.streams import framing, frontier, open_stream
-from mad.ingest.streams.embedded import EmbeddedStream
-from mad.ingest.streams.frontier import FrontierFile
-from mad.ingest.streams.reader import EmbeddedReader
+from mad.ingest.streams import STREAMS, StreamContext
+from mad.ingest.streams.embedded import EmbeddedStream, framing, frontier
+from mad.ingest.streams.embedded.frontier import FrontierFile
+from mad.ingest.streams.embedded.reader import EmbeddedReader
 
 READER = textwrap.dedent(
     """
     import json, sys, time
-    from mad.ingest.streams import framing, open_stream
-    from mad.ingest.streams.embedded import EmbeddedStream
+    from mad.ingest.streams.embedded import EmbeddedReader, EmbeddedStream
 
-    stream = open_stream(
-        "embedded", path=sys.argv[1], shards=int(sys.argv[2]), role="reader", checkpoint_ttl=0
-    )
+    stream = EmbeddedReader(sys.argv[1], shards=int(sys.argv[2]), checkpoint_ttl=0)
     cursor = {shard: None for shard in stream.shards()}
 
     def reply(value):
@@ -316,7 +313,9 @@ def test_roles_one_owner_many_readers(tmp_path: Path, reader_process: Any) -> No
         assert owner.lag("writer")["0"].records in (1, 2)  # within checkpoint_ttl
         assert owner.apply_retention() == 0 and owner.lag("writer")["0"].records == 1
     assert early.ask("own") == "owned"  # no owner any more; readers hold no lock
-    reader = open_stream("embedded", path=tmp_path, role="reader")
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    reader = STREAMS.create("embedded", {"path": tmp_path},
+                            context=StreamContext(tmp_path, state_url, role="reader"))
     try:
         assert isinstance(reader, EmbeddedReader)
         assert [r.payload for r in reader.read("0", None, 10)] == [b"one", b"two"]
@@ -328,7 +327,8 @@ def test_roles_one_owner_many_readers(tmp_path: Path, reader_process: Any) -> No
     with pytest.raises(ConfigError, match="1 shards"):
         EmbeddedReader(tmp_path, shards=2)
     with pytest.raises(ConfigError, match="role"):
-        open_stream("embedded", path=tmp_path, role="watcher")
+        STREAMS.create("embedded", {"path": tmp_path},
+                       context=StreamContext(tmp_path, state_url, role="watcher"))
     with pytest.raises(ConfigError, match="unknown embedded stream options"):
         EmbeddedReader(tmp_path, segmentbytes=5)
 

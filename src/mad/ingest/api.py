@@ -14,14 +14,9 @@ text) report on the API and its stream.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -30,7 +25,7 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from mad.config import Settings, load_settings
+from mad.config import Settings
 from mad.errors import TerminalError, TransientError
 from mad.ingest.intake import (
     Accepted,
@@ -43,14 +38,12 @@ from mad.ingest.intake import (
     stream_records,
 )
 from mad.ingest.metrics import CONTENT_TYPE, IngestMetrics
-from mad.ingest.streams import Lag, Stream, StreamCorruptError
+from mad.ingest.pressure import FAILURE_RETRY_AFTER_S, Pressure
+from mad.ingest.streams import Stream, StreamCorruptError
+from mad.ingest.wiring import stream_monitor
 
 log = logging.getLogger(__name__)
 
-PRESSURE_TTL_S = 0.5
-LAG_RETRY_AFTER_S = 1
-DISK_RETRY_AFTER_S = 5
-FAILURE_RETRY_AFTER_S = 1
 DRAIN_BYTES = 16 * 2**20
 """After a body goes over the limit, read at most this much more before answering 413, so
 the client sees the answer instead of a reset connection."""
@@ -100,116 +93,29 @@ class HealthResponse(BaseModel):
     detail: str | None = None
 
 
-# -- stream pressure ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One look at the stream: the raw writer's lag per shard and the bytes on disk."""
-
-    lag: dict[str, Lag] = field(default_factory=dict)
-    disk_bytes: int = 0
-    error: str | None = None
-
-    @property
-    def lag_records(self) -> int:
-        return sum(v.records for v in self.lag.values())
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    code: str
-    message: str
-    retry_after: int
-
-
-class Pressure:
-    """Decides whether the stream can take more, looking at it at most every `ttl` seconds."""
-
-    def __init__(self, stream: Stream, consumer: str, max_lag: int, max_disk: int,
-                 ttl: float = PRESSURE_TTL_S) -> None:
-        self.stream, self.consumer = stream, consumer
-        self.max_lag, self.max_disk, self.ttl = max_lag, max_disk, ttl
-        self._cached: tuple[float, Reading] | None = None
-        self._lock = threading.Lock()
-
-    def read(self) -> Reading:
-        """A fresh reading; a stream error becomes `error` instead of raising."""
-        try:
-            lag = self.stream.lag(self.consumer)
-            disk = _disk_bytes(self.stream)
-        except (TransientError, StreamCorruptError, OSError) as err:
-            reading = Reading(error=str(err) or type(err).__name__)
-        else:
-            reading = Reading(lag, disk)
-        with self._lock:
-            self._cached = (time.monotonic(), reading)
-        return reading
-
-    def current(self) -> Reading:
-        """The last reading if younger than `ttl`, else a fresh one."""
-        cached = self._cached
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
-            return cached[1]
-        return self.read()
-
-    def forget(self) -> None:
-        self._cached = None
-
-    def refusal(self) -> Refusal | None:
-        """None when appends may go ahead; otherwise the 429/503 to answer."""
-        r = self.current()
-        if r.error is not None:
-            return Refusal(503, "stream_unavailable", f"stream is failing: {r.error}",
-                           FAILURE_RETRY_AFTER_S)
-        if r.disk_bytes > self.max_disk:
-            return Refusal(503, "stream_full",
-                           f"stream holds {r.disk_bytes} bytes, over ingest.max_disk_bytes "
-                           f"({self.max_disk}); the raw writer must catch up",
-                           DISK_RETRY_AFTER_S)
-        if r.lag_records > self.max_lag:
-            return Refusal(429, "writer_behind",
-                           f"raw writer '{self.consumer}' is {r.lag_records} records behind, "
-                           f"over ingest.max_lag_records ({self.max_lag})", LAG_RETRY_AFTER_S)
-        return None
-
-
-def _disk_bytes(stream: Stream) -> int:
-    cheap: Callable[[], int] | None = getattr(stream, "disk_bytes", None)
-    return int(cheap()) if callable(cheap) else stream.status().disk_bytes
-
-
 # -- the app -------------------------------------------------------------------------------
 
 
 class IngestState:
-    """What the handlers share: settings-derived limits, the stream, metrics, failures."""
+    """What the handlers share: settings-derived limits, the stream and its monitor (the
+    stream's own, or a null one: chosen once, here), metrics, failures."""
 
     def __init__(self, settings: Settings, stream: Stream) -> None:
         ing = settings.ingest
         self.settings = settings
         self.stream = stream
         self.limits = Limits(ing.max_body_bytes, ing.max_record_bytes, ing.max_depth)
-        self.pressure = Pressure(stream, settings.writer.consumer, ing.max_lag_records,
-                                 ing.max_disk_bytes)
+        self.pressure = Pressure(stream_monitor(settings, stream), settings.writer.consumer,
+                                 ing.max_lag_records, ing.max_disk_bytes)
         self.metrics = IngestMetrics()
         self.failure: str | None = None  # last append error, cleared by a good append
 
 
-def create_app(settings: Settings, stream: Stream, *, close_stream: bool = False) -> FastAPI:
-    """The ingest API over `stream`; with `close_stream` the app closes it on shutdown."""
+def create_app(settings: Settings, stream: Stream) -> FastAPI:
+    """The ingest API over `stream`. The caller owns the stream: it serves the app (the
+    supervisor, `mad.runtime`) and closes the stream once the server has stopped."""
     state = IngestState(settings, stream)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_stream:
-            stream.close()
-            print("ingest API stopped; stream closed", flush=True)
-
-    app = FastAPI(title="mad ingest API", version="1", docs_url=None, redoc_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="mad ingest API", version="1", docs_url=None, redoc_url=None)
     app.state.ingest = state
 
     refusals: dict[int | str, dict[str, Any]] = {
@@ -360,42 +266,4 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if size > max_bytes:
         raise too_large
     return b"".join(chunks)
-
-
-# -- serving -------------------------------------------------------------------------------
-
-
-def serve_stream(settings: Settings, stream: Stream) -> None:
-    """Serve the API on `stream` until SIGTERM or Ctrl-C: then stop accepting and finish the
-    requests in flight. The caller owns (and closes) the stream."""
-    import uvicorn
-
-    app = create_app(settings, stream)
-    ing = settings.ingest
-    print(f"ingest API on http://{ing.host}:{ing.port}/v1/events -> "
-          f"{ing.stream.backend} stream", flush=True)
-    config = uvicorn.Config(app, host=ing.host, port=ing.port, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=10)
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn already shut down
-        uvicorn.Server(config).run()
-
-
-def serve(settings: Settings) -> None:
-    """The API alone on the configured stream (no raw writer beside it)."""
-    from mad.ingest.wiring import open_configured_stream
-
-    stream = open_configured_stream(settings)
-    try:
-        serve_stream(settings, stream)
-    finally:
-        stream.close()
-
-
-def main() -> None:
-    """`python -m mad.ingest.api`: serve with settings from mad.yaml and MAD_* variables."""
-    serve(load_settings())
-
-
-if __name__ == "__main__":
-    main()
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mad.config import Settings
-from mad.ingest.wiring import ledger, open_configured_stream
+from mad.ingest.wiring import ledger, open_configured_stream, stream_monitor
 from mad.ingest.writer import status_rows
 
 
@@ -15,8 +15,9 @@ def collect(settings: Settings) -> dict[str, Any]:
     """Per-shard positions and lag for the writer's consumer, and the raw files ledger."""
     stream = open_configured_stream(settings, role="reader")  # the API may own it
     try:
-        shards = status_rows(stream, settings.writer.consumer)
-        stream_status = stream.status()
+        monitor = stream_monitor(settings, stream)
+        shards = status_rows(monitor, settings.writer.consumer)
+        stream_status = monitor.status()
     finally:
         stream.close()
     return {

@@ -1,13 +1,16 @@
-"""Builds the ingest stage's parts from the settings: the stream, the lake store, the writer.
+"""Builds the ingest stage's parts from the settings: the stream and its monitor, the lake
+store, the writer.
 
 The one place that maps the `ingest.stream`, `lake`, `aws` and `state` settings onto the
-backends, so the API, the writer and `mad ingest status` open the same things the same way.
+backends, so the API, the writer and `mad ingest status` open the same things the same way,
+and the one place that asks what a stream can do: whether it reports lag and status
+(`stream_monitor`) and whether its appends were already checked (`build_writer`).
 """
 
 from __future__ import annotations
 
 from mad.config import Settings
-from mad.ingest.streams import Stream, StreamContext
+from mad.ingest.streams import NullMonitor, Stream, StreamContext, StreamMonitor
 from mad.ingest.writer import RawWriter
 from mad.state import RawFileLedger, open_state
 from mad.stores import lake_store
@@ -16,14 +19,22 @@ from mad.stores import lake_store
 def open_configured_stream(settings: Settings, role: str = "owner") -> Stream:
     """The stream `settings.ingest.stream` names.
 
-    The ingest API is the embedded stream's one `owner` (appender); consumers in other
-    processes, such as the raw writer, open it as a `reader`. Kinesis has no roles.
+    The ingest API is the stream's `owner` (appender); consumers in other processes, such as
+    the raw writer, open it as a `reader`. A backend without roles opens the same either way.
     """
     context = StreamContext(data_dir=settings.data_dir, state_url=settings.state_url,
                             consumers=(settings.writer.consumer,), role=role,
                             aws=settings.aws)
     stream: Stream = settings.ingest.stream.create(context=context)
     return stream
+
+
+def stream_monitor(settings: Settings, stream: Stream) -> StreamMonitor:
+    """The stream's lag, status and disk use: the stream itself when it reports them, else
+    a `NullMonitor` (no lag, no disk use; shards and the writer's checkpoints in status)."""
+    if isinstance(stream, StreamMonitor):
+        return stream
+    return NullMonitor(stream, settings.ingest.stream.backend, (settings.writer.consumer,))
 
 
 def ledger(settings: Settings) -> RawFileLedger:

@@ -31,7 +31,7 @@ from mad.config import WriterSettings
 from mad.errors import TransientError
 from mad.events import check
 from mad.ingest.intake import ERRORS_KEY, error_envelope
-from mad.ingest.streams import Stream, StreamRecord
+from mad.ingest.streams import Stream, StreamMonitor, StreamRecord
 from mad.state import NullLedger, RawFileLedger
 from mad.stores import ObjectStore
 
@@ -286,20 +286,20 @@ def _line(payload: bytes, event: Any) -> bytes:
     return orjson.dumps(event) if b"\n" in payload or b"\r" in payload else payload
 
 
-def status_rows(stream: Stream, consumer: str,
+def status_rows(monitor: StreamMonitor, consumer: str,
                 stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per shard for a status table: positions, checkpoint and lag of `consumer`,
     plus the writer's counters (files, bytes, errors by reason) when `stats` is given."""
-    lags = stream.lag(consumer)
+    lags = monitor.lag(consumer)
     rows = []
-    status = stream.status()
+    status = monitor.status()
     for shard in status.shards:
         lag = lags.get(shard.shard)
         rows.append({
             "shard": shard.shard,
             "first": shard.first,
             "last": shard.last,
-            "committed": stream.committed(consumer, shard.shard),
+            "committed": shard.committed.get(consumer),
             "lag_records": lag.records if lag else None,
             "lag_bytes": lag.bytes if lag else None,
             "lag_seconds": lag.age_seconds if lag else None,
@@ -308,5 +308,3 @@ def status_rows(stream: Stream, consumer: str,
         for row in rows:
             row.update(files=stats["files"], bytes=stats["bytes"], errors=stats["errors"])
     return rows
-
-

@@ -1,5 +1,7 @@
-"""The stream between the ingest API and the raw lake writer: one Protocol, its records and
-status rows, and the registry that finds a backend by name.
+"""The stream between the ingest API and the raw lake writer: the `Stream` Protocol every
+backend implements, its records and status rows, and the registry that finds a backend by
+name. Backends live in their own folders (`embedded/`, `kinesis/`); what only some of them
+can report (lag, status, disk use) is the optional `StreamMonitor` (`monitor.py`).
 
 Model (shared by the embedded log and Kinesis): a stream has shards; a record goes to one
 shard chosen from its key (the service name) and gets a position there. Positions are
@@ -114,7 +116,9 @@ class StreamCorruptError(TerminalError):
 
 
 class Stream(Protocol):
-    """A durable, sharded, append-only stream with named consumer checkpoints."""
+    """A durable, sharded, append-only stream with named consumer checkpoints: what every
+    backend must do. How far behind a consumer is, and the status table, are optional
+    (`StreamMonitor`), because not every service can count them cheaply."""
 
     appends_checked: bool
     """True when only the ingest API can append, so every event in it was already checked
@@ -148,14 +152,6 @@ class Stream(Protocol):
         """The last position `consumer` committed on `shard`, or None if it never did."""
         ...
 
-    def lag(self, consumer: str) -> dict[str, Lag]:
-        """Per shard, how far `consumer` is behind; cheap enough to call per request."""
-        ...
-
-    def status(self) -> StreamStatus:
-        """Everything `mad ingest status` shows, for every known consumer."""
-        ...
-
     def close(self) -> None:
         """Release files, threads and connections; appends already acknowledged stay durable."""
         ...
@@ -177,4 +173,5 @@ class StreamContext:
 
 STREAMS: Registry[Stream] = Registry("stream backend", "mad.ingest.streams",
                                      setting="ingest.stream")
-"""Stream backends by name; each factory takes its options and `context=StreamContext`."""
+"""Stream backends by name; each factory takes its options and `context=StreamContext`.
+A backend is a sub-package of `mad.ingest.streams` whose `__init__` registers it."""

@@ -1,16 +1,9 @@
-"""The embedded stream: a durable, segmented, append-only log in a local directory.
+"""The embedded stream opened by its owner: the one process that appends.
 
-No server: the ingest process owns the directory and is the only one that appends (an
-exclusive lock file stops a second owner). Other processes may open it as readers
-(`reader.py`): `open_stream("embedded", path=..., role="reader")`. Layout:
-
-    {path}/LOCK                   held with flock by the owner while open
-    {path}/state.sqlite           consumer checkpoints, drop counters, shard count
-    {path}/shard-{i}/{base}.log   segment files, see `shard_log.py`, `segment.py`, `framing.py`
-    {path}/shard-{i}/FRONTIER     how far readers may read, see `frontier.py`
-
-Records go to shard `crc32(key) % shards` (one shard by default), so order per key is kept.
-Positions are record offsets, contiguous per shard. Reads return only durable records.
+The owner holds the directory's exclusive lock (a second owner gets TerminalError); readers
+in other processes use `reader.py`. Records go to shard `crc32(key) % shards` (one shard by
+default), so order per key is kept. Positions are record offsets, contiguous per shard.
+Reads return only durable records.
 
 fsync policy (`fsync=`):
 - `every_batch`: the appending thread fsyncs before `append` returns. Threads appending at
@@ -28,8 +21,9 @@ nothing counts as consumed. Unconsumed data is deleted only to stay under `max_b
 is counted; a consumer whose records were dropped resumes at the oldest one kept. The active
 segment is never deleted, so budgets hold to within one segment. Retention runs after every
 commit and segment roll, when `lag`/`status`/`committed` notice a commit made by another
-process (checkpoints are re-read at most every `checkpoint_ttl` seconds), and on
-`apply_retention()` (which re-reads them first).
+process (checkpoints are re-read at most every `checkpoint_ttl` seconds), on
+`apply_retention()` (which re-reads them first), and every `retention_interval` seconds on
+the owner's own timer (`sweeper.py`), so segments of a quiet stream still age out.
 """
 
 from __future__ import annotations
@@ -44,31 +38,27 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
-from pydantic import Field
-
 from mad.errors import ConfigError, TerminalError, TransientError
-from mad.ingest.streams import framing
 from mad.ingest.streams.base import (
-    STREAMS,
     Ack,
     ClosesOnExit,
     Lag,
     Position,
-    Stream,
-    StreamContext,
     StreamRecord,
     StreamStatus,
     check_commit_position,
 )
-from mad.ingest.streams.checkpoints import Checkpoints, StateStore, check_shard_count
-from mad.ingest.streams.reader import EmbeddedReader
-from mad.ingest.streams.retention import Retention
-from mad.ingest.streams.shard_log import ShardLog
-from mad.registry import Options
+from mad.ingest.streams.embedded import framing
+from mad.ingest.streams.embedded.checkpoints import Checkpoints, StateStore, check_shard_count
+from mad.ingest.streams.embedded.retention import Retention
+from mad.ingest.streams.embedded.shard_log import ShardLog
+from mad.ingest.streams.embedded.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 MAX_RECORD = framing.MAX_FRAME - framing.BODY_HEAD.size
+RETENTION_INTERVAL_S = 60.0
+"""How often the owner applies retention on its own (segments age while nothing happens)."""
 
 
 def parse_fsync(policy: str) -> float | None:
@@ -83,34 +73,9 @@ def parse_fsync(policy: str) -> float | None:
     )
 
 
-class EmbeddedOptions(Options):
-    """`ingest.stream.embedded.*`: the local log's folder, shards, fsync and retention."""
-
-    path: Path | None = Field(None, description="log folder (default <data_dir>/stream)")
-    shards: int = Field(1, ge=1, le=64)
-    fsync: str = Field("interval_ms=5", pattern=r"^(every_batch|interval_ms=[1-9][0-9]*)$")
-    segment_bytes: int = Field(64 * 2**20, ge=2**16)
-    retention_seconds: float = Field(86400.0, gt=0)
-
-
-@STREAMS.register("embedded", EmbeddedOptions)
-def open_embedded(*, context: StreamContext, path: Path | None, shards: int, fsync: str,
-                  segment_bytes: int, retention_seconds: float) -> Stream:
-    """The `embedded` backend: the context's `role="owner"` opens the stream to append,
-    `role="reader"` opens it read-only from another process (`EmbeddedReader`)."""
-    folder = path or context.data_dir / "stream"
-    if context.role == "owner":
-        return EmbeddedStream(folder, shards=shards, fsync=fsync, segment_bytes=segment_bytes,
-                              retention_seconds=retention_seconds,
-                              consumers=context.consumers)
-    if context.role == "reader":
-        return EmbeddedReader(folder, shards=shards, consumers=context.consumers)
-    raise ConfigError(f"embedded stream role must be 'owner' or 'reader', "
-                      f"got {context.role!r}")
-
-
 class EmbeddedStream(ClosesOnExit):
-    """A `Stream` kept in local segment files, opened by its owner; see the module docstring."""
+    """A `Stream` (and `StreamMonitor`) kept in local segment files, opened by its owner; see
+    the module docstring. `retention_interval=None` turns the retention timer off."""
 
     appends_checked = True
 
@@ -125,6 +90,7 @@ class EmbeddedStream(ClosesOnExit):
         max_bytes: int | None = None,
         consumers: Iterable[str] = (),
         checkpoint_ttl: float = 0.5,
+        retention_interval: float | None = RETENTION_INTERVAL_S,
     ) -> None:
         if shards < 1 or segment_bytes < 1024:
             raise ConfigError("stream needs shards >= 1 and segment_bytes >= 1024")
@@ -158,6 +124,10 @@ class EmbeddedStream(ClosesOnExit):
                 target=self._flush_loop, name="stream-fsync", daemon=True
             )
             self._flusher.start()
+        self._sweeper: Sweeper | None = None
+        if retention_interval is not None:
+            self._sweeper = Sweeper(self.apply_retention, retention_interval)
+            self._sweeper.start()
 
     # -- Stream protocol -----------------------------------------------------------------
 
@@ -219,6 +189,25 @@ class EmbeddedStream(ClosesOnExit):
         self._notice_commits()
         return self._checkpoints.get(consumer, shard)
 
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._dirty.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        for lg in self._logs:
+            try:
+                lg.close()
+            except TransientError as err:  # a failed shard: nothing more can be made durable
+                log.warning("%s", err)
+        self._store.close()
+        os.close(self._lock_fd)
+
+    # -- StreamMonitor -------------------------------------------------------------------
+
     def lag(self, consumer: str) -> dict[str, Lag]:
         self._notice_commits()
         now, cps = time.time(), self._checkpoints
@@ -248,30 +237,15 @@ class EmbeddedStream(ClosesOnExit):
             settings,
         )
 
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._dirty.set()
-        if self._flusher is not None:
-            self._flusher.join()
-        for lg in self._logs:
-            try:
-                lg.close()
-            except TransientError as err:  # a failed shard: nothing more can be made durable
-                log.warning("%s", err)
-        self._store.close()
-        os.close(self._lock_fd)
-
-    # -- embedded extras -----------------------------------------------------------------
-
     def disk_bytes(self) -> int:
         """Bytes of all segment files, from memory (no system call): cheap per request."""
         return sum(lg.disk_bytes() for lg in self._logs)
 
+    # -- retention -------------------------------------------------------------------------
+
     def apply_retention(self) -> int:
         """Re-read the checkpoints, then delete segments that retention allows; returns how
-        many. Call it on a timer for age-based retention."""
+        many. The owner's timer calls it every `retention_interval` seconds."""
         self._checkpoints.refresh(0)
         return self._retain()
 
@@ -312,7 +286,6 @@ class EmbeddedStream(ClosesOnExit):
                     lg.sync()
                 except TransientError as err:  # the shard is marked failed; waiters get it
                     log.error("%s", err)
-
 
 
 def _lock_directory(path: Path) -> int:

@@ -1,6 +1,7 @@
 """The embedded stream opened read-only, from a process other than the one that appends.
 
-    open_stream("embedded", path=..., role="reader")      # or EmbeddedReader(path)
+    STREAMS.create("embedded", {"path": ...}, context=StreamContext(..., role="reader"))
+    EmbeddedReader(path)                                   # the same, directly
 
 The owner (`EmbeddedStream`) stays the only appender and keeps its exclusive lock; readers
 take no lock, and any number of them may be open. A reader:
@@ -35,8 +36,8 @@ from mad.ingest.streams.base import (
     StreamStatus,
     check_commit_position,
 )
-from mad.ingest.streams.checkpoints import Checkpoints, StateStore, check_shard_count
-from mad.ingest.streams.shard_reader import ShardReader
+from mad.ingest.streams.embedded.checkpoints import Checkpoints, StateStore, check_shard_count
+from mad.ingest.streams.embedded.shard_reader import ShardReader
 
 OWNER_OPTIONS = frozenset(
     {"fsync", "segment_bytes", "retention_seconds", "retention_bytes", "max_bytes"}
@@ -44,7 +45,8 @@ OWNER_OPTIONS = frozenset(
 
 
 class EmbeddedReader(ClosesOnExit):
-    """A read-only `Stream` over an embedded stream directory; see the module docstring."""
+    """A read-only `Stream` (and `StreamMonitor`) over an embedded stream directory; see the
+    module docstring."""
 
     appends_checked = True
 
@@ -96,6 +98,16 @@ class EmbeddedReader(ClosesOnExit):
         self._checkpoints.refresh()
         return self._checkpoints.get(consumer, shard)
 
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for view in self._views:
+            view.close()
+        self._store.close()
+
+    # -- StreamMonitor -------------------------------------------------------------------
+
     def lag(self, consumer: str) -> dict[str, Lag]:
         self._checkpoints.refresh()
         now, cps = time.time(), self._checkpoints
@@ -120,13 +132,12 @@ class EmbeddedReader(ClosesOnExit):
             {"path": str(self.path), "role": "reader"},
         )
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def disk_bytes(self) -> int:
+        """Bytes of the segment files, after following the owner's latest rolls and deletes
+        (a directory listing per shard: fine for a reader, which is not on a request path)."""
         for view in self._views:
-            view.close()
-        self._store.close()
+            view.refresh()
+        return sum(view.disk_bytes() for view in self._views)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -135,4 +146,3 @@ class EmbeddedReader(ClosesOnExit):
             return self._views[int(shard)]
         except (ValueError, IndexError):
             raise TerminalError(f"no shard {shard!r} in stream {self.path}") from None
-

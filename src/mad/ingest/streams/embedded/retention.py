@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mad.ingest.streams.checkpoints import StateStore
-from mad.ingest.streams.segment import Segment
-from mad.ingest.streams.shard_log import ShardLog
+from mad.ingest.streams.embedded.checkpoints import StateStore
+from mad.ingest.streams.embedded.segment import Segment
+from mad.ingest.streams.embedded.shard_log import ShardLog
 
 log = logging.getLogger(__name__)
 

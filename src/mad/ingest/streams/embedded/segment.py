@@ -19,8 +19,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mad.ingest.streams import framing
 from mad.ingest.streams.base import StreamCorruptError
+from mad.ingest.streams.embedded import framing
 
 INDEX_EVERY = 16 * 1024
 """Bytes between sparse index entries: a lookup hops over at most this much of a segment."""

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from mad.ingest.streams.base import StreamCorruptError
-from mad.ingest.streams.frontier import Frontier, FrontierFile
-from mad.ingest.streams.segment import INDEX_EVERY, Segment
-from mad.ingest.streams.shard_log import NAME
-from mad.ingest.streams.shard_view import ShardView
+from mad.ingest.streams.embedded.frontier import Frontier, FrontierFile
+from mad.ingest.streams.embedded.segment import INDEX_EVERY, Segment
+from mad.ingest.streams.embedded.shard_log import NAME
+from mad.ingest.streams.embedded.shard_view import ShardView
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from mad.ingest.streams.base import Lag, ShardStatus, StreamCorruptError, StreamRecord
-from mad.ingest.streams.segment import Row, Segment
+from mad.ingest.streams.embedded.segment import Row, Segment
 
 
 class ShardView(ABC):
