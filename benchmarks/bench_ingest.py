@@ -1,11 +1,17 @@
-"""Ingest throughput against the old Kinesis -> S3 way and against a floor, in one run.
+"""Ingest throughput against the old Kinesis -> S3 way and against a floor, in one run, with
+the raw writer in a process of its own (today) and in a thread of the API's process.
 
-Same generated events (a backfill, faults included) for all three:
+Same generated events (a backfill, faults included) for all four:
 
-* ours: `mad ingest serve` (embedded stream, raw writer, local lake) as a subprocess, loaded
-  by several client processes posting NDJSON batches over keep-alive HTTP. Sustained events/s
-  is the events acknowledged over the time from the first post until the raw writer has
-  committed them all (stream lag 0 in /metrics), i.e. until the lake holds everything.
+* ours, writer process: `mad ingest serve` (embedded stream, raw writer, local lake) as a
+  subprocess, loaded by several client processes posting NDJSON batches over keep-alive
+  HTTP. Sustained events/s is the events acknowledged over the time from the first post
+  until the raw writer has committed them all (stream lag 0 in /metrics), i.e. until the
+  lake holds everything. The raw writer is the supervisor's child process, reading the
+  stream as a reader.
+* ours, writer thread: the same API (`mad.runtime.servers.ServerThread`) with
+  `mad.runtime.writer.run_writer` in a thread of the same process, on the owner's stream;
+  started by this script (`--serve-thread`), not a product setting. Same load, same measure.
 * peer: one `put_record` per event to Kinesis on a moto server, and a consumer
   (GetShardIterator / GetRecords) writing each GetRecords batch as one JSONL object to S3 on
   the same moto server. moto is slow, so this runs on a sample; the figure is a rate.
@@ -190,6 +196,7 @@ def count_lake(lake: Path) -> dict[str, int]:
 
 @dataclass
 class Ours:
+    name: str
     sent: int
     accepted: int
     rejected: int
@@ -208,8 +215,50 @@ class Ours:
         return (self.accepted + self.rejected) / self.total_s
 
 
-def run_ours(lines: list[bytes], tmp: Path, procs: int, conns: int, batch: int,
-             compress: bool) -> Ours:
+SERVE_PROCESS = [sys.executable, "-m", "mad.cli", "ingest", "serve"]
+SERVE_THREAD = [sys.executable, str(Path(__file__).resolve()), "--serve-thread"]
+
+
+def serve_with_writer_thread() -> int:
+    """`--serve-thread`: what `mad ingest serve` runs, with the raw writer in a thread of this
+    process on the owner's stream instead of a child process on a reader, so the API and the
+    writer share one interpreter. Settings from MAD_* as for `mad ingest serve`; SIGTERM stops
+    the API first, then lets the writer write what is left, then closes the stream."""
+    from mad.config import load_settings
+    from mad.ingest.api import create_app
+    from mad.ingest.wiring import open_configured_stream
+    from mad.runtime.servers import ServerThread
+    from mad.runtime.signals import stop_on_signals
+    from mad.runtime.writer import run_writer
+
+    settings = load_settings()
+    ing = settings.ingest
+    stop, writer_stop = threading.Event(), threading.Event()
+    stream = open_configured_stream(settings)
+    api = ServerThread(create_app(settings, stream), ing.host, ing.port, "bench-ingest-api")
+    writer = threading.Thread(
+        target=run_writer, args=(settings,), name="bench-raw-writer",
+        kwargs={"stream": stream, "stop": writer_stop, "drain": True, "signals": ()})
+    try:
+        writer.start()
+        api.start()
+        with stop_on_signals(stop):
+            while not stop.wait(0.5):
+                if not (api.alive() and writer.is_alive()):
+                    print("the API or the writer thread stopped", file=sys.stderr)
+                    return 1
+    finally:
+        api.stop()
+        writer_stop.set()
+        writer.join()
+        stream.close()
+    return 0
+
+
+def run_ours(name: str, command: list[str], lines: list[bytes], tmp: Path, procs: int,
+             conns: int, batch: int, compress: bool) -> Ours:
+    """Start `command` (the ingest service, settings through MAD_*), load it, time it."""
+    tmp.mkdir()
     port = conftest().free_port()
     base = f"http://127.0.0.1:{port}"
     batches = batches_of(lines, batch, compress)
@@ -218,8 +267,7 @@ def run_ours(lines: list[bytes], tmp: Path, procs: int, conns: int, batch: int,
            "MAD_INGEST__STREAM__BACKEND": "embedded", "MAD_WRITER__FLUSH_INTERVAL_S": "1",
            "MAD_LOG_LEVEL": "WARNING"}
     log = (tmp / "serve.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "mad.cli", "ingest", "serve"], env=env,
-                              cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -276,7 +324,7 @@ def run_ours(lines: list[bytes], tmp: Path, procs: int, conns: int, batch: int,
 
     lat = [x for r in results for x in r.latencies]
     return Ours(
-        sent=len(lines), accepted=sum(r.accepted for r in results),
+        name=name, sent=len(lines), accepted=sum(r.accepted for r in results),
         rejected=sum(r.rejected for r in results), retries=sum(r.retries for r in results),
         failed=sum(r.failed for r in results), requests=len(lat),
         post_s=last_ack - first, total_s=caught_up - first,
@@ -407,7 +455,10 @@ def main() -> None:
     parser.add_argument("--peer-events", type=int, default=5_000,
                         help="sample posted to Kinesis on moto (first N of the same events)")
     parser.add_argument("--peer-shards", type=int, default=1, help="Kinesis shards (moto)")
+    parser.add_argument("--serve-thread", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_thread:  # the launcher of the writer-thread contender, in its own process
+        raise SystemExit(serve_with_writer_thread())
     if min(args.events, args.procs, args.conns, args.batch, args.peer_events,
            args.peer_shards) < 1:
         parser.error("every number must be >= 1")
@@ -416,38 +467,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
         tmp = Path(d)
         lines = make_events(max(args.events, args.peer_events), tmp)
-        (tmp / "ours").mkdir()
         (tmp / "peer").mkdir()
-        ours = run_ours(lines[:args.events], tmp / "ours", args.procs, args.conns, args.batch,
-                        args.gzip)
+        work = (lines[:args.events], args.procs, args.conns, args.batch, args.gzip)
+        ours = run_ours("writer process", SERVE_PROCESS, work[0], tmp / "ours", *work[1:])
+        thread = run_ours("writer thread", SERVE_THREAD, work[0], tmp / "thread", *work[1:])
         peer = run_peer(lines[:args.peer_events], tmp / "peer", args.peer_shards)
         floor_s = run_floor(lines[:args.events], tmp)
     load1 = os.getloadavg()
 
-    acked = ours.accepted + ours.rejected
     floor = args.events / floor_s
-    lake_total = sum(ours.lake.values())
-    errors = ours.lake.get("md-raw-errors", 0)
     mb = sum(len(x) for x in lines[:args.events]) / 2**20
     print(f"events                 : {args.events:,} lines ({mb:.0f} MiB NDJSON), faults "
           f"included; peer sample {args.peer_events:,}")
     print(f"load generator         : {args.procs} processes x {args.conns} connections, "
           f"{args.batch} lines/request, gzip {'on' if args.gzip else 'off'}")
-    print(f"ours acknowledged      : {acked:,} ({ours.accepted:,} accepted, {ours.rejected:,} "
-          f"rejected) in {ours.requests:,} requests; {ours.retries} retries, "
-          f"{ours.failed} failed")
-    print(f"ours timeline          : last ack {ours.post_s:.2f} s, lake complete "
-          f"{ours.total_s:.2f} s after first post")
-    ok = "OK" if lake_total == ours.sent else "MISMATCH"
-    print(f"ours lake sanity       : {lake_total:,} records ({lake_total - errors:,} valid + "
-          f"{errors:,} md-raw-errors) vs {ours.sent:,} lines sent: {ok}; "
-          f"server exit {ours.exit_code}")
+    for run in (ours, thread):
+        describe(run)
     ok = "OK" if peer.in_s3 == peer.events else "MISMATCH"
     print(f"peer sanity            : {peer.in_s3:,} records in {peer.objects} S3 objects vs "
           f"{peer.events:,} put: {ok}")
     print()
     rows = [
-        ("ours: mad ingest serve, sustained (post -> lake)", f"{ours.rate:,.0f}"),
+        ("ours: mad ingest serve, writer process (post -> lake)", f"{ours.rate:,.0f}"),
+        ("ours: API + writer thread, one process (post -> lake)", f"{thread.rate:,.0f}"),
         ("peer (a): put_record/event -> Kinesis -> S3 (moto)", f"{peer.rate:,.0f}"),
         ("floor (b): gzip ~5 MiB chunks to local files", f"{floor:,.0f}"),
     ]
@@ -456,12 +498,28 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value:>12}")
     print()
+    print(f"ratio thread/process   : {thread.rate / ours.rate:,.2f}x")
     print(f"ratio ours/peer        : {ours.rate / peer.rate:,.1f}x")
     print(f"ratio floor/ours       : {floor / ours.rate:,.1f}x")
-    print(f"ack latency (ours)     : p50 {ours.p50_ms:.1f} ms, p99 {ours.p99_ms:.1f} ms "
-          f"per {args.batch}-line request")
+    for run in (ours, thread):
+        print(f"ack latency, {run.name:<14}: p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms "
+              f"per {args.batch}-line request")
     print(f"CPUs                   : {os.cpu_count()}; load average before "
           f"{load0[0]:.2f}, after {load1[0]:.2f} (1 min)")
+
+
+def describe(run: Ours) -> None:
+    """What one contender acknowledged, when, and whether its lake holds every line."""
+    acked = run.accepted + run.rejected
+    label = f"{run.name:<15}"
+    print(f"{label}acknowledged: {acked:,} ({run.accepted:,} accepted, {run.rejected:,} "
+          f"rejected) in {run.requests:,} requests; {run.retries} retries, {run.failed} failed")
+    print(f"{label}timeline    : last ack {run.post_s:.2f} s, lake complete "
+          f"{run.total_s:.2f} s after first post")
+    total, errors = sum(run.lake.values()), run.lake.get("md-raw-errors", 0)
+    ok = "OK" if total == run.sent else "MISMATCH"
+    print(f"{label}lake sanity : {total:,} records ({total - errors:,} valid + {errors:,} "
+          f"md-raw-errors) vs {run.sent:,} lines sent: {ok}; server exit {run.exit_code}")
 
 
 if __name__ == "__main__":
