@@ -147,6 +147,12 @@ class SimulateSettings(Section):
         description="a JSONL file path, or an http(s):// URL of the ingest API",
     )
     faults: bool = Field(True, description="inject data faults in live mode")
+    auth_token: str | None = Field(None, description="bearer token every route but /health "
+                                   "needs (see docs/operations.md)")
+    auth_token_file: Path | None = Field(None, description="read the token from this file")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
+                                     "accepted; default: loopback names when bound to "
+                                     "loopback, any otherwise; '*' for any")
 
 
 class StreamSettings(BackendChoice):
@@ -174,6 +180,12 @@ class IngestSettings(Section):
     max_depth: int = Field(16, ge=2, le=64, description="nesting limit of one event")
     max_lag_records: int = Field(5_000_000, ge=1, description="429 above this backlog")
     max_disk_bytes: int = Field(20 * 2**30, ge=2**20, description="503 above this")
+    auth_token: str | None = Field(None, description="bearer token every route but /health "
+                                   "needs (see docs/operations.md)")
+    auth_token_file: Path | None = Field(None, description="read the token from this file")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
+                                     "accepted; default: loopback names when bound to "
+                                     "loopback, any otherwise; '*' for any")
     stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
 
 

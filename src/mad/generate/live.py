@@ -29,7 +29,7 @@ from mad.generate.engine import Simulator
 from mad.generate.faults import Delivery
 from mad.generate.scenarios import SCENARIOS, Incident
 from mad.generate.sinks import EventSink, FileSink, open_sink
-
+from mad.web import Guard, read_token
 
 MAX_LIVE_RATE = 20_000.0
 """Events/s a live run may ask for: one core builds ~100k/s, and the run shares its process
@@ -202,7 +202,9 @@ class LiveController:
         with self._lock:
             if self.running():
                 raise SimulatorBusy("a run is already going; POST /api/continuous/stop first")
-            new = LiveRun(self.settings, req, open_sink(self.settings.simulate.sink))
+            ing = self.settings.ingest  # a sink that is our ingest API needs its token
+            token = read_token(ing.auth_token, ing.auth_token_file, "ingest.auth_token")
+            new = LiveRun(self.settings, req, open_sink(self.settings.simulate.sink, token))
             new.start()
             self.run = new
         return {"status": "started", **new.status()}
@@ -243,6 +245,11 @@ def create_app(settings: Settings, controller: LiveController | None = None) -> 
 
     app = FastAPI(title="mad simulator", version="1", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
+    cfg = settings.simulate
+    app.add_middleware(Guard, token=read_token(cfg.auth_token, cfg.auth_token_file,
+                                               "simulate.auth_token"),
+                       allowed_hosts=cfg.allowed_hosts, bind_host=cfg.host,
+                       name="simulator control API")
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -18,6 +18,8 @@ from mad.errors import MadError, TransientError
 MAX_ATTEMPTS = 5
 BACKOFF_S = 0.2
 MAX_BACKOFF_S = 5.0
+BATCH_LINES = 1000  # lines per request
+BATCH_BYTES = 4 * 2**20  # bytes per request, under the ingest API's 5 MiB default
 
 
 class EventSink(Protocol):
@@ -46,23 +48,33 @@ class FileSink:
 
 
 class HttpSink:
-    """Posts NDJSON batches to the ingest API; retries 429/5xx and connection errors."""
+    """Posts NDJSON batches to the ingest API (at most `BATCH_LINES` lines and
+    `BATCH_BYTES` bytes each, within the API's request limits); retries 429/5xx and
+    connection errors; sends `token` as a bearer token when given."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, token: str | None = None) -> None:
         self.url = url
         self.client = httpx.Client(timeout=timeout_s)
+        self.headers = {"content-type": "application/x-ndjson"}
+        if token:
+            self.headers["authorization"] = f"Bearer {token}"
 
     def send(self, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        body = b"".join(lines)
+        start, size = 0, 0
+        for i, line in enumerate(lines):
+            if i > start and (i - start >= BATCH_LINES or size + len(line) > BATCH_BYTES):
+                self._post(b"".join(lines[start:i]))
+                start, size = i, 0
+            size += len(line)
+        if start < len(lines):
+            self._post(b"".join(lines[start:]))
+
+    def _post(self, body: bytes) -> None:
         delay = BACKOFF_S
         last = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                resp = self.client.post(
-                    self.url, content=body, headers={"content-type": "application/x-ndjson"}
-                )
+                resp = self.client.post(self.url, content=body, headers=self.headers)
             except httpx.HTTPError as err:
                 last = f"{type(err).__name__}: {err}"
             else:
@@ -83,7 +95,8 @@ class HttpSink:
         self.client.close()
 
 
-def open_sink(target: str) -> EventSink:
+def open_sink(target: str, token: str | None = None) -> EventSink:
+    """The sink for `simulate.sink`; `token` is the ingest API's, for an http(s) sink."""
     if target.startswith(("http://", "https://")):
-        return HttpSink(target)
+        return HttpSink(target, token=token)
     return FileSink(Path(target))
