@@ -56,7 +56,8 @@ def test_only_the_lake_contract_spells_dataset_names() -> None:
 
 
 def test_backend_names_stay_in_backend_folders() -> None:
-    literal = re.compile(r"""["'](%s)["']|["']s3://""" % "|".join(BACKEND_NAMES))
+    names = "|".join(BACKEND_NAMES)
+    literal = re.compile(rf"""["']({names})["']|["']s3://""")
     allowed = [SRC / f for f in BACKEND_FOLDERS] + [SRC / "config.py", SRC / "registry.py"]
     for path in SRC.rglob("*.py"):
         if any(path == a or path.is_relative_to(a) for a in allowed):

@@ -71,5 +71,5 @@ def test_detectors_are_found_with_their_parameters_as_options() -> None:
 
     assert {"ensemble", "holt", "seasonal", "hst"} <= set(DETECTORS.names())
     assert DETECTORS.options("holt", {"alpha": 0.2}).model_dump()["alpha"] == 0.2
-    with pytest.raises(ConfigError, match="detect.detector.holt"):
+    with pytest.raises(ConfigError, match=r"detect\.detector\.holt"):
         DETECTORS.options("holt", {"alpha": "high"})

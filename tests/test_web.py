@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import free_port
 
 from mad.errors import ConfigError
 from mad.web import Guard, read_token
+from tests.conftest import free_port
 
 
 @pytest.fixture
