@@ -551,3 +551,20 @@ def test_killed_api_loses_no_acknowledged_event(tmp_path: Path) -> None:
     finally:
         stream.close()
     assert set(acked) <= stored
+
+
+def test_the_token_guards_every_route_but_health(
+    start: Start, generated: tuple[list[bytes], dict[str, Any]],
+) -> None:
+    api = start(auth_token="s3cr3t")
+    event = generated[0][0]
+    assert api.client.get("/health").status_code == 200
+    for path in ("/metrics", "/openapi.json"):
+        assert api.client.get(path).status_code == 401, path
+    refused = api.post(event)
+    assert refused.status_code == 401 and refused.json()["error_code"] == "unauthorized"
+    assert read_stream(api.stream) == []  # nothing was appended
+    ok = api.post(event, {**NDJSON, "Authorization": "Bearer s3cr3t"})
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    other_host = api.client.get("/health", headers={"Host": "rebound.example.com"})
+    assert other_host.status_code == 421

@@ -41,6 +41,7 @@ from mad.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from mad.ingest.pressure import FAILURE_RETRY_AFTER_S, Pressure
 from mad.ingest.streams import Stream, StreamCorruptError
 from mad.ingest.wiring import stream_monitor
+from mad.web import Guard, read_token
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ def create_app(settings: Settings, stream: Stream) -> FastAPI:
     state = IngestState(settings, stream)
     app = FastAPI(title="mad ingest API", version="1", docs_url=None, redoc_url=None)
     app.state.ingest = state
+    ing = settings.ingest
+    app.add_middleware(Guard, token=read_token(ing.auth_token, ing.auth_token_file,
+                                               "ingest.auth_token"),
+                       allowed_hosts=ing.allowed_hosts, bind_host=ing.host, name="ingest API")
 
     refusals: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorResponse, "description": text}
