@@ -131,3 +131,12 @@ def test_open_store_by_scheme(tmp_path: Path) -> None:
         open_store("gs://bucket/lake")
     with pytest.raises(ConfigError, match="bucket"):
         open_store("s3://")
+
+
+def test_root_exists(store: ObjectStore, tmp_path: Path) -> None:
+    assert store.root_exists()  # the fixture made it (create=True)
+    assert not open_store(str(tmp_path / "nowhere")).root_exists()
+
+
+def test_a_missing_s3_bucket_has_no_root(aws: AwsSettings, bucket_url: str) -> None:
+    assert not open_store(bucket_url, aws).root_exists()

@@ -422,8 +422,11 @@ def test_cli_help_errors_status_and_a_clean_stop_on_sigterm(tmp_path: Path) -> N
         proc = mad_cli(settings, "detect", "run", *args)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
-    empty = mad_cli(settings, "detect", "status")
-    assert empty.returncode == 0 and "none yet" in empty.stdout
+    nothing = mad_cli(settings, "detect", "status")  # a status command creates nothing
+    assert nothing.returncode != 0 and "Traceback" not in nothing.stderr
+    assert len(nothing.stderr.strip().splitlines()) == 1 and "no lake at" in nothing.stderr
+    assert not Path(settings.lake_url).exists()
+    assert not (tmp_path / "state.db").exists()
 
     write_aggregates(Path(settings.lake_url), synthetic_rows(120))
     proc = detect_process(settings, "--watch")

@@ -38,3 +38,14 @@ def test_a_corrupt_database_file_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TerminalError, match="unusable") as err:
         open_state(f"sqlite:///{db}")
     assert "\n" not in str(err.value)
+
+
+def test_looking_creates_nothing(tmp_path: Path) -> None:
+    from mad.errors import ConfigError
+
+    db = tmp_path / "typo" / "state.db"
+    with pytest.raises(ConfigError, match="no state database"):
+        open_state(f"sqlite:///{db}", create=False)
+    assert not db.parent.exists()
+    open_state(f"sqlite:///{db}").dispose()  # the stage that writes creates it
+    open_state(f"sqlite:///{db}", create=False).dispose()

@@ -26,8 +26,8 @@ from mad.stores import ObjectNotFound, lake_store
 
 def collect(settings: Settings, limit: int = 10) -> dict[str, Any]:
     window = settings.detect.window
-    store = lake_store(settings)
-    engine = open_state(settings.state_url)
+    store = lake_store(settings, must_exist=True)
+    engine = open_state(settings.state_url, create=False)
     try:
         db = DetectStore(engine)
         marks = [m for m in db.watermarks() if m["window"] == window]

@@ -61,10 +61,12 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def open_state(url: str = DEFAULT_URL) -> Engine:
+def open_state(url: str = DEFAULT_URL, create: bool = True) -> Engine:
     """An engine on the state database at `url`, with every table of `metadata` created.
 
     A relative SQLite path is relative to the working directory; its folder is created.
+    With `create=False` (status commands: they only look) nothing is created: a SQLite file
+    that does not exist is a ConfigError saying so, which catches a mistyped data folder.
     Raises ConfigError for a URL that names no usable database driver, TransientError when
     the database cannot be reached.
     """
@@ -80,6 +82,9 @@ def open_state(url: str = DEFAULT_URL) -> Engine:
     if is_sqlite:
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
+            if not create and not Path(database).is_file():
+                raise ConfigError(f"no state database at {database}: nothing has run with "
+                                  "these settings (check --config, MAD_DATA_DIR, state.url)")
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         options["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
     try:
@@ -89,7 +94,11 @@ def open_state(url: str = DEFAULT_URL) -> Engine:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        _create_tables(engine)
+        if create:
+            _create_tables(engine)
+        else:
+            with engine.connect():
+                pass
     except OperationalError as err:
         engine.dispose()
         raise TransientError(f"cannot open state database {safe_url(url)}: "

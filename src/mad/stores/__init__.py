@@ -49,6 +49,10 @@ class ObjectStore(Protocol):
         """Whether an object is stored under `key`."""
         ...
 
+    def root_exists(self) -> bool:
+        """Whether the store's root (its folder, its bucket) exists at all."""
+        ...
+
 
 STORES: Registry[ObjectStore] = Registry("object store", __name__, setting="lake")
 """Object stores by URL scheme (`file`, `s3`); each factory takes its options plus
@@ -60,7 +64,8 @@ def open_store(url: str, aws: AwsSettings | None = None, create: bool = False,
                options: Any = None) -> ObjectStore:
     """The object store for a URL: a local path, `file://PATH` or `s3://bucket[/prefix]`.
 
-    `create` makes a missing bucket (S3); local folders are always made on first write.
+    `create` makes a missing bucket (S3) or folder (local) now; otherwise a local folder is
+    made on the first write.
     `options` are the store's own (`lake.<scheme>` in the settings)."""
     scheme, location = split_url(url)
     if scheme not in STORES.names():
@@ -77,10 +82,17 @@ def split_url(url: str) -> tuple[str, str]:
     return scheme.lower(), location
 
 
-def lake_store(settings: Settings, create: bool = False) -> ObjectStore:
-    """The object store of the configured lake, with its options."""
+def lake_store(settings: Settings, create: bool = False,
+               must_exist: bool = False) -> ObjectStore:
+    """The object store of the configured lake, with its options. With `must_exist` (status
+    commands, which only look) a lake whose folder or bucket is missing is a ConfigError:
+    a mistyped `--lake` or data folder is said so, instead of shown as an empty lake."""
     url = settings.lake_url
-    return open_store(url, settings.aws, create, settings.lake.options(split_url(url)[0]))
+    store = open_store(url, settings.aws, create, settings.lake.options(split_url(url)[0]))
+    if must_exist and not store.root_exists():
+        raise ConfigError(f"no lake at {store.url}: nothing has been written there (check "
+                          "--lake, --config, MAD_DATA_DIR, lake.url)")
+    return store
 
 
 __all__ = [

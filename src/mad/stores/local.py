@@ -75,6 +75,9 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def root_exists(self) -> bool:
+        return self.root.is_dir()
+
     def _path(self, key: str) -> Path:
         parts = key.split("/")
         if any(p in ("", ".", "..") or p.startswith(".") for p in parts):
@@ -107,5 +110,13 @@ def _fsync_dir(folder: Path) -> None:
 @STORES.register("file")
 def open_local(*, location: str, aws: AwsSettings | None = None,
                create: bool = False) -> LocalStore:
-    """A `LocalStore` for a folder path (the part of the URL after `file://`); no options."""
-    return LocalStore(location or ".")
+    """A `LocalStore` for a folder path (the part of the URL after `file://`); `create`
+    makes the folder now (otherwise it is made on the first put); no options."""
+    store = LocalStore(location or ".")
+    if create:
+        try:
+            store.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TerminalError(f"cannot create the lake folder {store.root}: "
+                                f"{err.strerror or err}") from None
+    return store

@@ -102,6 +102,16 @@ class S3Store:
     def delete(self, key: str) -> None:
         self._call("delete", key, "delete_object", Key=self.prefix + key)
 
+    def root_exists(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except Exception as err:
+            found = self._error("head bucket", "", err)
+            if isinstance(found, (ObjectNotFound, ConfigError)):
+                return False
+            raise found from err
+        return True
+
     def exists(self, key: str) -> bool:
         try:
             self._call("head", key, "head_object", Key=self.prefix + key)
