@@ -118,3 +118,26 @@ def test_catalog_prints_all_types() -> None:
 
 def test_up_refuses_a_rate_the_live_simulator_cannot_keep(tmp_path: Path) -> None:
     one_line_error(mad("up", "--rate", "5000000", cwd=tmp_path), "--rate", "20000")
+
+
+def test_version() -> None:
+    from mad import __version__
+
+    proc = mad("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"mad {__version__}"
+
+
+def test_log_lines_carry_timestamps_and_follow_log_level(tmp_path: Path) -> None:
+    (tmp_path / "mad.yaml").write_text("ingest:\n  stream:\n    kinesis_shards: 2\n")
+    proc = mad("catalog", cwd=tmp_path)  # the deprecation warning is a plain line
+    assert proc.returncode == 0 and "deprecated" in proc.stderr
+    script = ("from mad.cli.common import settings_from\nimport logging\n"
+              "settings_from(None)\nlogging.getLogger('mad.x').warning('hello')\n"
+              "logging.getLogger('mad.x').info('quiet')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAD_")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**env, "MAD_LOG_LEVEL": "WARNING"}, timeout=60).stderr
+    import re
+
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING mad\.x: hello", out), out
+    assert "quiet" not in out

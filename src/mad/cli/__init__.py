@@ -25,6 +25,20 @@ for stage in (generate, ingest, etl, detect, bench):
     stage.register(app)
 
 
+def _version(show: bool) -> None:
+    if show:
+        from mad import __version__
+
+        typer.echo(f"mad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Metrics Anomaly Detection: simulate, ingest, transform and watch banking services."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn user errors into one line on stderr and an exit code."""
     command = typer.main.get_command(app)

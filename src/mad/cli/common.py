@@ -13,11 +13,22 @@ ConfigOption = typer.Option(
 LakeOption = typer.Option(None, help="Lake: a folder or s3://bucket[/prefix].")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def settings_from(config: Path | None, **overrides: Any) -> Any:
-    """The settings of every layer, with the command's flags (dotted keys) on top."""
+    """The settings of every layer, with the command's flags (dotted keys) on top; log
+    lines go to stderr from here on, timestamped, at `log_level`."""
+    import logging
+
     from mad.config import load_settings
 
-    return load_settings(config_file=config, overrides=overrides)
+    settings = load_settings(config_file=config, overrides=overrides)
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    for noisy in ("httpx", "httpcore", "botocore", "urllib3", "py4j"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING,
+                                              logging.getLevelName(settings.log_level)))
+    return settings
 
 
 def sub_app(help_text: str) -> typer.Typer:
