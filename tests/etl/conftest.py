@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mad.etl.engines.base import Engine, open_engine
+from mad.etl.engines import ENGINES, Engine
 from tests.etl.helpers import split_backfill
 
 
@@ -36,6 +37,8 @@ def raw_lake(tmp_path: Path, backfill: tuple[Path, dict[str, Any]]) -> tuple[Pat
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return open_engine("duckdb", memory_limit="1GB", threads=2,
-                       temp_directory=str(tmp_path / "spill"))
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    made = ENGINES.create("duckdb", {"memory_limit": "1GB", "threads": 2,
+                                     "temp_directory": str(tmp_path / "spill")})
+    yield made
+    made.close()

@@ -25,7 +25,7 @@ def spark_fixture(master: str = "local[2]") -> Callable[..., Any]:
     @pytest.fixture(scope="module")
     def spark() -> Iterator[SparkSession]:
         pytest.importorskip("pyspark", reason="pyspark is not installed")
-        from mad.etl.engines.spark_session import spark_session
+        from mad.etl.engines.spark.session import spark_session
 
         started = time.monotonic()
         session = spark_session(master=master, app_name="mad-tests")

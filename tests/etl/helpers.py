@@ -11,31 +11,35 @@ from typing import Any
 
 import duckdb
 
-from mad.etl.engines.base import Engine
-from mad.etl.parquet_lake import partition_files, publish, staging_dir, transformed_dataset
+from mad import lake as lake_names
+from mad.etl.engines import Engine
+from mad.etl.engines.duckdb.engine import DuckDBEngine
+from mad.etl.parquet_lake import partition_files, publish, staging_dir
+from mad.etl.publish import PartitionStore
 from mad.etl.transforms.events import events_plan, partitions_plan
 from mad.generate.raw_lake import split_backfill  # noqa: F401  (re-exported for tests)
 
 
 def run_events(engine: Engine, lake: Path, kind: str, raw_files: Iterable[Path],
-               quarantine: str = "md-quarantine") -> dict[str, int]:
+               quarantine: str = lake_names.QUARANTINE_DATASET) -> dict[str, int]:
     """One events run over raw files of `kind`, published into the lake (two phases: find the
     touched partitions, then merge into exactly those)."""
     files = [str(p) for p in raw_files]
-    dataset = transformed_dataset(kind)
-    probe = staging_dir(lake, f"probe-{uuid.uuid4().hex}")
-    engine.execute(partitions_plan(), files, {}, str(probe))
-    parts = duckdb.sql(f"SELECT date, hour FROM '{probe}/partitions/*.parquet'").fetchall()
-    existing = partition_files(lake, dataset, parts)
+    dataset = lake_names.transformed_dataset(kind)
+    rows = engine.query(partitions_plan(), files, {}, "partitions")
+    existing = partition_files(lake, dataset, [(r["date"], r["hour"]) for r in rows])
     run_id = uuid.uuid4().hex
     out = staging_dir(lake, run_id) / "out"
     counts = engine.execute(events_plan(kind), files, {"existing": existing}, str(out))
     key = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()[:32]
     publish(lake, run_id, {"events": dataset}, append={"quarantine": quarantine}, key=key)
-    import shutil
-
-    shutil.rmtree(probe, ignore_errors=True)
     return counts
+
+
+def lake_connection(parts: PartitionStore) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that reads the locations of `parts` (S3 through httpfs), for tests
+    to look at what a run wrote, whichever engine wrote it."""
+    return DuckDBEngine(memory_limit="1GB", s3=parts.credentials).connect()
 
 
 def read_rows(files: list[str] | str, order: str = "event_id") -> list[tuple[Any, ...]]:

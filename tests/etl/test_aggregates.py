@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from mad.etl.engines.base import Engine
+from mad.etl.engines import Engine
 from mad.etl.transforms.aggregates import aggregates_plan
 from mad.etl.transforms.events import events_plan
 

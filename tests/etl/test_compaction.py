@@ -15,9 +15,11 @@ import duckdb
 from mad import lake
 from mad.config import AwsSettings, Settings, load_settings
 from mad.etl.compact import AUTO_SMALL_FILES
+from mad.etl.engines import ENGINES
 from mad.etl.publish import PartitionStore
 from mad.etl.runner import COMPACT, QUARANTINE, EtlRunner
 from mad.stores import open_store
+from tests.etl.helpers import lake_connection
 
 HOUR6 = 1_793_512_800.0  # 2026-11-01T06:00:00Z
 PARTITION = "date=2026-11-01/hour=06"
@@ -49,7 +51,7 @@ def put_raw_files(url: str, n: int, aws: AwsSettings | None = None) -> None:
 
 def rows(parts: PartitionStore, prefix: str) -> list[tuple[Any, ...]]:
     keys = sorted(parts.files(prefix))
-    con = parts.connect()
+    con = lake_connection(parts)
     listing = ", ".join(f"'{parts.location(k)}'" for k in keys)
     got = con.sql(f"SELECT * FROM read_parquet([{listing}], hive_partitioning = false)"
                   ).fetchall()
@@ -160,12 +162,12 @@ def test_a_staged_file_far_above_the_target_is_split_before_publishing(tmp_path:
                f"TO '{big}/part-a.parquet' (FORMAT PARQUET, COMPRESSION SNAPPY)")
     duckdb.sql(f"COPY (SELECT 1 AS i, 'x' AS s) TO '{small}/part-b.parquet' (FORMAT PARQUET)")
     before = duckdb.sql(f"SELECT * FROM '{big}/part-a.parquet'").fetchall()
-    con = duckdb.connect()
-    assert split_large(con, staged, target) == 1
+    engine = ENGINES.create("duckdb", {"temp_directory": str(tmp_path / "spill")})
+    assert split_large(engine, staged, target) == 1
     pieces = sorted(big.glob("*.parquet"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     assert len(pieces) >= 3 and all(p.stat().st_size <= 1.5 * target for p in pieces)
     listing = ", ".join(f"'{p}'" for p in pieces)
-    assert con.sql(f"SELECT * FROM read_parquet([{listing}])").fetchall() == before
+    assert duckdb.sql(f"SELECT * FROM read_parquet([{listing}])").fetchall() == before
     assert [p.name for p in small.iterdir()] == ["part-b.parquet"]
     assert sorted(p.name for p in (staged / "date=2026-11-01").iterdir()) == ["hour=07",
                                                                                 "hour=08"]

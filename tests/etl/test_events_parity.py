@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from mad.etl.engines.base import Engine
-from mad.etl.engines.spark_engine import SparkEngine
+from mad.etl.engines import Engine
+from mad.etl.engines.spark.engine import SparkEngine
 from mad.etl.transforms.aggregates import WINDOWS, aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
 from tests.etl.conftest_spark import spark_fixture

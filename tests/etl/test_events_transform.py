@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from mad.etl.engines.base import Engine
+from mad.etl.engines import Engine
 from mad.etl.transforms.events import events_plan
 
 HOUR_DIR = "md-raw-logs/service=gateway/year=2026/month=11/day=01/hour=06"

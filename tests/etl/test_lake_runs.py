@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from mad.etl.engines.base import Engine
+from mad.etl.engines import Engine
 from mad.etl.parquet_lake import dataset_files
 from tests.etl.helpers import read_rows, run_events
 
@@ -90,9 +90,11 @@ def test_late_event_lands_in_event_hour(engine: Engine, tmp_path: Path) -> None:
     assert len(list(part.glob("*.parquet"))) == 1
 
 
-def test_a_committed_publish_is_finished_into_the_datasets_its_marker_names(
+def test_a_local_marker_names_its_datasets_and_appended_files_by_key(
     engine: Engine, raw_lake: tuple[Path, list[Path]]
 ) -> None:
+    """Local specifics beyond the contract suite's recovery: the marker, not the caller's
+    fallback targets, says where a committed publish goes; appends are named by key."""
     from mad.etl.parquet_lake import commit, recover, staging_dir
     from mad.etl.transforms.events import events_plan
 

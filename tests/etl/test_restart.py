@@ -25,7 +25,7 @@ pg = postgres_fixture()
 def etl(lake: Path, data: Path, state_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MAD_DATA_DIR": str(data), "MAD_LAKE__URL": str(lake),
            "MAD_STATE__URL": state_url, "MAD_ETL__BATCH_FILES": "3",
-           "MAD_ETL__DUCKDB_MEMORY_LIMIT": "1GB"}
+           "MAD_ETL__ENGINE__DUCKDB__MEMORY_LIMIT": "1GB"}
     return subprocess.Popen([sys.executable, "-m", "mad.cli", "etl", "run"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

@@ -9,11 +9,10 @@ than a row group reader wants; the lake aims at files of about the target size:
   e.g. one quarantine file per run) is rewritten whole into a stage and published by the
   store's swap, like any other write, so a crash leaves the old or the new files.
 
-Rewrites read with `union_by_name` and without Hive columns, so every row comes back exactly
-as it was stored (older files missing a newer column get NULL in it, as every reader of the
-lake already sees), in the order it was stored. DuckDB closes a file once it passes
-`FILE_SIZE_BYTES` after a row group; the row group size is derived from the input's bytes per
-row so a file overshoots the target by at most about a quarter.
+Both rewrite through the run's engine (`Engine.rewrite`), so with Spark no other engine
+touches the lake: every row comes back exactly as it was stored (older files missing a newer
+column get NULL in it, as every reader of the lake already sees), in the order it was
+stored, in files of about the target size.
 """
 
 from __future__ import annotations
@@ -23,14 +22,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
-
+from mad.etl.engines import Engine
 from mad.etl.publish import PartitionStore
-from mad.etl.transforms.sql import sql_list, sql_str
 
 SPLIT_OVER = 1.5  # a file above this x target is split
 AUTO_SMALL_FILES = 8  # a run's pass compacts a partition it wrote with this many small files
-MIN_ROW_GROUP, MAX_ROW_GROUP = 2048, 122_880  # DuckDB's minimum and default
 
 
 def worth_compacting(sizes: Sequence[int], target: int) -> bool:
@@ -47,28 +43,7 @@ def small_files(sizes: Sequence[int], target: int) -> int:
     return sum(1 for s in sizes if s < target / 2)
 
 
-def rewrite(con: duckdb.DuckDBPyConnection, sources: Sequence[str], size: int, out: Path,
-            target: int, stem: str = "part") -> list[Path]:
-    """Write the rows of `sources` (Parquet paths or URLs, `size` bytes in all), in order, as
-    files of about `target` bytes named `{stem}-{i}.parquet` in the new folder `out`."""
-    listing = "[" + sql_list(sources) + "]"
-    row = con.execute(f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({listing})"
-                      ).fetchone()
-    rows = int(row[0]) if row else 0
-    per_file = rows * target / size if size else MAX_ROW_GROUP
-    group = int(min(MAX_ROW_GROUP, max(MIN_ROW_GROUP, per_file // 4)))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(
-        f"COPY (SELECT * FROM read_parquet({listing}, hive_partitioning = false, "
-        f"union_by_name = true)) TO {sql_str(str(out))} (FORMAT PARQUET, COMPRESSION SNAPPY, "
-        f"FILE_SIZE_BYTES {int(target)}, ROW_GROUP_SIZE {group}, "
-        f"FILENAME_PATTERN {sql_str(stem + '-{i}')})")
-    return sorted(out.glob("*.parquet"))
-
-
-def split_large(con: duckdb.DuckDBPyConnection, folder: Path, target: int) -> int:
+def split_large(engine: Engine, folder: Path, target: int) -> int:
     """Split every staged Parquet file under `folder` above `SPLIT_OVER` x target into files
     of about the target, in the same partition folder; returns how many were split."""
     split = 0
@@ -77,16 +52,16 @@ def split_large(con: duckdb.DuckDBPyConnection, folder: Path, target: int) -> in
             continue
         pieces = f.parent.parent / f".split-{f.parent.name}-{f.stem}"
         size = f.stat().st_size
-        for piece in rewrite(con, [str(f)], size, pieces, target, stem=f"{f.stem}-split"):
-            piece.replace(f.parent / piece.name)
-        shutil.rmtree(pieces)
+        for piece in engine.rewrite([str(f)], size, str(pieces), target, stem=f"{f.stem}-split"):
+            Path(piece).replace(f.parent / Path(piece).name)
+        shutil.rmtree(pieces, ignore_errors=True)
         f.unlink()
         split += 1
     return split
 
 
-def compact_partition(lake: PartitionStore, con: duckdb.DuckDBPyConnection, partition: str,
-                      target: int, run_id: str) -> bool:
+def compact_partition(lake: PartitionStore, engine: Engine, partition: str, target: int,
+                      run_id: str) -> bool:
     """Rewrite `dataset/key=value/...` as files of about `target` bytes when that gives fewer
     files (or splits a too-large one), published by staging and swap; False when left as
     is."""
@@ -95,8 +70,9 @@ def compact_partition(lake: PartitionStore, con: duckdb.DuckDBPyConnection, part
         return False
     dataset, _, rel = partition.partition("/")
     try:
-        written = rewrite(con, [lake.location(k) for k in sorted(files)], sum(files.values()),
-                          lake.stage(run_id) / "out" / "compact" / rel, target)
+        written = engine.rewrite([lake.location(k) for k in sorted(files)],
+                                 sum(files.values()),
+                                 str(lake.stage(run_id) / "out" / "compact" / rel), target)
         if not written:  # no rows at all: nothing to publish, leave the partition alone
             return False
         lake.publish(run_id, {"compact": dataset})

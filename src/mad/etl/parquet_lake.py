@@ -77,22 +77,21 @@ def dataset_files(lake: str | Path, dataset: str) -> list[str]:
 def publish(lake: str | Path, run_id: str, targets: dict[str, str],
             append: dict[str, str] | None = None, key: str = "") -> list[str]:
     """Swap the staged outputs into the lake: `targets` maps an output name to its dataset
-    folder (e.g. `{"events": "md-transformed-logs"}`); returns the partitions replaced.
+    folder (e.g. `{"events": lake.transformed_dataset("log")}`); returns the partitions
+    replaced.
 
-    Outputs in `append` (e.g. `{"quarantine": "md-quarantine"}`) are added instead: each
+    Outputs in `append` (e.g. `{"quarantine": lake.QUARANTINE_DATASET}`) are added instead: each
     staged file is renamed into its live partition as `part-{key}-{n}.parquet`, so re-running
     the same input (same `key`, e.g. a hash of the raw file list) replaces its own files and
     leaves other runs' files alone."""
-    record = commit(lake, run_id, targets, append, key)
-    done = _finish(Path(lake), staging_dir(lake, run_id), record)
-    shutil.rmtree(staging_dir(lake, run_id), ignore_errors=True)
-    return done
+    return finish(lake, run_id, commit(lake, run_id, targets, append, key))
 
 
-def commit(lake: str | Path, run_id: str, targets: dict[str, str],
-           append: dict[str, str] | None = None, key: str = "") -> dict[str, Any]:
-    """Step 1 of `publish`: write the marker that names every swap and move still to do
-    (from here on `recover` finishes the publish); returns what it wrote."""
+def prepare(lake: str | Path, run_id: str, targets: dict[str, str],
+            append: dict[str, str] | None = None, key: str = "") -> dict[str, Any]:
+    """The marker's record for publishing the stage of `run_id`: the datasets of the swaps and
+    every appended file's move. Nothing is written: a stage without its marker is deleted by
+    `recover`."""
     stage = staging_dir(lake, run_id)
     moves: list[tuple[str, str]] = []  # (staged file, live file), both relative
     for output, dataset in sorted((append or {}).items()):
@@ -101,9 +100,36 @@ def commit(lake: str | Path, run_id: str, targets: dict[str, str],
             for n, f in enumerate(sorted((root / rel).glob("*.parquet"))):
                 moves.append((f.relative_to(stage).as_posix(),
                               f"{dataset}/{rel.as_posix()}/part-{key or run_id}-{n}.parquet"))
-    record = {"replace": targets, "moves": moves}
-    _fsync_write(stage / MARKER, json.dumps(record, sort_keys=True))
+    return {"replace": dict(targets), "moves": moves}
+
+
+def staged_partitions(lake: str | Path, run_id: str, targets: dict[str, str]) -> list[str]:
+    """The live partitions (`dataset/key=value/...`) the stage of `run_id` replaces."""
+    out = staging_dir(lake, run_id) / "out"
+    return [f"{dataset}/{rel.as_posix()}" for output, dataset in sorted(targets.items())
+            for rel in partition_dirs(out / output)]
+
+
+def write_marker(lake: str | Path, run_id: str, record: dict[str, Any]) -> None:
+    """The commit point: from here on `recover` finishes the publish `record` describes."""
+    _fsync_write(staging_dir(lake, run_id) / MARKER, json.dumps(record, sort_keys=True))
+
+
+def commit(lake: str | Path, run_id: str, targets: dict[str, str],
+           append: dict[str, str] | None = None, key: str = "") -> dict[str, Any]:
+    """Step 1 of `publish`: write the marker that names every swap and move still to do
+    (from here on `recover` finishes the publish); returns what it wrote."""
+    record = prepare(lake, run_id, targets, append, key)
+    write_marker(lake, run_id, record)
     return record
+
+
+def finish(lake: str | Path, run_id: str, record: dict[str, Any]) -> list[str]:
+    """Do the committed `record`'s moves and swaps, then delete the stage; returns the
+    partitions replaced."""
+    done = _finish(Path(lake), staging_dir(lake, run_id), record)
+    shutil.rmtree(staging_dir(lake, run_id), ignore_errors=True)
+    return done
 
 
 def recover(lake: str | Path, targets: dict[str, str] | None = None) -> list[str]:

@@ -4,9 +4,9 @@ The events plan quarantines every invalid line of the files it reads, and the qu
 appended to (it has no key to merge on). A raw file is read again after a killed run, a
 `mad etl backfill` or `reprocess`, and then usually in a differently cut batch, so the
 batch-named quarantine file would not replace the earlier one and the lines would appear
-twice. Before a run publishes, `drop_known` removes from its staged quarantine files the
-lines whose `(source_file, line_no)` the live partition already holds: a raw file never
-changes, so that pair names one line.
+twice. Before a run publishes, `drop_known` runs `known_lines_plan` on the run's engine over
+the staged quarantine partitions that already exist live, and puts the rows it keeps in
+their place: a raw file never changes, so `(source_file, line_no)` names one line.
 """
 
 from __future__ import annotations
@@ -14,51 +14,35 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
-
+from mad.etl.engines import Engine
 from mad.etl.parquet_lake import partition_dirs
 from mad.etl.publish import PartitionStore
-from mad.etl.transforms.sql import sql_list, sql_str
+from mad.etl.transforms.quarantine import known_lines_plan
 
 
-def drop_known(con: duckdb.DuckDBPyConnection, lake: PartitionStore, dataset: str,
-               staged: Path) -> int:
+def drop_known(engine: Engine, lake: PartitionStore, dataset: str, staged: Path,
+               scratch: Path) -> int:
     """Filter the staged quarantine output under `staged` (`key=value/...` folders) against
-    the live partitions of `dataset`; a staged file left empty is deleted. Returns how many
+    the live partitions of `dataset`, writing through `scratch` (a local folder of the run's
+    own, deleted afterwards); a staged partition left empty is deleted. Returns how many
     lines were dropped."""
-    dropped = 0
-    for rel in partition_dirs(staged):
-        live = lake.files(f"{dataset}/{rel.as_posix()}/")
-        if not live:
-            continue
-        known = "[" + sql_list(lake.location(k) for k in sorted(live)) + "]"
-        for f in sorted((staged / rel).glob("*.parquet")):
-            kept = f.with_name(f".kept-{f.name}")
-            con.execute(f"""
-                COPY (SELECT s.* FROM read_parquet({sql_str(str(f))}, hive_partitioning = false)
-                      AS s
-                      ANTI JOIN (SELECT DISTINCT source_file, line_no
-                                 FROM read_parquet({known}, hive_partitioning = false,
-                                                   union_by_name = true)) AS k
-                      ON k.source_file = s.source_file AND k.line_no = s.line_no)
-                TO {sql_str(str(kept))} (FORMAT PARQUET, COMPRESSION SNAPPY)""")
-            before = _rows(con, f)
-            after = _rows(con, kept)
-            dropped += before - after
-            if after == 0:
-                kept.unlink()
-                f.unlink()
-            elif after < before:
-                kept.replace(f)
-            else:
-                kept.unlink()
-        if not any((staged / rel).iterdir()):
+    live = {rel: sorted(lake.files(f"{dataset}/{rel.as_posix()}/"))
+            for rel in partition_dirs(staged)}
+    live = {rel: keys for rel, keys in live.items() if keys}
+    if not live:
+        return 0
+    staged_files = [str(f) for rel in live for f in sorted((staged / rel).glob("*.parquet"))]
+    known = [lake.location(k) for keys in live.values() for k in keys]
+    try:
+        counts = engine.execute(known_lines_plan(), [],
+                                {"staged": staged_files, "known": known}, str(scratch))
+        for rel in live:
             shutil.rmtree(staged / rel)
-    return dropped
-
-
-def _rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    row = con.execute(
-        f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({sql_str(str(path))})"
-    ).fetchone()
-    return int(row[0]) if row else 0
+            kept = scratch / "quarantine" / rel
+            if kept.is_dir():
+                (staged / rel).mkdir(parents=True)
+                for f in sorted(kept.glob("*.parquet")):
+                    f.replace(staged / rel / f.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return counts["count_staged"] - counts["quarantine"]

@@ -14,8 +14,11 @@ One `run_once()`:
 The lake is a local folder or an S3 prefix; the runner sees it only through a
 `mad.etl.publish.PartitionStore`: engines read raw files and existing partitions from the
 lake's locations, write into a local stage, and the store publishes the stage (renames on a
-local disk, upload + commit record + delete on S3). One process at a time works on a lake
-from one data folder (`{data_dir}/etl.lock`), so `mad etl compact` waits for a running pass.
+local disk, upload + commit record + delete on S3). Every read of raw data or Parquet goes
+through the configured engine (`mad.etl.engines.Engine`): the partitions probe, the quarantine
+dedup, splitting and compacting files and the row counts of written partitions, so with Spark
+the driver only lists and moves files. One process at a time works on a lake from one data
+folder (`{data_dir}/etl.lock`), so `mad etl compact` waits for a running pass.
 
 Transient failures (TransientError) are retried with backoff; anything else fails the run,
 which is recorded with its error, and stops this pass. Every step can be killed and re-run:
@@ -30,13 +33,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import duckdb
 
 from mad import lake
 from mad.config import Settings
@@ -49,7 +50,6 @@ from mad.etl.publish import PartitionStore, open_partition_store
 from mad.etl.quarantine import drop_known
 from mad.etl.transforms.aggregates import HISTORY_WINDOWS, WINDOWS, aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
-from mad.etl.transforms.sql import sql_list
 from mad.state import EtlLedger, Written, open_state
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,9 @@ class EtlRunner:
         self.ledger = EtlLedger(open_state(settings.state_url))
         self.engine = engine or _engine(settings, self.lake)
         self.sleep = sleep
-        self._con: duckdb.DuckDBPyConnection | None = None
 
     def close(self) -> None:
         self.engine.close()
-        if self._con is not None:
-            self._con.close()
-            self._con = None
 
     def run_once(self) -> PassSummary:
         with self._exclusive():
@@ -240,22 +236,15 @@ class EtlRunner:
         file far above the target size. Nothing is published yet."""
         files = [self.lake.location(f.key) for f in batch]
         dataset = lake.transformed_dataset(kind)
-        probe_id = f"probe-{run_id}"
-        probe = self.lake.stage(probe_id)
-        try:
-            self.engine.execute(partitions_plan(), files, {}, str(probe))
-            found = sorted(probe.rglob("*.parquet"))
-            parts = [(str(r[0]), str(r[1])) for r in duckdb.sql(
-                f"SELECT DISTINCT date, hour FROM read_parquet({_paths(found)})"
-            ).fetchall()] if found else []
-        finally:
-            self.lake.discard(probe_id)
+        parts = sorted({(str(r["date"]), str(r["hour"])) for r in self.engine.query(
+            partitions_plan(), files, {}, "partitions")})
         existing = [self.lake.location(k) for date, hour in parts
-                    for k in sorted(self.lake.files(f"{dataset}/date={date}/hour={hour}/"))]
-        out = self.lake.stage(run_id) / "out"
+                    for k in sorted(self.lake.files(f"{dataset}/{lake.event_hour(date, hour)}/"))]
+        stage = self.lake.stage(run_id)
+        out = stage / "out"
         raw = self.engine.execute(events_plan(kind), files, {"existing": existing}, str(out))
-        comp.split_large(self._duckdb(), out / "events", self.settings.etl.target_file_bytes)
-        drop_known(self._duckdb(), self.lake, QUARANTINE, out / "quarantine")
+        comp.split_large(self.engine, out / "events", self.settings.etl.target_file_bytes)
+        drop_known(self.engine, self.lake, QUARANTINE, out / "quarantine", stage / "known")
         key = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()[:32]
         counts = {
             "rows_in": raw.get("count_in", 0), "rows_out": raw.get("count_new", 0),
@@ -269,23 +258,8 @@ class EtlRunner:
     def _measure(self, partition: str) -> Written:
         dataset, _, rel = partition.partition("/")
         files = self.lake.files(partition.rstrip("/") + "/")
-        rows = 0
-        if files:
-            listing = _paths(self.lake.location(k) for k in sorted(files))
-            row = self._duckdb().execute(
-                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({listing})"
-            ).fetchone()
-            rows = int(row[0]) if row else 0
+        rows = self.engine.count_rows([self.lake.location(k) for k in sorted(files)])
         return Written(dataset, rel, rows, len(files), sum(files.values()))
-
-    def _duckdb(self) -> duckdb.DuckDBPyConnection:
-        """One connection for reading the lake's footers and for compaction rewrites."""
-        if self._con is None:
-            self._con = self.lake.connect()
-            self._con.execute("SET TimeZone = 'UTC'")
-            self._con.execute("SET memory_limit = '2GB'")
-            self._con.execute("SET threads = 2")
-        return self._con
 
     # -- compaction ------------------------------------------------------------------------
 
@@ -298,11 +272,11 @@ class EtlRunner:
                 if wanted(list(self.lake.files(p + "/").values()))]
         if not todo:
             return []
-        run_id = self.ledger.start(COMPACT, "duckdb", [])
+        run_id = self.ledger.start(COMPACT, self.engine.name, [])
         done: list[str] = []
         try:
             for n, partition in enumerate(todo):
-                if comp.compact_partition(self.lake, self._duckdb(), partition, target,
+                if comp.compact_partition(self.lake, self.engine, partition, target,
                                           f"{run_id}-{n}"):
                     done.append(partition)
         except BaseException as err:
@@ -327,7 +301,7 @@ class EtlRunner:
             self.engine.execute(aggregates_plan(window), [],
                                 {"events": events, "history": _recent(history, first, window)},
                                 str(out))
-            comp.split_large(self._duckdb(), out / "aggregates",
+            comp.split_large(self.engine, out / "aggregates",
                              self.settings.etl.target_file_bytes)
             self.lake.publish(run_id, {"aggregates": AGGREGATES})
 
@@ -357,11 +331,6 @@ def _recent(files: list[str], first: datetime, window: str) -> list[str]:
 
 
 _HOUR = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
-
-
-def _paths(paths: Iterable[str | Path]) -> str:
-    """A DuckDB list literal of paths or URLs."""
-    return "[" + sql_list(str(p) for p in paths) + "]"
 
 
 def _engine(settings: Settings, store: PartitionStore) -> Engine:

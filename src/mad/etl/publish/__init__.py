@@ -8,18 +8,20 @@ lake by `location`. Publishing that output is the only step that differs between
 - an S3 lake uploads the staged files under new unique names beside the old ones, records a
   commit, then deletes the old files (`mad.etl.publish.s3`); S3 has no rename.
 
-Both guarantee the same thing: after `recover`, every partition holds either all of the old
-files or all of the new ones, so no reader sees an `event_id` twice and no killed run loses
-rows. The runner picks a backend by the lake URL's scheme with `open_partition_store` and
-never asks which one it got.
+Both publish in the same three steps, which the Protocol names so that a killed process can
+be simulated (`tests/etl/test_partition_store_contract.py`): `prepare` (nothing is decided:
+a crash is undone), `commit` (the commit point: a crash is finished), `finish`. Both
+guarantee the same thing: after `recover`, every partition holds either all of the old files
+or all of the new ones, so no reader sees an `event_id` twice and no killed run loses rows.
+The runner picks a backend by the lake URL's scheme with `open_partition_store` and never
+asks which one it got.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mad.errors import ConfigError
 from mad.registry import Registry
@@ -27,6 +29,16 @@ from mad.stores import ObjectStore, split_url
 
 if TYPE_CHECKING:
     from mad.config import AwsSettings, Settings
+
+
+@dataclass
+class Publication:
+    """A publish between its steps: the partitions it replaces whole, and `record`, what the
+    store writes at its commit point (plain JSON values, the store's own shape)."""
+
+    run_id: str
+    replaced: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 class PartitionStore(Protocol):
@@ -59,7 +71,24 @@ class PartitionStore(Protocol):
         (output name -> dataset) replaces the live partition whole; files of an output in
         `append` are added beside the live ones (locally as `part-{key}-{n}.parquet`,
         replacing files of the same `key`; on S3 under the run's own names). Returns the
-        replaced partitions as `dataset/key=value/...`; removes the stage."""
+        replaced partitions as `dataset/key=value/...`; removes the stage. The same as
+        `finish(commit(prepare(...)))`."""
+        ...
+
+    def prepare(self, run_id: str, replace: dict[str, str],
+                append: dict[str, str] | None = None, key: str = "") -> Publication:
+        """Step 1 of `publish`: everything before the commit point. A process killed after
+        it leaves a publish that `recover` undoes."""
+        ...
+
+    def commit(self, publication: Publication) -> Publication:
+        """Step 2, the commit point: from here a process killed before `finish` leaves a
+        publish that `recover` finishes."""
+        ...
+
+    def finish(self, publication: Publication) -> list[str]:
+        """Step 3: the new files become the only ones, the stage goes; returns the replaced
+        partitions."""
         ...
 
     def recover(self) -> list[str]:
@@ -69,10 +98,6 @@ class PartitionStore(Protocol):
 
     def remove(self, prefix: str) -> None:
         """Delete every object under `prefix` (a partition folder, for `mad etl reprocess`)."""
-        ...
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection that can read this lake's locations."""
         ...
 
 
@@ -87,12 +112,13 @@ def open_partition_store(settings: Settings) -> PartitionStore:
     url = settings.lake_url
     scheme, location = split_url(url)
     if scheme not in PARTITION_STORES.names():
-        known = ", ".join(f"{s}://" for s in PARTITION_STORES.names())
-        raise ConfigError(f"the ETL cannot work on {url!r}; known: {known} or a local path")
+        known = " or ".join(f"{s}://" for s in PARTITION_STORES.names())
+        raise ConfigError(f"the ETL cannot work on {url!r}: it works on a local path or a "
+                          f"{known} lake")
     store: PartitionStore = PARTITION_STORES.create(
         scheme, url=url, location=location, aws=settings.aws,
         scratch=Path(settings.data_dir) / "etl-staging")
     return store
 
 
-__all__ = ["PARTITION_STORES", "PartitionStore", "open_partition_store"]
+__all__ = ["PARTITION_STORES", "PartitionStore", "Publication", "open_partition_store"]

@@ -1,8 +1,10 @@
 """A Parquet lake in a local folder: stages inside the lake, published by rename.
 
 The stage of a run is `{lake}/.staging/{run_id}`, on the same filesystem as the live
-partitions, so `mad.etl.parquet_lake.publish` can swap a partition with two renames and
-`recover` can finish or discard a swap a killed process left half-done.
+partitions, so `mad.etl.parquet_lake` can swap a partition with two renames and `recover`
+can finish or discard a swap a killed process left half-done. Its steps: `prepare` reads
+the stage (nothing is written, a killed process leaves a stage without a marker, which
+`recover` deletes), `commit` writes the marker, `finish` renames.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
 from mad.etl import parquet_lake as pq
-from mad.etl.publish import PARTITION_STORES
+from mad.etl.publish import PARTITION_STORES, Publication
 from mad.stores import ObjectStore
 from mad.stores.local import LocalStore
 
@@ -46,13 +46,22 @@ class LocalPartitions:
 
     def publish(self, run_id: str, replace: dict[str, str],
                 append: dict[str, str] | None = None, key: str = "") -> list[str]:
-        return pq.publish(self.root, run_id, replace, append=append, key=key)
+        return self.finish(self.commit(self.prepare(run_id, replace, append, key)))
+
+    def prepare(self, run_id: str, replace: dict[str, str],
+                append: dict[str, str] | None = None, key: str = "") -> Publication:
+        return Publication(run_id, pq.staged_partitions(self.root, run_id, replace),
+                           pq.prepare(self.root, run_id, replace, append, key))
+
+    def commit(self, publication: Publication) -> Publication:
+        pq.write_marker(self.root, publication.run_id, publication.record)
+        return publication
+
+    def finish(self, publication: Publication) -> list[str]:
+        return pq.finish(self.root, publication.run_id, publication.record)
 
     def recover(self) -> list[str]:
         return pq.recover(self.root)
 
     def remove(self, prefix: str) -> None:
         shutil.rmtree(self.root / prefix.strip("/"), ignore_errors=True)
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect()

@@ -24,33 +24,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import duckdb
+from typing import Any
 
 from mad.config import AwsSettings
 from mad.etl.parquet_lake import partition_dirs
-from mad.etl.publish import PARTITION_STORES
+from mad.etl.publish import PARTITION_STORES, Publication
 from mad.lake import STAGING
 from mad.stores import ObjectNotFound, open_store
 
 PENDING = "PENDING"
 COMMIT = "COMMIT"
-
-
-@dataclass
-class Commit:
-    """What one publish adds and removes; `uploads` maps a staged file to its object key."""
-
-    run_id: str
-    uploads: dict[str, str] = field(default_factory=dict)
-    remove: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-
-    @property
-    def add(self) -> list[str]:
-        return sorted(self.uploads.values())
 
 
 @PARTITION_STORES.register("s3")
@@ -77,47 +61,50 @@ class S3Partitions:
 
     def publish(self, run_id: str, replace: dict[str, str],
                 append: dict[str, str] | None = None, key: str = "") -> list[str]:
-        commit = self.prepare(run_id, replace, append, key)
-        self.commit(commit)
-        self.finish(commit)
-        self.discard(run_id)
-        return commit.replaced
+        return self.finish(self.commit(self.prepare(run_id, replace, append, key)))
 
     # -- the three steps -------------------------------------------------------------------
 
     def prepare(self, run_id: str, replace: dict[str, str],
-                append: dict[str, str] | None = None, key: str = "") -> Commit:
-        """Step 1: record the objects to add, then upload them (see module doc)."""
+                append: dict[str, str] | None = None, key: str = "") -> Publication:
+        """Step 1: record the objects to add, then upload them (see module doc). The record
+        of the result is the COMMIT body: `add`, `remove` and `replaced`."""
         out = self.stage(run_id) / "out"
-        commit = Commit(run_id)
+        uploads: dict[str, str] = {}  # staged file -> object key
+        remove: list[str] = []
+        replaced: list[str] = []
         for output, dataset in sorted(replace.items()):
             for rel in partition_dirs(out / output):
                 partition = f"{dataset}/{rel.as_posix()}"
-                commit.replaced.append(partition)
-                commit.remove += sorted(self.files(partition + "/"))
-                self._name(commit, out / output / rel, partition, run_id)
+                replaced.append(partition)
+                remove += sorted(self.files(partition + "/"))
+                uploads.update(self._names(out / output / rel, partition, run_id))
         for output, dataset in sorted((append or {}).items()):
             for rel in partition_dirs(out / output):
-                self._name(commit, out / output / rel, f"{dataset}/{rel.as_posix()}",
-                           run_id)
-        added = set(commit.add)
-        commit.remove = [k for k in commit.remove if k not in added]
-        self._record(run_id, PENDING, {"add": commit.add})
-        for path, obj in sorted(commit.uploads.items()):
+                uploads.update(self._names(out / output / rel, f"{dataset}/{rel.as_posix()}",
+                                           run_id))
+        add = sorted(uploads.values())
+        added = set(add)
+        record: dict[str, Any] = {"add": add, "remove": [k for k in remove if k not in added],
+                                  "replaced": replaced}
+        self._record(run_id, PENDING, {"add": add})
+        for path, obj in sorted(uploads.items()):
             self.store.put(obj, Path(path).read_bytes())
-        return commit
+        return Publication(run_id, replaced, record)
 
-    def commit(self, commit: Commit) -> None:
+    def commit(self, publication: Publication) -> Publication:
         """Step 2: the new files are all there; from now on recovery rolls forward."""
-        self._record(commit.run_id, COMMIT, {"add": commit.add, "remove": commit.remove,
-                                             "replaced": commit.replaced})
+        self._record(publication.run_id, COMMIT, publication.record)
+        return publication
 
-    def finish(self, commit: Commit) -> None:
-        """Step 3: delete the replaced files, then the records."""
-        for obj in commit.remove:
+    def finish(self, publication: Publication) -> list[str]:
+        """Step 3: delete the replaced files, then the records and the local stage."""
+        for obj in publication.record.get("remove", []):
             self.store.delete(obj)
-        self.store.delete(self._record_key(commit.run_id, PENDING))
-        self.store.delete(self._record_key(commit.run_id, COMMIT))
+        self.store.delete(self._record_key(publication.run_id, PENDING))
+        self.store.delete(self._record_key(publication.run_id, COMMIT))
+        self.discard(publication.run_id)
+        return list(publication.replaced)
 
     def recover(self) -> list[str]:
         done: list[str] = []
@@ -126,8 +113,8 @@ class S3Partitions:
         for run_id in runs:
             record = self._read(run_id, COMMIT)
             if record is not None:
-                done += record.get("replaced", [])
-                self.finish(Commit(run_id, remove=list(record.get("remove", []))))
+                done += self.finish(Publication(run_id, list(record.get("replaced", [])),
+                                                record))
                 continue
             pending = self._read(run_id, PENDING) or {}
             for obj in pending.get("add", []):
@@ -142,25 +129,18 @@ class S3Partitions:
         for obj in self.store.list(prefix.strip("/") + "/"):
             self.store.delete(obj)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        from mad.etl.engines.duckdb_engine import DuckDBEngine
-
-        engine = DuckDBEngine(temp_directory=str(self.scratch / "duckdb-spill"),
-                              s3=self.credentials)
-        return engine.connect()
-
-    def _name(self, commit: Commit, folder: Path, partition: str, stem: str) -> None:
-        for n, f in enumerate(sorted(folder.glob("*.parquet"))):
-            commit.uploads[str(f)] = f"{partition}/part-{stem}-{n}.parquet"
+    def _names(self, folder: Path, partition: str, stem: str) -> dict[str, str]:
+        return {str(f): f"{partition}/part-{stem}-{n}.parquet"
+                for n, f in enumerate(sorted(folder.glob("*.parquet")))}
 
     def _record_key(self, run_id: str, name: str) -> str:
         return f"{STAGING}/{run_id}/{name}"
 
-    def _record(self, run_id: str, name: str, body: dict[str, list[str]]) -> None:
+    def _record(self, run_id: str, name: str, body: dict[str, Any]) -> None:
         self.store.put(self._record_key(run_id, name),
                        json.dumps(body, sort_keys=True).encode())
 
-    def _read(self, run_id: str, name: str) -> dict[str, list[str]] | None:
+    def _read(self, run_id: str, name: str) -> dict[str, Any] | None:
         try:
             return dict(json.loads(self.store.get(self._record_key(run_id, name))))
         except ObjectNotFound:

@@ -1,10 +1,7 @@
 """The Spark engine: runs a `Plan` with PySpark and writes its outputs as partitioned Parquet.
 
-Each step's DuckDB SQL goes through `to_spark_sql`: `sqlglot` translates it to Spark SQL, and
-`_rewrite` first fixes, in this one place, the constructs that sqlglot translates to something
-Spark rejects or computes differently (listed in its docstring). A construct that has no
-faithful Spark form is refused with `SparkDialectError` naming it, never run with other
-meaning.
+Each step's DuckDB SQL runs as its Spark translation (`mad.etl.engines.spark.translate`);
+a step that cannot be translated fails the plan before any input is read.
 
 Inputs are bound as temporary views:
 - `raw_lines(line STRING, source_file STRING, line_no BIGINT, ingest_hour TIMESTAMP_NTZ)`:
@@ -16,25 +13,26 @@ Inputs are bound as temporary views:
 - every dataset in `plan.datasets`: its Parquet files, with the `key=value` folders of their
   paths as string columns, aligned by name on the plan's `schema_<name>` step (a typed,
   empty SELECT) when it has one; no files binds that empty table.
+
+Row counts read only the files' footers (a count over no columns); a rewrite reads the files
+in order (each row's file and `_metadata.row_index`), range-partitions them into as many
+tasks as target-sized files and writes each task's rows in that order, so compaction keeps
+the rows' order and runs on the executors.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+import math
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlglot
-from pydantic import Field
-from sqlglot import exp
-
-from mad import lake
-from mad.errors import ConfigError, TerminalError
-from mad.etl.engines.base import ENGINES
+from mad.errors import ConfigError
+from mad.etl.engines.spark.paths import ingest_hour, partition_values, spark_path
+from mad.etl.engines.spark.translate import to_spark_sql
 from mad.etl.plan import Plan
-from mad.registry import Options
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -43,506 +41,11 @@ if TYPE_CHECKING:
 
 RAW_LINES = "raw_lines"
 RAW_LINES_DDL = "line STRING, source_file STRING, line_no BIGINT, ingest_hour TIMESTAMP_NTZ"
-# DuckDB's `time_bucket` origin for fixed-size buckets: Monday 2000-01-03 00:00:00 UTC
-TIME_BUCKET_ORIGIN_US = 946_857_600_000_000
-_UNIT_US = {
-    "MICROSECOND": 1, "MILLISECOND": 1_000, "SECOND": 1_000_000, "MINUTE": 60_000_000,
-    "HOUR": 3_600_000_000, "DAY": 86_400_000_000, "WEEK": 604_800_000_000,
-}
-# DuckDB unsigned / wide / unit-suffixed types that Spark spells differently or lacks
-_TYPE_MAP = {
-    exp.DataType.Type.INT128: "DECIMAL(38, 0)",
-    exp.DataType.Type.UINT128: "DECIMAL(38, 0)",
-    exp.DataType.Type.UBIGINT: "DECIMAL(20, 0)",
-    exp.DataType.Type.UINT: "BIGINT",
-    exp.DataType.Type.USMALLINT: "INT",
-    exp.DataType.Type.UTINYINT: "SMALLINT",
-    exp.DataType.Type.TIMESTAMP_S: "TIMESTAMP_NTZ",
-    exp.DataType.Type.TIMESTAMP_MS: "TIMESTAMP_NTZ",
-    exp.DataType.Type.TIMESTAMP_NS: "TIMESTAMP_NTZ",
-}
-# strftime / strptime codes -> Spark datetime pattern letters
-_DATETIME_CODES = {
-    "Y": "yyyy", "y": "yy", "m": "MM", "-m": "M", "d": "dd", "-d": "d", "H": "HH", "-H": "H",
-    "I": "hh", "-I": "h", "M": "mm", "-M": "m", "S": "ss", "-S": "s", "f": "SSSSSS",
-    "g": "SSS", "n": "SSSSSSSSS", "z": "XXX", "Z": "z", "p": "a", "a": "EEE", "A": "EEEE",
-    "b": "MMM", "B": "MMMM", "h": "MMM", "j": "DDD", "-j": "D", "e": "d",
-}
 
 
-class SparkDialectError(TerminalError):
-    """A step uses DuckDB SQL that has no faithful Spark translation; the message says which."""
-
-
-# --------------------------------------------------------------------------- SQL translation
-
-
-def to_spark_sql(sql: str) -> str:
-    """The Spark SQL for one step's DuckDB SQL: parse, `_rewrite`, generate."""
-    try:
-        trees = sqlglot.parse(sql, read="duckdb")
-    except sqlglot.errors.ParseError as err:
-        raise SparkDialectError(f"cannot parse step SQL: {err}") from None
-    if len(trees) != 1 or trees[0] is None:
-        raise SparkDialectError("a step must be exactly one SELECT statement")
-    return _rewrite(trees[0]).sql(dialect="spark")
-
-
-def _rewrite(tree: exp.Expr) -> exp.Expr:
-    """Fix what sqlglot's DuckDB -> Spark translation gets wrong (sqlglot 30.30), in place.
-
-    - `json_valid(x)` (Spark has none) -> `try_parse_json(x) IS NOT NULL`
-    - `quantile_cont` / `percentile_cont ... WITHIN GROUP` (sqlglot: percentile_approx or a
-      2-argument form Spark rejects) -> exact `percentile(x, p)`; `quantile_disc` ->
-      `percentile_disc(p) WITHIN GROUP (ORDER BY x)`; `median(x)` -> `percentile(x, 0.5)`
-      (Spark's median refuses a window frame: DuckDB's rolling medians need this)
-    - `epoch(ts)`, `extract(epoch ...)`, `date_part('epoch', ...)` (sqlglot: whole seconds)
-      -> `unix_micros(ts) / 1e6`, fractional seconds as DuckDB; `date_part('second', ts)` ->
-      `second(ts)` (Spark's extract gives a decimal with the fraction)
-    - `to_timestamp(x)` (sqlglot: via a seconds-only string) -> `timestamp_seconds(x)`;
-      `epoch_ms(n)` -> `timestamp_millis(n)` cast to TIMESTAMP_NTZ (DuckDB gives a TIMESTAMP,
-      and a CASE mixing it with other TIMESTAMPs would otherwise turn them all LTZ)
-    - `time_bucket(interval, ts[, origin])` (sqlglot: `date_bin`, absent in Spark) -> `ts`
-      minus its offset into the bucket, on DuckDB's origin 2000-01-03; fixed-size intervals
-    - `strptime` / `try_strptime` / `strftime`: the format is converted here (sqlglot leaves
-      letters such as `T` unquoted); parsing gives TIMESTAMP_NTZ unless the format has `%z`
-    - `regexp_replace` options (sqlglot drops them): `g` kept as Spark's replace-all, without
-      `g` only an anchored pattern is accepted (Spark cannot replace just the first match),
-      `i` -> `(?i)`; `\\1` back-references -> `$1`; `regexp_matches(s, p, 'i')` likewise
-    - `dayofweek` (DuckDB Sunday=0) and `isodow` (Monday=1): Spark counts from Sunday=1
-    - `list[i]` / `list_extract(list, i)` -> `try_element_at` (NULL out of range, as DuckDB;
-      Spark's ANSI mode raises)
-    - DuckDB-only types (HUGEINT, UBIGINT, TIMESTAMP_MS ...) -> their Spark equivalents
-    - `json_transform(x, '<struct spec>')` (literal spec: an object of field -> VARCHAR /
-      BIGINT / DOUBLE / BOOLEAN or a nested object) -> `from_json(x, '<DDL>')`; both give a
-      string value unquoted and any other value as compact JSON text (numbers may be spelled
-      differently: `1.0E20` in Spark, cast them before comparing)
-    - `json_merge_patch(x, '<patch>')` with a literal patch that only deletes (every leaf is
-      null) -> the object as `MAP<STRING, VARIANT>`, filtered level by level, as JSON text.
-      Unlike DuckDB it adds no empty object for a patched key the document lacks, and nested
-      objects come out with sorted keys: the same JSON value, not always the same text
-    """
-    for dtype in list(tree.find_all(exp.DataType)):
-        spark_type = _TYPE_MAP.get(dtype.this)
-        if spark_type is not None:
-            dtype.replace(exp.DataType.build(spark_type, dialect="spark"))
-    for node in reversed(list(tree.walk(bfs=False))):  # children before their parents
-        fixed = _rewrite_node(node)
-        if fixed is not node:
-            if node is tree:
-                tree = fixed
-            else:
-                node.replace(fixed)
-    return tree
-
-
-def _fn(name: str, *args: exp.Expr) -> exp.Anonymous:
-    return exp.Anonymous(this=name, expressions=list(args))
-
-
-def _rewrite_node(node: exp.Expr) -> exp.Expr:
-    for kind, fix in _FIXES:
-        if isinstance(node, kind):
-            return fix(node)
-    return node
-
-
-def _anonymous(node: exp.Anonymous) -> exp.Expr:
-    name = str(node.this).lower()
-    args = node.expressions
-    if name == "json_valid" and len(args) == 1:
-        return exp.Paren(this=exp.Not(this=exp.Is(this=_fn("TRY_PARSE_JSON", args[0]),
-                                                  expression=exp.Null())))
-    if name == "date_part" and len(args) == 2 and isinstance(args[0], exp.Literal):
-        part = args[0].name.lower()
-        if part == "epoch":
-            return _epoch_seconds(args[1])
-        if part == "second":
-            return _fn("SECOND", args[1])
-    if name == "try_strptime" and len(args) == 2:
-        return _strptime(args[0], args[1], safe=True)
-    if name == "list_extract" and len(args) == 2:
-        return _fn("TRY_ELEMENT_AT", args[0], args[1])
-    if name == "json_transform" and len(args) == 2:
-        ddl = _spark_ddl(_literal_json(args[1], "json_transform spec"), "json_transform")
-        return _fn("FROM_JSON", args[0], exp.Literal.string(ddl))
-    if name == "json_merge_patch" and len(args) == 2:
-        patch = _literal_json(args[1], "json_merge_patch patch")
-        if not isinstance(patch, dict):
-            raise SparkDialectError("json_merge_patch: only an object patch is translated")
-        doc = args[0].sql(dialect="spark")
-        entries = f"FROM_JSON({doc}, 'MAP<STRING, VARIANT>')"
-        text = f"TO_JSON({_delete_keys(entries, patch, 0)})"
-        return sqlglot.parse_one(text, read="spark")
-    return node
-
-
-_SPARK_SCALARS = {"VARCHAR": "STRING", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
-                  "BOOLEAN": "BOOLEAN"}
-
-
-def _literal_json(node: exp.Expr, what: str) -> Any:
-    if not isinstance(node, exp.Literal) or not node.is_string:
-        raise SparkDialectError(f"{what} must be a literal for Spark")
-    try:
-        return json.loads(node.name)
-    except ValueError:
-        raise SparkDialectError(f"{what} is not JSON: {node.name!r}") from None
-
-
-def _spark_ddl(spec: Any, what: str, nested: bool = False) -> str:
-    """A `json_transform` STRUCT spec as a Spark DDL (`a STRING, b STRUCT<c: BIGINT>`)."""
-    if not isinstance(spec, dict) or not spec:
-        raise SparkDialectError(f"{what}: only a STRUCT spec (a JSON object) is translated")
-    fields = []
-    for key, typ in spec.items():
-        if isinstance(typ, dict):
-            spark_type = f"STRUCT<{_spark_ddl(typ, what, nested=True)}>"
-        elif isinstance(typ, str) and typ.upper() in _SPARK_SCALARS:
-            spark_type = _SPARK_SCALARS[typ.upper()]
-        else:
-            raise SparkDialectError(f"{what}: type {typ!r} of {key!r} is not translated")
-        name = "`" + str(key).replace("`", "``") + "`"
-        fields.append(f"{name}{': ' if nested else ' '}{spark_type}")
-    return ", ".join(fields)
-
-
-def _delete_keys(obj: str, patch: dict[str, Any], depth: int) -> str:
-    """Spark SQL for the MAP<STRING, VARIANT> `obj` without the keys a deletion-only merge
-    patch removes, nested objects of the patch applied to their values the same way."""
-    k, v = f"k{depth}", f"v{depth}"
-    gone = [key for key, val in patch.items() if val is None]
-    cases = []
-    for key, val in patch.items():
-        if val is None:
-            continue
-        if not isinstance(val, dict):
-            raise SparkDialectError("json_merge_patch: only a patch that deletes keys (null "
-                                    "leaves) is translated for Spark")
-        inner = _delete_keys(f"TRY_VARIANT_GET({v}, '$', 'MAP<STRING, VARIANT>')", val,
-                             depth + 1)
-        cases.append(f"WHEN {_sql_text(key)} THEN TO_VARIANT_OBJECT({inner})")
-    out = obj
-    if cases:
-        out = f"TRANSFORM_VALUES({out}, ({k}, {v}) -> CASE {k} {' '.join(cases)} ELSE {v} END)"
-    if gone:
-        keys = ", ".join(_sql_text(key) for key in gone)
-        out = f"MAP_FILTER({out}, ({k}, {v}) -> NOT {k} IN ({keys}))"
-    return out
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _epoch_seconds(ts: exp.Expr) -> exp.Expr:
-    return exp.Paren(this=exp.Div(this=_fn("UNIX_MICROS", ts),
-                                  expression=exp.Literal.number("1e6")))
-
-
-def _extract(node: exp.Extract) -> exp.Expr:
-    part = node.this.name.upper()
-    if part == "EPOCH":
-        return _epoch_seconds(node.expression)
-    if part == "SECOND":
-        return _fn("SECOND", node.expression)
-    return node
-
-
-def _unix_to_time(node: exp.UnixToTime) -> exp.Expr:
-    scale = node.args.get("scale")
-    if scale is None or (isinstance(scale, exp.Literal) and scale.name in ("0", "")):
-        return _fn("TIMESTAMP_SECONDS", node.this)
-    if isinstance(scale, exp.Literal) and scale.name == "3":  # epoch_ms: DuckDB TIMESTAMP
-        return exp.Cast(this=_fn("TIMESTAMP_MILLIS", node.this),
-                        to=exp.DataType.build("TIMESTAMP_NTZ", dialect="spark"))
-    return node
-
-
-def _percentile_of(node: exp.Expr) -> exp.Expr:
-    """PercentileCont / PercentileDisc(this=column, expression=fraction), the DuckDB form."""
-    value, fraction = node.this, node.expression
-    if isinstance(node, exp.PercentileCont):
-        return _fn("PERCENTILE", value, fraction)
-    return exp.WithinGroup(
-        this=_fn("PERCENTILE_DISC", fraction),
-        expression=exp.Order(expressions=[exp.Ordered(this=value, nulls_first=False)]),
-    )
-
-
-def _percentile(node: exp.Expr) -> exp.Expr:
-    if node.expression is None:  # the WITHIN GROUP form: handled by _within_group
-        return node
-    return _percentile_of(node)
-
-
-def _within_group(node: exp.WithinGroup) -> exp.Expr:
-    inner, order = node.this, node.expression
-    if isinstance(inner, exp.PercentileCont | exp.PercentileDisc) and isinstance(order,
-                                                                                 exp.Order):
-        keys = order.expressions
-        if len(keys) != 1:
-            raise SparkDialectError("percentile ... WITHIN GROUP needs one ORDER BY key")
-        key = keys[0].this
-        fraction = inner.this if inner.expression is None else inner.expression
-        if keys[0].args.get("desc"):
-            fraction = exp.Sub(this=exp.Literal.number(1), expression=fraction)
-        return _percentile_of(type(inner)(this=key, expression=fraction))
-    return node
-
-
-def _date_bin(node: exp.DateBin) -> exp.Expr:
-    interval, ts = node.this, node.expression
-    if node.args.get("unit") is not None:
-        raise SparkDialectError("time_bucket with an origin is not translated for Spark")
-    if not isinstance(interval, exp.Interval):
-        raise SparkDialectError("time_bucket needs a literal INTERVAL for Spark")
-    width = _interval_micros(interval)
-    offset = _fn(
-        "PMOD",
-        exp.Sub(this=_fn("UNIX_MICROS", ts.copy()),
-                expression=exp.Literal.number(TIME_BUCKET_ORIGIN_US)),
-        exp.Literal.number(width),
-    )
-    return _fn("TIMESTAMPADD", exp.var("MICROSECOND"), exp.Neg(this=exp.Paren(this=offset)), ts)
-
-
-def _interval_micros(interval: exp.Interval) -> int:
-    text = interval.this.name if interval.this is not None else ""
-    unit = interval.args.get("unit")
-    unit_name = unit.name.upper() if unit is not None else ""
-    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
-    if match is None:
-        raise SparkDialectError(f"time_bucket interval {interval.sql('duckdb')} not understood")
-    count, inline_unit = int(match.group(1)), match.group(2).upper()
-    unit_name = (unit_name or inline_unit).rstrip("S")
-    if unit_name not in _UNIT_US:
-        raise SparkDialectError(
-            f"time_bucket by {interval.sql('duckdb')}: only fixed-size intervals "
-            "(microseconds to weeks) translate to Spark"
-        )
-    if count <= 0:
-        raise SparkDialectError("time_bucket interval must be positive")
-    return count * _UNIT_US[unit_name]
-
-
-def _spark_format(fmt: str) -> tuple[str, bool]:
-    """A strftime/strptime format as a Spark datetime pattern, and whether it has `%z`."""
-    out: list[str] = []
-    literal: list[str] = []
-    has_zone = False
-
-    def flush() -> None:
-        if literal:
-            text = "".join(literal).replace("'", "''")
-            out.append(text if re.fullmatch(r"[^A-Za-z']*", "".join(literal)) else f"'{text}'")
-            literal.clear()
-
-    i = 0
-    while i < len(fmt):
-        char = fmt[i]
-        if char != "%":
-            if char == "'":
-                flush()
-                out.append("''")
-            else:
-                literal.append(char)
-            i += 1
-            continue
-        code = fmt[i + 1: i + 3] if fmt[i + 1: i + 2] == "-" else fmt[i + 1: i + 2]
-        if code == "%":
-            literal.append("%")
-        elif code in _DATETIME_CODES:
-            flush()
-            out.append(_DATETIME_CODES[code])
-            has_zone = has_zone or code == "z"
-        else:
-            raise SparkDialectError(f"datetime format code %{code} in {fmt!r} not translated")
-        i += 1 + len(code)
-    flush()
-    return "".join(out), has_zone
-
-
-def _literal_format(node: exp.Expr) -> str:
-    if not isinstance(node, exp.Literal) or not node.is_string:
-        raise SparkDialectError("strftime / strptime need a literal format for Spark")
-    return node.name
-
-
-def _strptime(value: exp.Expr, fmt: exp.Expr, safe: bool) -> exp.Expr:
-    pattern, has_zone = _spark_format(_literal_format(fmt))
-    parsed = _fn("TRY_TO_TIMESTAMP" if safe else "TO_TIMESTAMP", value,
-                 exp.Literal.string(pattern))
-    if has_zone:
-        return parsed
-    return exp.Cast(this=parsed, to=exp.DataType.build("TIMESTAMP_NTZ", dialect="spark"))
-
-
-def _str_to_time(node: exp.StrToTime) -> exp.Expr:
-    fmt = node.args.get("format")
-    if fmt is None:
-        return node
-    return _strptime(node.this, fmt, safe=bool(node.args.get("safe")))
-
-
-def _time_to_str(node: exp.TimeToStr) -> exp.Expr:
-    fmt = node.args.get("format")
-    if fmt is None:
-        return node
-    pattern, _ = _spark_format(_literal_format(fmt))
-    return _fn("DATE_FORMAT", node.this, exp.Literal.string(pattern))
-
-
-def _regex_flags(flags: exp.Expr | None, what: str) -> tuple[bool, str]:
-    """(global, prefix) for DuckDB regex options: `g` global, `i` / `c` case."""
-    if flags is None:
-        return False, ""
-    if not isinstance(flags, exp.Literal):
-        raise SparkDialectError(f"{what}: regex options must be a literal")
-    text = flags.name
-    unknown = set(text) - set("gic")
-    if unknown:
-        raise SparkDialectError(f"{what}: regex option(s) {''.join(sorted(unknown))!r} "
-                                "not translated for Spark")
-    case_insensitive = "i" in text and text.rfind("i") > text.rfind("c")
-    return "g" in text, "(?i)" if case_insensitive else ""
-
-
-def _prefixed(pattern: exp.Expr, prefix: str) -> exp.Expr:
-    if not prefix:
-        return pattern
-    if isinstance(pattern, exp.Literal) and pattern.is_string:
-        return exp.Literal.string(prefix + pattern.name)
-    return exp.Concat(expressions=[exp.Literal.string(prefix), pattern])
-
-
-def _regexp_replace(node: exp.RegexpReplace) -> exp.Expr:
-    is_global, prefix = _regex_flags(node.args.get("modifiers"), "regexp_replace")
-    pattern = node.expression
-    if not is_global:
-        anchored = (isinstance(pattern, exp.Literal) and pattern.name.startswith("^")
-                    and "|" not in pattern.name)
-        if not anchored:
-            raise SparkDialectError(
-                "regexp_replace without the 'g' option replaces only the first match in "
-                "DuckDB and has no Spark equivalent: add 'g', or anchor the pattern with ^"
-            )
-    replacement = node.args.get("replacement")
-    if isinstance(replacement, exp.Literal) and replacement.is_string:
-        text = replacement.name.replace("$", "\\$")
-        replacement = exp.Literal.string(re.sub(r"\\(\d)", r"$\1", text))
-    return _fn("REGEXP_REPLACE", node.this, _prefixed(pattern, prefix),
-               replacement if replacement is not None else exp.Literal.string(""))
-
-
-def _regexp_like(node: exp.RegexpLike) -> exp.Expr:
-    _, prefix = _regex_flags(node.args.get("flag"), "regexp_matches")
-    return exp.RegexpLike(this=node.this, expression=_prefixed(node.expression, prefix))
-
-
-def _day_of_week(node: exp.DayOfWeek) -> exp.Expr:
-    return exp.Paren(this=exp.Sub(this=_fn("DAYOFWEEK", node.this),
-                                  expression=exp.Literal.number(1)))
-
-
-def _iso_day_of_week(node: exp.DayOfWeekIso) -> exp.Expr:
-    return exp.Paren(this=exp.Add(this=_fn("WEEKDAY", node.this),
-                                  expression=exp.Literal.number(1)))
-
-
-def _bracket(node: exp.Bracket) -> exp.Expr:
-    keys = node.expressions
-    if len(keys) == 1 and not (isinstance(keys[0], exp.Literal) and keys[0].is_string):
-        if isinstance(keys[0], exp.Slice):
-            return node
-        # sqlglot's parser moved integer literals to 0-based (also -1 -> -2) and left other
-        # indexes as written; element_at counts from 1 (from -1 at the end), as DuckDB does
-        index = keys[0]
-        number = index.this if isinstance(index, exp.Neg) else index
-        if isinstance(number, exp.Literal) and number.is_int:
-            shifted = int(number.name) * (-1 if isinstance(index, exp.Neg) else 1) + 1
-            index = exp.Literal.number(shifted)
-        return _fn("TRY_ELEMENT_AT", node.this, index)
-    return node
-
-
-_FIXES: tuple[tuple[type[exp.Expr], Callable[[Any], exp.Expr]], ...] = (
-    (exp.Anonymous, _anonymous),
-    (exp.Extract, _extract),
-    (exp.UnixToTime, _unix_to_time),
-    (exp.TimeToUnix, lambda n: _epoch_seconds(n.this)),
-    (exp.Median, lambda n: _fn("PERCENTILE", n.this, exp.Literal.number(0.5))),
-    (exp.WithinGroup, _within_group),
-    (exp.PercentileCont, _percentile),
-    (exp.PercentileDisc, _percentile),
-    (exp.DateBin, _date_bin),
-    (exp.StrToTime, _str_to_time),
-    (exp.TimeToStr, _time_to_str),
-    (exp.RegexpReplace, _regexp_replace),
-    (exp.RegexpLike, _regexp_like),
-    (exp.DayOfWeekIso, _iso_day_of_week),
-    (exp.DayOfWeek, _day_of_week),
-    (exp.Bracket, _bracket),
-)
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def spark_path(url: str) -> str:
-    """The path Spark reads or writes for a lake location: `s3://` becomes `s3a://`."""
-    if url.startswith("s3://"):
-        return "s3a://" + url[len("s3://"):]
-    return url
-
-
-_HOUR_FOLDERS = re.compile(r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})/")
-
-
-def ingest_hour(path: str) -> datetime | None:
-    """The ingest hour (UTC, naive) of a raw file from its raw-lake partition folders
-    (`mad.lake.parse_key`); the `year=/month=/day=/hour=` folders of a path outside the raw
-    lake; None without them (as the DuckDB engine)."""
-    parts = path.replace("\\", "/").split("/")
-    for i, part in enumerate(parts):
-        if part in lake.KIND_OF_DATASET or part == lake.ERRORS_DATASET:
-            p = lake.parse_key("/".join(parts[i:]))
-            return datetime(p.year, p.month, p.day, p.hour)
-    found = _HOUR_FOLDERS.search("/".join(parts))
-    if found is None:
-        return None
-    year, month, day, hour = (int(g) for g in found.groups())
-    try:
-        return datetime(year, month, day, hour)
-    except ValueError:
-        return None
-
-
-def _partition_values(path: str) -> dict[str, str]:
-    """The Hive `key=value` folders of a file path, in order."""
-    values: dict[str, str] = {}
-    for part in path.replace("\\", "/").split("/")[:-1]:
-        key, sep, value = part.partition("=")
-        if sep and key:
-            values[key] = value
-    return values
-
-
-# --------------------------------------------------------------------------- the engine
-
-
-class SparkOptions(Options):
-    """`etl.engine.spark.*`: where Spark runs and the jars it loads."""
-
-    master: str = Field("local[*]", description="local[N], local[*] or a cluster URL")
-    jars: list[str] = Field(default_factory=list, description="e.g. the hadoop-aws jars for "
-                            "an S3 lake (`make spark-jars`)")
-
-
-@ENGINES.register("spark", SparkOptions)
 class SparkEngine:
     """Runs plans on a SparkSession: a given one, or one started from `master` / `jars` /
-    `s3` (see `mad.etl.engines.spark_session.spark_session`) and stopped by `close()`."""
+    `s3` (see `mad.etl.engines.spark.session.spark_session`) and stopped by `close()`."""
 
     name = "spark"
 
@@ -554,13 +57,15 @@ class SparkEngine:
         session: SparkSession | None = None,
     ) -> None:
         if session is None:
-            from mad.etl.engines.spark_session import spark_session
+            from mad.etl.engines.spark.session import spark_session
 
             session = spark_session(master=master, jars=jars, s3=s3)
             self._owned = True
         else:
             self._owned = False
         self.spark: SparkSession = session
+
+    # -- the Protocol ----------------------------------------------------------------------
 
     def execute(
         self,
@@ -570,6 +75,82 @@ class SparkEngine:
         out_dir: str,
     ) -> dict[str, int]:
         """Bind the inputs, run every step, write the outputs; see `Engine.execute`."""
+        with self._views(plan, raw_files, datasets) as views:
+            counts: dict[str, int] = {}
+            for name in plan.outputs:
+                step = plan.step(name)
+                counts[name] = self.write(views[name], f"{out_dir.rstrip('/')}/{name}",
+                                          step.partition_by)
+            for step in plan.steps:
+                if step.name.startswith("count_") and step.name not in counts:
+                    counts[step.name] = int(views[step.name].count())
+            return counts
+
+    def query(
+        self,
+        plan: Plan,
+        raw_files: Sequence[str],
+        datasets: Mapping[str, Sequence[str]],
+        step: str,
+    ) -> list[dict[str, Any]]:
+        """The rows of `step`, collected to the driver; see `Engine.query`."""
+        name = plan.step(step).name
+        with self._views(plan, raw_files, datasets) as views:
+            return [row.asDict() for row in views[name].collect()]
+
+    def count_rows(self, files: Sequence[str]) -> int:
+        if not files:
+            return 0
+        return int(self.spark.read.parquet(*[spark_path(f) for f in files]).count())
+
+    def rewrite(self, sources: Sequence[str], source_bytes: int, out_dir: str,
+                target_bytes: int, stem: str = "part") -> list[str]:
+        """See `Engine.rewrite` and the module docstring."""
+        from pyspark.sql import functions as F
+
+        out = Path(out_dir)
+        if out.exists():
+            shutil.rmtree(out)
+        rows = self.count_rows(sources)
+        if rows == 0:
+            return []
+        paths = [spark_path(s) for s in sources]
+        tasks = max(1, math.ceil(source_bytes / target_bytes)) if source_bytes else 1
+        per_file = max(1, math.ceil(rows * target_bytes / source_bytes)) if source_bytes \
+            else rows
+        order = self.spark.createDataFrame([(self._uri(p), i) for i, p in enumerate(paths)],
+                                           "`__uri` STRING, `__file` BIGINT")
+        frame = self.spark.read.option("mergeSchema", "true").parquet(*paths)
+        columns = [f"`{c}`" for c in frame.columns]
+        ordered = (frame.select("*", F.input_file_name().alias("__uri"),
+                                F.col("_metadata.row_index").alias("__row"))
+                   .join(F.broadcast(order), "__uri")
+                   .repartitionByRange(tasks, "__file", "__row")
+                   .sortWithinPartitions("__file", "__row")
+                   .select(*columns))
+        written = out.parent / f".{out.name}-spark"
+        shutil.rmtree(written, ignore_errors=True)
+        (ordered.write.mode("overwrite").option("compression", "snappy")
+         .option("maxRecordsPerFile", per_file).parquet(str(written)))
+        out.mkdir(parents=True)
+        files = []
+        for i, part in enumerate(sorted(written.glob("part-*.parquet"))):
+            files.append(str(part.replace(out / f"{stem}-{i}.parquet")))
+        shutil.rmtree(written)
+        return files
+
+    def close(self) -> None:
+        """Stop the session if this engine started it."""
+        if self._owned:
+            self.spark.stop()
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _views(self, plan: Plan, raw_files: Sequence[str],
+               datasets: Mapping[str, Sequence[str]]) -> Iterator[dict[str, DataFrame]]:
+        """Every input and step of `plan` as a temporary view, dropped afterwards (cached
+        steps unpersisted)."""
         missing = [name for name in plan.datasets if name not in datasets]
         if missing:
             raise ConfigError(f"plan {plan.name}: no files given for dataset(s) {missing}")
@@ -589,15 +170,7 @@ class SparkEngine:
                     cached.append(frame)
                 frame.createOrReplaceTempView(step.name)
                 views[step.name] = frame
-            counts: dict[str, int] = {}
-            for name in plan.outputs:
-                step = plan.step(name)
-                counts[name] = self.write(views[name], f"{out_dir.rstrip('/')}/{name}",
-                                          step.partition_by)
-            for step in plan.steps:
-                if step.name.startswith("count_") and step.name not in counts:
-                    counts[step.name] = int(views[step.name].count())
-            return counts
+            yield views
         finally:
             for frame in cached:
                 frame.unpersist()
@@ -649,7 +222,7 @@ class SparkEngine:
             return self.spark.createDataFrame([], schema)
         paths = [spark_path(f) for f in dict.fromkeys(files)]
         frame = self.spark.read.option("mergeSchema", "true").parquet(*paths)
-        partitions = {f: _partition_values(f) for f in paths}
+        partitions = {f: partition_values(f) for f in paths}
         keys = [k for k in dict.fromkeys(k for v in partitions.values() for k in v)
                 if k not in frame.columns]
         if keys:
@@ -674,6 +247,8 @@ class SparkEngine:
         hpath = jvm.org.apache.hadoop.fs.Path(path)  # type: ignore[union-attr]
         return str(hpath.getFileSystem(hadoop_conf).makeQualified(hpath).toUri().toString())
 
+    # -- outputs ---------------------------------------------------------------------------
+
     def write(self, frame: DataFrame, path: str, partition_by: Sequence[str]) -> int:
         """Write `frame` as snappy Parquet under `path`, replacing only the partitions it has;
         return its row count (counted while writing)."""
@@ -690,8 +265,3 @@ class SparkEngine:
             return int(seen.get["rows"])
         except Exception:  # seen with PySpark 4.3: no metrics row when nothing was written
             return int(frame.count())
-
-    def close(self) -> None:
-        """Stop the session if this engine started it."""
-        if self._owned:
-            self.spark.stop()

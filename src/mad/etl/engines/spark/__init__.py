@@ -1,0 +1,43 @@
+"""The Spark engine, `spark`: its options and its registration, nothing heavy.
+
+    translate.py  DuckDB SQL -> Spark SQL (`to_spark_sql`, sqlglot plus its fixes)
+    session.py    the SparkSession with the settings the lake relies on
+    paths.py      lake paths as Spark reads them (`s3a://`, a raw file's ingest hour)
+    engine.py     `SparkEngine`: plans, row counts and rewrites on a session
+
+`mad.config` checks `etl.engine` against the registry on every settings load, which imports
+this package: PySpark and sqlglot are imported only when an engine is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from mad.etl.engines.base import ENGINES
+from mad.registry import Options
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from mad.config import AwsSettings
+    from mad.etl.engines.base import Engine
+
+
+class SparkOptions(Options):
+    """`etl.engine.spark.*`: where Spark runs and the jars it loads."""
+
+    master: str = Field("local[*]", description="local[N], local[*] or a cluster URL")
+    jars: list[str] = Field(default_factory=list, description="e.g. the hadoop-aws jars for "
+                            "an S3 lake (`make spark-jars`)")
+
+
+@ENGINES.register("spark", SparkOptions)
+def spark_engine(master: str, jars: Sequence[str], s3: AwsSettings | None = None,
+                 session: SparkSession | None = None) -> Engine:
+    """A `SparkEngine` on `session`, or on one started from `master`, `jars` and `s3`."""
+    from mad.etl.engines.spark.engine import SparkEngine
+
+    return SparkEngine(master=master, jars=jars, s3=s3, session=session)
