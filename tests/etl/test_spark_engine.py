@@ -17,13 +17,10 @@ from typing import Any
 
 import pytest
 
-from mad.etl.engines import open_engine
-from mad.etl.engines.spark_engine import (
-    SparkDialectError,
-    SparkEngine,
-    ingest_hour,
-    to_spark_sql,
-)
+from mad.etl.engines import ENGINES
+from mad.etl.engines.spark.engine import SparkEngine
+from mad.etl.engines.spark.paths import ingest_hour
+from mad.etl.engines.spark.translate import to_spark_sql
 from mad.etl.plan import Plan, Step
 from tests.etl.conftest_spark import spark_fixture
 
@@ -311,7 +308,7 @@ def spark_run(engine: SparkEngine, raw_files: list[str],
 
 
 def test_registered_by_name(spark: Any) -> None:
-    engine = open_engine("spark", session=spark)
+    engine = ENGINES.create("spark", session=spark)
     assert isinstance(engine, SparkEngine) and engine.name == "spark"
     engine.close()  # a given session is left running
     assert spark.range(1).count() == 1
@@ -408,33 +405,6 @@ def test_datasets_bind_files_or_the_schema_step(engine: SparkEngine, raw_files: 
     with pytest.raises(Exception, match="schema_seen"):
         engine.execute(Plan("p", DEDUP.steps[1:], DEDUP.outputs, ("seen",)), raw_files[:1],
                        {"seen": []}, str(tmp_path / "c"))
-
-
-@pytest.mark.parametrize("sql, fragment", [
-    ("SELECT json_valid(line) FROM t", "TRY_PARSE_JSON(line) IS NULL"),
-    ("SELECT quantile_cont(v, 0.95) FROM t", "PERCENTILE(v, 0.95)"),
-    ("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM t", "PERCENTILE(v, 0.5)"),
-    ("SELECT epoch(ts) FROM t", "UNIX_MICROS(ts) / 1e6"),
-    ("SELECT to_timestamp(x) FROM t", "TIMESTAMP_SECONDS(x)"),
-    ("SELECT epoch_ms(x) FROM t", "CAST(TIMESTAMP_MILLIS(x) AS TIMESTAMP_NTZ)"),
-    ("SELECT strftime(ts, '%Y-%m-%dT%H') FROM t", "'yyyy-MM-dd\\'T\\'HH'"),
-    ("SELECT regexp_replace(s, '(a)(b)', '\\2\\1', 'g') FROM t", "'$2$1'"),
-    ("SELECT regexp_matches(s, 'x', 'i') FROM t", "'(?i)x'"),
-    ("SELECT string_split(s, ',')[2] FROM t", "TRY_ELEMENT_AT("),
-    ("SELECT dayofweek(ts) FROM t", "DAYOFWEEK(ts) - 1"),
-])
-def test_dialect_rewrites(sql: str, fragment: str) -> None:
-    assert fragment in to_spark_sql(sql)
-
-
-@pytest.mark.parametrize("sql", [
-    "SELECT regexp_replace(s, 'a', 'b') FROM t",
-    "SELECT time_bucket(INTERVAL 1 MONTH, ts) FROM t",
-    "SELECT 1; SELECT 2",
-])
-def test_untranslatable_sql_is_refused(sql: str) -> None:
-    with pytest.raises(SparkDialectError):
-        to_spark_sql(sql)
 
 
 def test_dialect_functions_agree_with_duckdb(spark: Any) -> None:
