@@ -178,6 +178,10 @@ class IngestSettings(Section):
     max_body_bytes: int = Field(5 * 2**20, ge=1024, description="413 above this")
     max_record_bytes: int = Field(256 * 1024, ge=256, description="rejected above this")
     max_depth: int = Field(16, ge=2, le=64, description="nesting limit of one event")
+    max_records: int = Field(10_000, ge=1, description="records per request; 413 above this")
+    max_listed_rejections: int = Field(
+        100, ge=0, description="rejections of one request answered one by one; past it they "
+        "are counted by reason (and packed by reason in the stream)")
     max_lag_records: int = Field(5_000_000, ge=1, description="429 above this backlog")
     max_disk_bytes: int = Field(20 * 2**30, ge=2**20, description="503 above this")
     auth_token: str | None = Field(None, description="bearer token every route but /health "

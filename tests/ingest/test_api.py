@@ -252,6 +252,70 @@ def test_bad_input_gets_a_clear_answer_and_the_server_keeps_serving(start: Start
     assert api.client.get("/health").json()["status"] == "ok"
 
 
+def test_many_tiny_gzip_members_neither_hang_nor_block_health(start: Start) -> None:
+    """5 MiB of 2-byte gzip members, three bodies at once: each is answered (413, too many
+    records once inflated) and /health answers while they are decoded."""
+    api = start()
+    member = gzip.compress(b"x\n", mtime=0)
+    body = member * (5 * 2**20 // len(member))
+    answers: list[httpx.Response] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=api.url, timeout=60) as client:
+            answers.append(client.post("/v1/events", content=body,
+                                       headers={**NDJSON, "content-encoding": "gzip"}))
+
+    posts = [threading.Thread(target=post, daemon=True) for _ in range(3)]
+    for t in posts:
+        t.start()
+    during = 0
+    with httpx.Client(base_url=api.url, timeout=10) as health:
+        for _ in range(1200):  # at most 60 s
+            busy = any(t.is_alive() for t in posts)
+            if not busy:
+                break
+            assert health.get("/health").status_code == 200
+            during += 1
+            time.sleep(0.05)
+    for t in posts:
+        t.join(timeout=1)
+    assert len(answers) == 3, "a body of many gzip members got no answer within 60 s"
+    assert {(r.status_code, r.json()["error_code"]) for r in answers} == {
+        (413, "too_many_records")}
+    assert during >= 1
+    assert read_stream(api.stream) == []
+
+
+def test_records_per_request_are_capped_and_rejections_summarised(start: Start) -> None:
+    api = start(max_records=1000, max_listed_rejections=20)
+    flood = b"x\n" * 200_000  # 400 KB of one-byte invalid records
+    resp = api.post(flood)
+    assert resp.status_code == 413
+    assert resp.json()["error_code"] == "too_many_records"
+    assert "ingest.max_records=1000" in resp.json()["message"]
+    assert read_stream(api.stream) == []
+
+    body = b"x\n" * 990 + ndjson([event(f"keep-{i}") for i in range(10)])
+    resp = api.post(body)
+    doc = resp.json()
+    assert resp.status_code == 200 and len(resp.content) < 8 * 1024
+    assert (doc["accepted"], doc["rejected"], doc["omitted_rejections"]) == (10, 990, 970)
+    assert doc["rejected_by_reason"] == {"invalid_json": 990}
+    listed = [r for r in doc["records"] if r["status"] == "rejected"]
+    assert [r["index"] for r in listed] == list(range(20))
+    assert [r["event_id"] for r in doc["records"] if r["status"] == "accepted"] == [
+        f"keep-{i}" for i in range(10)]
+    errors = stored_errors(api.stream)
+    assert sum(e.get("records", 1) for e in errors) == 990  # every rejection is kept
+    kept = b"".join(base64.b64decode(e["raw_data"]) for e in errors)
+    assert kept.count(b"x") == 990
+    error_bytes = sum(len(p) for k, p in read_stream(api.stream) if k == ERRORS_KEY)
+    assert error_bytes < 20 * 400 + 4 * len(body)  # not a 200-byte envelope per line
+    samples = metric_samples(api)
+    assert samples[("mad_ingest_rejected_total", (("reason", "invalid_json"),))] == 990
+    assert samples[("mad_ingest_request_errors_total", (("reason", "too_many_records"),))] == 1
+
+
 # -- backpressure ------------------------------------------------------------------------------
 
 
@@ -466,6 +530,9 @@ def test_responses_match_the_openapi_document(start: Start) -> None:
 
     mixed = check(api.post(ndjson([event("o-1"), {"event_id": "o-2"}]) + b"{bad\n"))
     assert set(mixed["required"]) == {"accepted", "rejected", "records"}
+    summarised = start(max_listed_rejections=1).post(b"x\n" * 3 + ndjson([event("o-4")]))
+    assert summarised.json()["omitted_rejections"] == 2
+    assert {"omitted_rejections", "rejected_by_reason"} <= set(check(summarised)["properties"])
     rejected_model = resolve({"$ref": "#/components/schemas/RejectedRecord"}, doc)
     assert not conforms({"index": 0, "status": "rejected"}, rejected_model, doc)
     too_big = api.post(b"[" + b" " * 8000 + b"]", JSON)

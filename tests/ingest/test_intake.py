@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -204,3 +205,61 @@ def test_stream_records_put_rejections_under_the_errors_key() -> None:
     env = orjson.loads(payload)
     assert key == ERRORS_KEY and env["error_code"] == "invalid_json"
     assert base64.b64decode(env["raw_data"]) == b"not json"
+
+
+def test_many_tiny_gzip_members_decode_in_linear_time() -> None:
+    """5 MiB of 2-byte gzip members (about 240,000 of them). A decoder that copies the rest of
+    the body per member moves ~600 GB for this (about a minute here); a linear one moves the
+    body once. The bound is on how long the test waits, not a speed figure."""
+    member = gzip.compress(b"x\n", mtime=0)
+    count = 5 * 2**20 // len(member)
+    body = member * count
+    result: list[bytes] = []
+    worker = threading.Thread(
+        target=lambda: result.append(decode_body(body, "gzip", 2 * count + 1)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert result, "decoding did not finish within 20 s"
+    assert result[0] == b"x\n" * count
+    err = body_error(decode_body, body, "gzip", 2 * count - 1)  # the inflated-size limit holds
+    assert (err.status, err.code) == (413, "body_too_large")
+
+
+def test_gzip_members_with_zero_padding_and_garbage() -> None:
+    raw = b"\n".join(orjson.dumps(event(i)) for i in range(5))
+    assert decode_body(gzip.compress(raw) + b"\0" * 100, "gzip", 2**20) == raw
+    err = body_error(decode_body, gzip.compress(raw) + b"\0\0garbage", "gzip", 2**20)
+    assert (err.status, err.code) == (400, "bad_gzip")
+    assert decode_body(b"", "gzip", 2**20) == b""
+
+
+def test_more_records_than_the_cap_is_a_413_naming_it() -> None:
+    limits = Limits(max_records=10)
+    for body, fmt in ((b"x\n" * 11, NDJSON), (orjson.dumps([event(i) for i in range(11)]), JSON)):
+        err = body_error(parse, body, fmt, limits)
+        assert (err.status, err.code) == (413, "too_many_records")
+        assert "ingest.max_records" in err.message and "10" in err.message
+    assert len(parse(b"x\n" * 10 + b"\n" * 50, NDJSON, limits)) == 10  # blank lines: no records
+
+
+def test_rejections_past_the_listed_count_are_packed_by_reason_in_the_stream() -> None:
+    limits = Limits(max_listed_rejections=3)
+    lines = [b"x%d" % i for i in range(50)] + [orjson.dumps(event(0))]
+    lines += [orjson.dumps({"event_id": f"m{i}"}) for i in range(20)]
+    outcomes = parse(b"\n".join(lines), NDJSON, limits)
+    pairs = stream_records(outcomes, datetime.now(UTC), limits.max_listed_rejections)
+    assert ("payments", orjson.dumps(event(0))) in pairs
+    envelopes = [orjson.loads(p) for k, p in pairs if k == ERRORS_KEY]
+    single = [e for e in envelopes if "records" not in e]
+    packed = [e for e in envelopes if "records" in e]
+    assert len(single) == 3 and {e["error_code"] for e in packed} == {"invalid_json",
+                                                                      "missing_field"}
+    kept = [base64.b64decode(e["raw_data"]) for e in single]
+    for e in packed:
+        raws = base64.b64decode(e["raw_data"]).split(b"\n")
+        assert len(raws) == e["records"]
+        kept += raws
+    assert sorted(kept) == sorted(line for line in lines if b"payments" not in line)
+    assert sum(e.get("records", 1) for e in envelopes) == 70  # every rejection, none dropped
+    stream_bytes = sum(len(p) for k, p in pairs if k == ERRORS_KEY)
+    assert stream_bytes < 3 * len(b"\n".join(lines))  # not an envelope per tiny line

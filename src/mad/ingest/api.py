@@ -71,11 +71,19 @@ class RejectedRecord(BaseModel):
 
 
 class PutEventsResponse(BaseModel):
-    """Outcome of every record of a request, in request order."""
+    """Outcome of the records of a request, in request order: every accepted one, and the
+    first `ingest.max_listed_rejections` rejected ones. Past that count the other
+    rejections are not listed (an index missing from `records` was rejected) but counted in
+    `rejected_by_reason`, and `omitted_rejections` says how many were left out."""
 
     accepted: int
     rejected: int
     records: list[AcceptedRecord | RejectedRecord]
+    omitted_rejections: int | None = Field(
+        None, description="rejections not listed in records (only when some were left out)")
+    rejected_by_reason: dict[str, int] | None = Field(
+        None, description="every rejection counted by error_code (only when some were "
+        "left out)")
 
 
 class ErrorResponse(BaseModel):
@@ -105,7 +113,8 @@ class IngestState:
         ing = settings.ingest
         self.settings = settings
         self.stream = stream
-        self.limits = Limits(ing.max_body_bytes, ing.max_record_bytes, ing.max_depth)
+        self.limits = Limits(ing.max_body_bytes, ing.max_record_bytes, ing.max_depth,
+                             ing.max_records, ing.max_listed_rejections)
         self.pressure = Pressure(stream_monitor(settings, stream), settings.writer.consumer,
                                  ing.max_lag_records, ing.max_disk_bytes)
         self.metrics = IngestMetrics()
@@ -127,7 +136,8 @@ def create_app(settings: Settings, stream: Stream) -> FastAPI:
         code: {"model": ErrorResponse, "description": text}
         for code, text in (
             (400, "unreadable body: bad gzip, JSON syntax error, empty"),
-            (413, "body over ingest.max_body_bytes (compressed or not)"),
+            (413, "body over ingest.max_body_bytes (compressed or not), or more than "
+                  "ingest.max_records records"),
             (415, "content type or encoding not supported"),
             (429, "the raw writer is behind; retry after Retry-After seconds"),
             (503, "the stream is full or failing; retry after Retry-After seconds"),
@@ -202,12 +212,12 @@ async def _put_events(state: IngestState, request: Request) -> Response:
         if refusal is not None:
             return _refuse(state, refusal.status, refusal.code, refusal.message,
                            refusal.retry_after)
-        decoded = decode_body(body, request.headers.get("content-encoding"),
-                              state.limits.max_body_bytes)
-        outcomes = parse(decoded, fmt, state.limits)
+        # Inflating and parsing up to 5 MiB is CPU work: in a thread, so /health and the
+        # other requests are served meanwhile.
+        outcomes, records = await run_in_threadpool(
+            _decode, state, body, request.headers.get("content-encoding"), fmt)
     except BodyError as err:
         return _refuse(state, err.status, err.code, err.message)
-    records = stream_records(outcomes, datetime.now(UTC))
     started = time.perf_counter()
     try:
         await run_in_threadpool(state.stream.append, records)
@@ -224,25 +234,39 @@ async def _put_events(state: IngestState, request: Request) -> Response:
     return _outcome_response(state, outcomes)
 
 
+def _decode(state: IngestState, body: bytes, encoding: str | None,
+            fmt: str) -> tuple[list[Outcome], list[tuple[str, bytes]]]:
+    """The request's outcomes and the stream records to append (runs in a worker thread)."""
+    outcomes = parse(decode_body(body, encoding, state.limits.max_body_bytes), fmt,
+                     state.limits)
+    return outcomes, stream_records(outcomes, datetime.now(UTC),
+                                    state.limits.max_listed_rejections)
+
+
 def _outcome_response(state: IngestState, outcomes: list[Outcome]) -> Response:
     items: list[dict[str, Any]] = []
     reasons: Tally[str] = Tally()
+    listed = state.limits.max_listed_rejections
     for o in outcomes:
         if isinstance(o, Accepted):
             items.append({"index": o.seq, "status": "accepted", "event_id": o.event_id})
         else:
             reasons[o.reason] += 1
-            items.append({"index": o.seq, "status": "rejected", "error_code": o.reason,
-                          "message": o.message})
-    rejected = sum(reasons.values())
+            if reasons.total() <= listed:
+                items.append({"index": o.seq, "status": "rejected", "error_code": o.reason,
+                              "message": o.message})
+    rejected = reasons.total()
     accepted = len(outcomes) - rejected
     m = state.metrics
     m.records.inc(accepted, result="accepted")
     m.records.inc(rejected, result="rejected")
     for reason, n in reasons.items():
         m.rejected.inc(n, reason=reason)
-    body = orjson.dumps({"accepted": accepted, "rejected": rejected, "records": items})
-    return Response(body, media_type="application/json")
+    doc: dict[str, Any] = {"accepted": accepted, "rejected": rejected, "records": items}
+    if rejected > listed:
+        doc["omitted_rejections"] = rejected - listed
+        doc["rejected_by_reason"] = dict(reasons)
+    return Response(orjson.dumps(doc), media_type="application/json")
 
 
 def _refuse(state: IngestState, status: int, code: str, message: str,

@@ -198,7 +198,7 @@ class RawWriter:
         done = self._cursor[shard]
         try:
             for rec in batch:
-                kind, service, line, count = self._classify(rec)
+                kind, service, line, count, weight = self._classify(rec)
                 key = (kind, service, int(rec.appended_at) // 3600 * 3600)
                 buf = self._buffers.get(key)
                 if buf is None:
@@ -206,15 +206,16 @@ class RawWriter:
                 buf.lines.append(line)
                 buf.nbytes += len(line) + 1
                 buf.first.setdefault(shard, rec.position)
-                buf.counts[count] += 1
+                buf.counts[count] += weight
                 done = rec.position
                 if buf.nbytes >= flush_bytes:
                     self._flush(key)
         finally:
             self._cursor[shard] = done
 
-    def _classify(self, rec: StreamRecord) -> tuple[str, str | None, bytes, str]:
-        """(buffer kind, service, line, what to count) for one stream record."""
+    def _classify(self, rec: StreamRecord) -> tuple[str, str | None, bytes, str, int]:
+        """(buffer kind, service, line, what to count, how many records) for one stream
+        record; an envelope packing several rejected records (`records`) counts them all."""
         payload = rec.payload.strip()
         try:
             event = orjson.loads(payload)
@@ -225,18 +226,21 @@ class RawWriter:
         if rec.key == ERRORS_KEY:
             if not isinstance(event, dict) or not isinstance(event.get("error_code"), str):
                 return self._reject(rec, "bad_error_envelope", "envelope without error_code")
-            return _ERRORS, None, _line(payload, event), event["error_code"]
+            packed = event.get("records")
+            weight = packed if type(packed) is int and packed > 0 else 1
+            return _ERRORS, None, _line(payload, event), event["error_code"], weight
         if not (self.checked_upstream and _routable(event)):
             problem = check(event)
             if problem is not None:
                 return self._reject(rec, problem.reason, problem.message)
         service = event.get("service") or default_service(event["event_type"])
-        return event["kind"], service, _line(payload, event), event["kind"]
+        return event["kind"], service, _line(payload, event), event["kind"], 1
 
-    def _reject(self, rec: StreamRecord, code: str, message: str) -> tuple[str, None, bytes, str]:
+    def _reject(self, rec: StreamRecord, code: str,
+                message: str) -> tuple[str, None, bytes, str, int]:
         when = datetime.fromtimestamp(rec.appended_at, UTC)
         envelope = error_envelope(code, message, rec.payload, when, source=SOURCE)
-        return _ERRORS, None, orjson.dumps(envelope), code
+        return _ERRORS, None, orjson.dumps(envelope), code, 1
 
     def _flush(self, key: tuple[str, str | None, int]) -> None:
         kind, service, hour = key
