@@ -316,6 +316,20 @@ def test_records_per_request_are_capped_and_rejections_summarised(start: Start) 
     assert samples[("mad_ingest_request_errors_total", (("reason", "too_many_records"),))] == 1
 
 
+def test_a_record_with_an_identity_field_twice_is_kept_as_an_error(start: Start) -> None:
+    api = start()
+    twice = orjson.dumps(event("dupA"))[:-1] + b',"event_id":"dupB","service":"payments"}'
+    doc = api.post(twice + b"\n" + ndjson([event("single")])).json()
+    assert (doc["accepted"], doc["rejected"]) == (1, 1)
+    assert doc["records"][0]["error_code"] == "duplicate_key"
+    assert "event_id" in doc["records"][0]["message"]
+    [stored] = stored_errors(api.stream)
+    assert stored["error_code"] == "duplicate_key"
+    assert base64.b64decode(stored["raw_data"]) == twice
+    ids = [orjson.loads(p)["event_id"] for k, p in read_stream(api.stream) if k != ERRORS_KEY]
+    assert ids == ["single"]
+
+
 # -- backpressure ------------------------------------------------------------------------------
 
 

@@ -263,3 +263,30 @@ def test_rejections_past_the_listed_count_are_packed_by_reason_in_the_stream() -
     assert sum(e.get("records", 1) for e in envelopes) == 70  # every rejection, none dropped
     stream_bytes = sum(len(p) for k, p in pairs if k == ERRORS_KEY)
     assert stream_bytes < 3 * len(b"\n".join(lines))  # not an envelope per tiny line
+
+
+def test_an_identity_field_given_twice_is_rejected_as_duplicate_key() -> None:
+    base = orjson.dumps(event(0))[:-1]
+    twice = base + b',"event_id":"dupB","service":"payments"}'
+    escaped = base + b',"event\\u005fid":"dupB"}'  # the same key once unescaped
+    kind_twice = b'{"kind":"apm",' + orjson.dumps(event(1))[1:]
+    nested = orjson.dumps(event(2, context={"service": "x", "event_id": "y", "kind": "z"}))
+    in_values = orjson.dumps(event(3, message='"event_id" and "event_id" again'))
+    other_twice = base + b',"metrics":{"duration_ms":2.0}}'
+    lines = [twice, escaped, kind_twice, nested, in_values, other_twice]
+    outcomes = parse(b"\n".join(lines), NDJSON, LIMITS)
+    assert reasons(outcomes) == ["duplicate_key"] * 3 + ["ok"] * 3
+    first = outcomes[0]
+    assert isinstance(first, Rejected) and first.raw == twice and "event_id" in first.message
+    assert isinstance(outcomes[2], Rejected) and "kind" in outcomes[2].message
+
+    [single] = parse(twice, JSON, LIMITS)
+    assert isinstance(single, Rejected) and single.reason == "duplicate_key"
+    array = b"[" + orjson.dumps(event(4)) + b", " + twice + b",\n" + nested + b"]"
+    outcomes = parse(array, JSON, LIMITS)
+    assert reasons(outcomes) == ["ok", "duplicate_key", "ok"]
+    assert isinstance(outcomes[1], Rejected) and outcomes[1].raw == twice  # kept as sent
+    escaped_array = b"[" + escaped + b"]"
+    assert reasons(parse(escaped_array, JSON, LIMITS)) == ["duplicate_key"]
+    many = b"[" + b",".join(orjson.dumps(event(i)) for i in range(50)) + b"]"
+    assert reasons(parse(many, JSON, LIMITS)) == ["ok"] * 50

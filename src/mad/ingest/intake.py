@@ -24,6 +24,9 @@ import orjson
 
 from mad.catalog import default_service
 from mad.events import check
+from mad.ingest.duplicates import REASON as DUPLICATE_KEY
+from mad.ingest.duplicates import message as duplicate_message
+from mad.ingest.duplicates import repeated_field, repeated_in_array
 
 ERRORS_KEY = "__errors__"
 """Stream key of rejected records; the raw writer sends them to `md-raw-errors/`."""
@@ -174,7 +177,7 @@ def parse_json(body: bytes, limits: Limits) -> list[Outcome]:
             raise BodyError(400, "empty_body", "the array holds no events")
         if len(doc) > limits.max_records:
             raise _too_many(limits)
-        return [check_record(i, orjson.dumps(item), item, limits) for i, item in enumerate(doc)]
+        return _check_array(body, doc, limits)
     raw = body.strip()
     if len(raw) > limits.max_record_bytes:
         return [_oversize(0, raw, limits)]
@@ -208,14 +211,44 @@ def parse_ndjson(body: bytes, limits: Limits) -> list[Outcome]:
     return outcomes
 
 
+def _check_array(body: bytes, items: list[Any], limits: Limits) -> list[Outcome]:
+    """The elements of a JSON array body; an element that repeats an identity field keeps
+    its bytes as sent (re-encoding it would drop the repeat)."""
+    try:
+        repeats = repeated_in_array(body, items)
+    except RecursionError:
+        raise BodyError(400, "too_deep", "body nests too deep to parse") from None
+    outcomes: list[Outcome] = []
+    for i, item in enumerate(items):
+        repeat = repeats.get(i)
+        if repeat is None:
+            outcomes.append(_check(i, orjson.dumps(item), item, limits, None))
+        else:
+            outcomes.append(_check(i, repeat[1], item, limits, repeat[0]))
+    return outcomes
+
+
 def check_record(index: int, raw: bytes, record: Any, limits: Limits) -> Outcome:
-    """Size, nesting depth and the Event contract (`mad.events.check`) of one record."""
+    """Size, nesting depth, repeated identity fields (`duplicates.py`) and the Event
+    contract (`mad.events.check`) of one record, given as sent."""
+    return _check(index, raw, record, limits, _UNKNOWN)
+
+
+_UNKNOWN = ""
+"""`_check`'s `repeated` when the record's bytes are still to be looked at."""
+
+
+def _check(index: int, raw: bytes, record: Any, limits: Limits, repeated: str | None) -> Outcome:
     if len(raw) > limits.max_record_bytes:
         return _oversize(index, raw, limits)
     # Brackets in the bytes bound the depth from above: walk only when they could exceed it.
     if raw.count(b"{") + raw.count(b"[") > limits.max_depth and too_deep(record, limits.max_depth):
         return Rejected(index, "too_deep",
                         f"record nests deeper than {limits.max_depth} levels", raw)
+    if repeated == _UNKNOWN:
+        repeated = repeated_field(raw)
+    if repeated:
+        return Rejected(index, DUPLICATE_KEY, duplicate_message(repeated), raw)
     problem = check(record)
     if problem is not None:
         return Rejected(index, problem.reason, problem.message, raw)
