@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from mad.errors import ConfigError, TerminalError
+from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams import STREAMS, StreamContext, StreamCorruptError
 from mad.ingest.streams.embedded import EmbeddedReader, EmbeddedStream
 from mad.ingest.streams.embedded.framing import HEAD, HEADER_SIZE
+from tests.ingest.conftest import SmallDisk, fill_disk
 
 POLICIES = ["every_batch", "interval_ms=2"]
 
@@ -273,6 +274,33 @@ def test_errors_are_clear(tmp_path: Path) -> None:
             stream.read("7", None, 1)
     finally:
         stream.close()
+
+
+def test_a_corrupt_checkpoint_file_is_one_clear_error(tmp_path: Path) -> None:
+    with EmbeddedStream(tmp_path) as stream:
+        stream.append([("svc", b"one")])
+    (tmp_path / "state.sqlite").write_bytes(b"this is not a database, " * 200)
+    for opener in (EmbeddedStream, EmbeddedReader):
+        with pytest.raises(TerminalError) as info:
+            opener(tmp_path)
+        text = str(info.value)
+        assert str(tmp_path / "state.sqlite") in text and "\n" not in text
+        assert "not a usable SQLite database" in text and "move it away" in text
+    with EmbeddedStream(tmp_path / "again") as stream:  # the lock was released: reopen works
+        stream.append([("svc", b"two")])
+
+
+def test_a_checkpoint_on_a_full_disk_is_transient(small_disk: SmallDisk) -> None:
+    disk = small_disk(2 * 2**20)
+    with EmbeddedStream(disk / "stream", segment_bytes=2**16) as stream:
+        stream.append([("svc", b"one")])
+        filler = fill_disk(disk)
+        with pytest.raises(TransientError, match="state.sqlite"):
+            for _ in range(200):  # bounded: a few commits may fit in the WAL's free pages
+                stream.commit("writer", "0", 0)
+        filler.unlink()
+        stream.commit("writer", "0", 0)
+        assert stream.committed("writer", "0") == 0
 
 
 def test_records_larger_than_a_read_chunk(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from mad.errors import ConfigError
+from mad.errors import ConfigError, TerminalError, TransientError
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -35,17 +35,42 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 class StateStore:
-    """Checkpoints and counters of one embedded stream; safe to share between threads."""
+    """Checkpoints and counters of one embedded stream; safe to share between threads.
+
+    A file that is not a database is a TerminalError naming it (one line, no traceback); a
+    write that fails for a passing reason (disk full, I/O error, locked) is a TransientError,
+    so the raw writer retries its commit with backoff instead of dying.
+    """
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        self.path = path
         self._db = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
         )
-        self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as err:
+            self._db.close()
+            raise self._error(err) from None
+
+    def _error(self, err: sqlite3.Error) -> TerminalError | TransientError:
+        if isinstance(err, sqlite3.OperationalError):
+            return TransientError(f"stream checkpoint file {self.path}: {err}")
+        return TerminalError(
+            f"stream checkpoint file {self.path} is not a usable SQLite database ({err}); "
+            "move it away to start every consumer again from the oldest record kept (the "
+            "lake may then get duplicates), or put back a copy from a backup")
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, args)
+            except sqlite3.Error as err:
+                raise self._error(err) from None
 
     def checkpoints(self) -> dict[tuple[str, str], int]:
         """Every committed position, keyed by (consumer, shard)."""
@@ -55,21 +80,19 @@ class StateStore:
 
     def save_checkpoint(self, consumer: str, shard: str, position: int) -> None:
         """Store a committed position; durable when this returns."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO checkpoints VALUES (?, ?, ?, ?) ON CONFLICT (consumer, shard) "
-                "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-                (consumer, shard, position, time.time()),
-            )
+        self._write(
+            "INSERT INTO checkpoints VALUES (?, ?, ?, ?) ON CONFLICT (consumer, shard) "
+            "DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            (consumer, shard, position, time.time()),
+        )
 
     def add_dropped(self, shard: str, records: int, nbytes: int) -> None:
         """Count unconsumed data deleted to honour the disk budget."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO dropped VALUES (?, ?, ?) ON CONFLICT (shard) DO UPDATE SET "
-                "records = records + excluded.records, bytes = bytes + excluded.bytes",
-                (shard, records, nbytes),
-            )
+        self._write(
+            "INSERT INTO dropped VALUES (?, ?, ?) ON CONFLICT (shard) DO UPDATE SET "
+            "records = records + excluded.records, bytes = bytes + excluded.bytes",
+            (shard, records, nbytes),
+        )
 
     def dropped(self) -> tuple[int, int]:
         """Total (records, bytes) ever dropped, over all shards."""
