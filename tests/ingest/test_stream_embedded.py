@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.ingest.conftest import SmallDisk, fill_disk
 
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams import STREAMS, StreamContext, StreamCorruptError
 from mad.ingest.streams.embedded import EmbeddedReader, EmbeddedStream
 from mad.ingest.streams.embedded.framing import HEAD, HEADER_SIZE
-from tests.ingest.conftest import SmallDisk, fill_disk
 
 POLICIES = ["every_batch", "interval_ms=2"]
 
@@ -295,7 +295,7 @@ def test_a_checkpoint_on_a_full_disk_is_transient(small_disk: SmallDisk) -> None
     with EmbeddedStream(disk / "stream", segment_bytes=2**16) as stream:
         stream.append([("svc", b"one")])
         filler = fill_disk(disk)
-        with pytest.raises(TransientError, match="state.sqlite"):
+        with pytest.raises(TransientError, match=r"state\.sqlite"):
             for _ in range(200):  # bounded: a few commits may fit in the WAL's free pages
                 stream.commit("writer", "0", 0)
         filler.unlink()
