@@ -156,7 +156,7 @@ def child_ours(engine: str, run: Path) -> dict[str, Any]:
 
     settings = load_settings(overrides={
         "data_dir": str(run), "lake": {"url": str(run / "lake")},
-        "etl": {"engine": engine, "spark_master": "local[*]"},
+        "etl": {"engine": {"backend": engine, "spark": {"master": "local[*]"}}},
     })
     runner = EtlRunner(settings)
     try:
