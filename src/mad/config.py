@@ -230,6 +230,8 @@ class WriterSettings(Section):
     gzip: bool = True
     gzip_level: int = Field(1, ge=1, le=9, description="1: ~3x faster than 6, files ~25% larger")
     read_batch: int = Field(5000, ge=1, le=100_000)
+    stale_temp_s: float = Field(3600.0, gt=0, description="at start, delete the temp files "
+                                "(.tmp-*) older than this that a crash left in a local raw lake")
     revalidate: bool | None = Field(
         None, description="check every event again; default: only when the stream is not "
         "embedded (the embedded stream's one appender, the ingest API, already checked them)",

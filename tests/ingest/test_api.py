@@ -32,6 +32,7 @@ from mad.ingest.streams import Ack, NullMonitor, Position, Stream, StreamRecord
 from mad.ingest.wiring import open_configured_stream as open_ingest_stream
 from mad.ingest.wiring import stream_monitor
 from mad.ingest.writer import status_rows
+from mad.ingest.writer_health import HealthFile, WriterHealth, health_path
 
 NDJSON = {"content-type": "application/x-ndjson"}
 JSON = {"content-type": "application/json"}
@@ -472,7 +473,8 @@ def test_metrics_follow_the_prometheus_rules(start: Start) -> None:
         assert name.startswith("mad_ingest_") and re.fullmatch(r"[a-z_]+", name), name
         assert (kind == "counter") == name.endswith("_total"), name
         if kind in ("histogram", "gauge"):
-            assert name.endswith(("_seconds", "_bytes", "_records")), name
+            assert name.endswith(("_seconds", "_bytes", "_records", "_files",
+                                  "_connections")), name
     for line in text.splitlines():
         if not line.startswith("#"):
             for label in re.findall(r'([^{},=]+)="', line):
@@ -483,6 +485,24 @@ def test_metrics_follow_the_prometheus_rules(start: Start) -> None:
     assert samples[("mad_ingest_rejected_total", (("reason", "invalid_json"),))] == 1
     assert samples[("mad_ingest_requests_total", (("code", "415"),))] == 1
     assert samples[("mad_ingest_bytes_total", ())] > 0
+
+
+def test_metrics_show_the_raw_writer_health_it_publishes(start: Start, tmp_path: Path) -> None:
+    api = start()
+    assert ("mad_ingest_writer_unrecorded_files", ()) not in metric_samples(api)  # no report
+    report = HealthFile(health_path(tmp_path / "data0", "raw-writer"))
+    report.publish(WriterHealth(pid=os.getpid(), updated_at=time.time(), files=7,
+                                unrecorded_files=3, failures={"state": 4, "lake": 1},
+                                failing={"state": "database or disk is full"}))
+    report.close()
+    samples = metric_samples(api)
+    assert samples[("mad_ingest_writer_unrecorded_files", ())] == 3
+    assert samples[("mad_ingest_writer_failures_total", (("target", "state"),))] == 4
+    assert samples[("mad_ingest_writer_failures_total", (("target", "lake"),))] == 1
+    assert samples[("mad_ingest_writer_failures_total", (("target", "stream"),))] == 0
+    assert 0 <= samples[("mad_ingest_writer_report_age_seconds", ())] < 600
+    lint = promtool_check(api.client.get("/metrics").text)
+    assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
 
 
 def promtool_check(text: str) -> subprocess.CompletedProcess[str]:

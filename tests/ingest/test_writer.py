@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
+from tests.ingest.conftest import SmallDisk, fill_disk
 
 from mad import lake
 from mad.catalog import default_service
-from mad.config import AwsSettings, WriterSettings, load_settings
+from mad.config import AwsSettings, Settings, WriterSettings, load_settings
 from mad.events import check
 from mad.generate.backfill import run_backfill
 from mad.ingest.intake import ERRORS_KEY, error_envelope
+from mad.ingest.status import collect, render
 from mad.ingest.streams import StreamRecord
 from mad.ingest.streams.embedded import EmbeddedStream
+from mad.ingest.wiring import build_writer, ledger
 from mad.ingest.writer import RawWriter, status_rows
 from mad.stores import ObjectStore, open_store
 from mad.stores.local import LocalStore
@@ -247,3 +253,140 @@ def test_stop_mid_run_loses_nothing(tmp_path: Path, lines: list[bytes], sig: int
     assert set(Counter(str(e["error_code"]) for e in errors)) == set(want_bad)
     for path in lake_dir.rglob("*"):  # only complete part files are visible by name
         assert path.is_dir() or path.name.startswith((".tmp-", "part-")), path
+
+
+def writer_settings(tmp_path: Path, state_dir: Path, lake_dir: Path) -> Settings:
+    return load_settings(config_file=None, env={}, overrides={
+        "data_dir": str(tmp_path / "data"), "ingest.stream.embedded.path": str(tmp_path / "stream"),
+        "ingest.stream.embedded.shards": SHARDS, "lake.url": str(lake_dir),
+        "state.url": f"sqlite:///{state_dir / 'state.db'}", "writer.flush_bytes": 4096})
+
+
+def wait_for(what: str, condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Poll `condition` (bounded in time); fail naming `what`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f} s")
+        time.sleep(0.05)
+
+
+class Running:
+    """`RawWriter.run` in a thread, as the writer service runs it; keeps what it raised."""
+
+    def __init__(self, writer: RawWriter) -> None:
+        self.writer, self.stop, self.error = writer, threading.Event(), None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.writer.run(self.stop, idle_sleep=0.05, drain=True)
+        except BaseException as err:  # the test reports it
+            self.error = err
+
+    def alive(self) -> bool:
+        assert self.error is None, f"the writer died: {self.error!r}"
+        return self.thread.is_alive()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert self.error is None and not self.thread.is_alive(), self.error
+
+
+def lake_records(store: ObjectStore) -> Counter[bytes]:
+    return Counter(row for key in store.list() for row in gzip.decompress(store.get(key))
+                   .splitlines())
+
+
+def test_a_full_state_database_disk_is_retried_and_each_file_recorded_once(
+    tmp_path: Path, lines: list[bytes], small_disk: SmallDisk,
+) -> None:
+    records = fill(tmp_path / "stream", lines[:400])
+    state_dir = small_disk(2 * 2**20)
+    settings = writer_settings(tmp_path, state_dir, tmp_path / "lake")
+    with EmbeddedStream(tmp_path / "stream", shards=SHARDS) as stream:
+        writer = build_writer(settings, stream)
+        ledger(settings).summary()  # the database is there, its tables made: now the disk fills
+        filler = fill_disk(state_dir)
+        running = Running(writer)
+        wait_for("state database failures", lambda: writer.stats()["state_failures"] >= 2)
+        assert running.alive()
+        stats = writer.stats()
+        assert stats["files"] > 0 and stats["unrecorded_files"] > 0
+        assert "full" in stats["failing"]["state"]
+        status = collect(settings)["writer"]
+        assert status["unrecorded_files"] > 0 and "full" in status["failing"]["state"]
+        assert "wait to be recorded" in render(collect(settings))
+        filler.unlink()
+        wait_for("files recorded", lambda: writer.stats()["unrecorded_files"] == 0)
+        running.finish()
+    store = LocalStore(tmp_path / "lake")
+    ledger_rows = ledger(settings).summary()["datasets"]
+    assert sum(d["files"] for d in ledger_rows.values()) == len(store.list())
+    assert sum(lake_records(store).values()) == len(records)  # no file was written twice
+    assert collect(settings)["writer"]["failing"] == {}
+
+
+def test_a_full_lake_disk_is_retried_and_visible(
+    tmp_path: Path, lines: list[bytes], small_disk: SmallDisk,
+) -> None:
+    records = fill(tmp_path / "stream", lines[:400])
+    lake_dir = small_disk(2**20)
+    settings = writer_settings(tmp_path, tmp_path, lake_dir)
+    filler = fill_disk(lake_dir)
+    with EmbeddedStream(tmp_path / "stream", shards=SHARDS) as stream:
+        writer = build_writer(settings, stream)
+        running = Running(writer)
+        wait_for("lake failures", lambda: writer.stats()["lake_failures"] >= 2)
+        assert running.alive() and writer.stats()["files"] == 0
+        status = collect(settings)["writer"]
+        assert status["failures"]["lake"] >= 2 and "No space" in status["failing"]["lake"]
+        assert "lake writes failing" in render(collect(settings))
+        assert all(c is None for c in writer.stats()["committed"].values())
+        filler.unlink()
+        wait_for("the lake written", lambda: writer.stats()["files"] > 0
+                 and "lake" not in writer.stats()["failing"])
+        running.finish()
+    store = LocalStore(lake_dir)
+    assert sum(lake_records(store).values()) == len(records)
+    assert not [p for p in lake_dir.rglob(".tmp-*")]
+
+
+def test_a_writer_stopped_while_the_lake_is_full_keeps_the_records_in_the_stream(
+    tmp_path: Path, lines: list[bytes], small_disk: SmallDisk,
+) -> None:
+    fill(tmp_path / "stream", lines[:400])
+    lake_dir = small_disk(2**20)
+    settings = writer_settings(tmp_path, tmp_path, lake_dir)
+    fill_disk(lake_dir)
+    with EmbeddedStream(tmp_path / "stream", shards=SHARDS) as stream:
+        writer = build_writer(settings, stream)
+        writer.stop_attempts = 2
+        running = Running(writer)
+        wait_for("lake failures", lambda: writer.stats()["lake_failures"] >= 1)
+        running.finish()  # returns, without a traceback, leaving the records to the next run
+        assert all(stream.committed("raw-writer", s) is None for s in stream.shards())
+
+
+def test_stale_temp_files_of_the_writer_are_swept_at_start(tmp_path: Path) -> None:
+    lake_dir = tmp_path / "lake"
+    folder = lake_dir / lake.raw_partition("log", "auth", 0)
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".tmp-0123abcd", folder / ".tmp-4567ef01"
+    other = lake_dir / "md-transformed-logs" / ".tmp-89ab"  # not the raw writer's
+    other.parent.mkdir(parents=True)
+    for path in (old, fresh, other):
+        path.write_bytes(b"half a file")
+    two_hours_ago = time.time() - 7200
+    for path in (old, other):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    fill(tmp_path / "stream", [])
+    with EmbeddedStream(tmp_path / "stream", shards=SHARDS) as stream:
+        writer = RawWriter(stream, LocalStore(lake_dir), WriterSettings())
+        stop = threading.Event()
+        stop.set()
+        writer.run(stop)
+    assert not old.exists() and fresh.exists() and other.exists()
+    assert writer.stats()["swept_temp_files"] == 1

@@ -40,7 +40,8 @@ from mad.ingest.intake import (
 from mad.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from mad.ingest.pressure import FAILURE_RETRY_AFTER_S, Pressure
 from mad.ingest.streams import Stream, StreamCorruptError
-from mad.ingest.wiring import stream_monitor
+from mad.ingest.wiring import stream_monitor, writer_health
+from mad.ingest.writer_health import TARGETS
 from mad.web import Guard, read_token
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class IngestState:
                                  ing.max_lag_records, ing.max_disk_bytes)
         self.metrics = IngestMetrics()
         self.failure: str | None = None  # last append error, cleared by a good append
+        self.writer_health = writer_health(settings)  # when the writer runs beside us
 
 
 def create_app(settings: Settings, stream: Stream) -> FastAPI:
@@ -185,6 +187,7 @@ def create_app(settings: Settings, stream: Stream) -> FastAPI:
             m.lag_records.set(lag.records, shard=shard)
         m.lag_seconds.set(max((v.age_seconds for v in reading.lag.values()), default=0.0))
         m.disk_bytes.set(reading.disk_bytes)
+        _copy_writer_health(state)
         return Response(m.render(), media_type=CONTENT_TYPE)
 
     return app
@@ -267,6 +270,19 @@ def _outcome_response(state: IngestState, outcomes: list[Outcome]) -> Response:
         doc["omitted_rejections"] = rejected - listed
         doc["rejected_by_reason"] = dict(reasons)
     return Response(orjson.dumps(doc), media_type="application/json")
+
+
+def _copy_writer_health(state: IngestState) -> None:
+    """The raw writer's counters, from the health report it publishes (when it runs from
+    the same data folder: beside the API, or in its own process on this machine)."""
+    health = state.writer_health.load()
+    if health is None:
+        return
+    m = state.metrics
+    m.writer_unrecorded_files.set(health.unrecorded_files)
+    m.writer_report_age.set(max(0.0, time.time() - health.updated_at))
+    for target in TARGETS:
+        m.writer_failures.copy(health.failures.get(target, 0), target=target)
 
 
 def _refuse(state: IngestState, status: int, code: str, message: str,

@@ -91,6 +91,13 @@ class Counter(_Valued):
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
 
+    def copy(self, total: float, **labels: str) -> None:
+        """Take the total of a counter another process keeps (read at scrape time; it
+        starts again from 0 when that process restarts, which Prometheus handles)."""
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = total
+
 
 class Gauge(_Valued):
     """A value that is set to the current reading."""
@@ -219,6 +226,17 @@ class IngestMetrics:
             "Time of one durable stream append (write and flush), per request.")
         self.request_seconds = r.histogram(
             "mad_ingest_request_seconds", "Time to handle one POST /v1/events.")
+        self.writer_unrecorded_files = r.gauge(
+            "mad_ingest_writer_unrecorded_files",
+            "Files the raw writer put in the lake that wait to be recorded in the state "
+            "database (from the writer's health report).")
+        self.writer_failures = r.counter(
+            "mad_ingest_writer_failures_total",
+            "Failed operations of the raw writer, retried, by target: lake, stream, state.",
+            ["target"])
+        self.writer_report_age = r.gauge(
+            "mad_ingest_writer_report_age_seconds",
+            "Seconds since the raw writer last published its health report.")
         for result in ("accepted", "rejected"):
             self.records.inc(0, result=result)
 

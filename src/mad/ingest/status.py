@@ -1,14 +1,22 @@
-"""`mad ingest status`: the stream's shards and lag, and what the raw writer has written."""
+"""`mad ingest status`: the stream's shards and lag, the raw writer's health, and what it
+has written (the raw files ledger)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from mad.config import Settings
-from mad.ingest.wiring import ledger, open_configured_stream, stream_monitor
+from mad.errors import TransientError
+from mad.ingest.wiring import ledger, open_configured_stream, stream_monitor, writer_health
 from mad.ingest.writer import status_rows
+
+STALE_REPORT_S = 10.0
+"""A writer that has not reported for this long is probably not running."""
 
 
 def collect(settings: Settings) -> dict[str, Any]:
@@ -20,13 +28,43 @@ def collect(settings: Settings) -> dict[str, Any]:
         stream_status = monitor.status()
     finally:
         stream.close()
+    health = writer_health(settings).load()
+    writer = None if health is None else {**health.to_dict(),
+                                          "age_s": round(time.time() - health.updated_at, 1)}
     return {
         "stream": {"backend": stream_status.backend, "disk_bytes": stream_status.disk_bytes,
                    "dropped_records": stream_status.dropped_records},
         "shards": shards,
+        "writer": writer,
         "lake": settings.lake_url,
-        **ledger(settings).summary(),
+        **_ledger_summary(settings),
     }
+
+
+def _ledger_summary(settings: Settings) -> dict[str, Any]:
+    """The ledger's tables, or why the state database cannot be read now."""
+    try:
+        return {**ledger(settings).summary(), "state_error": None}
+    except (TransientError, OperationalError) as err:
+        return {"datasets": {}, "errors": {}, "state_error": str(err).splitlines()[0]}
+
+
+def _writer_lines(writer: dict[str, Any] | None) -> list[str]:
+    if writer is None:
+        return ["raw writer: no health report here (not run from this data folder yet)"]
+    stale = " (is it running?)" if writer["age_s"] > STALE_REPORT_S else ""
+    out = [f"raw writer: pid {writer['pid']}, last report {writer['age_s']:.1f} s ago{stale}, "
+           f"{writer['files']} files written"]
+    failing, failures = writer["failing"], writer["failures"]
+    names = {"lake": "lake writes", "stream": "stream reads or commits",
+             "state": "state database"}
+    for target, message in sorted(failing.items()):
+        out.append(f"  {names.get(target, target)} failing ({failures.get(target, 0)} "
+                   f"failures, retrying): {message}")
+    if writer["unrecorded_files"]:
+        out.append(f"  {writer['unrecorded_files']} files are in the lake and wait to be "
+                   "recorded in the state database")
+    return out
 
 
 def _size(n: float | None) -> str:
@@ -51,7 +89,9 @@ def render(data: dict[str, Any]) -> str:
         rows.append((str(r["shard"]), str(r["last"]), str(r["committed"]),
                      str(r["lag_records"]), _size(r["lag_bytes"]),
                      "-" if age is None else f"{age:.1f} s"))
-    out += [*_table(rows), "", f"lake: {data['lake']}", ""]
+    out += [*_table(rows), "", *_writer_lines(data["writer"]), "", f"lake: {data['lake']}", ""]
+    if data["state_error"]:
+        out += [f"state database unreadable: {data['state_error']}", ""]
     rows = [("DATASET", "FILES", "RECORDS", "BYTES", "LAST WRITE (UTC)")]
     for name, d in sorted(data["datasets"].items()):
         last = d["last_write"]

@@ -1,5 +1,5 @@
 """Builds the ingest stage's parts from the settings: the stream and its monitor, the lake
-store, the writer.
+store, the writer and where it publishes its health.
 
 The one place that maps the `ingest.stream`, `lake`, `aws` and `state` settings onto the
 backends, so the API, the writer and `mad ingest status` open the same things the same way,
@@ -10,8 +10,10 @@ and the one place that asks what a stream can do: whether it reports lag and sta
 from __future__ import annotations
 
 from mad.config import Settings
+from mad.ingest.ledger import RetryingLedger
 from mad.ingest.streams import NullMonitor, Stream, StreamContext, StreamMonitor
 from mad.ingest.writer import RawWriter
+from mad.ingest.writer_health import HealthFile, health_path
 from mad.state import RawFileLedger, open_state
 from mad.stores import lake_store
 
@@ -41,12 +43,19 @@ def ledger(settings: Settings) -> RawFileLedger:
     return RawFileLedger(open_state(settings.state_url), settings.writer.consumer)
 
 
+def writer_health(settings: Settings) -> HealthFile:
+    """The file where the raw writer of `writer.consumer` publishes its health."""
+    return HealthFile(health_path(settings.data_dir, settings.writer.consumer))
+
+
 def build_writer(settings: Settings, stream: Stream) -> RawWriter:
-    """A raw writer from `stream` into the configured lake, recording files in the ledger.
-    Events are checked again unless the stream says its one appender already checked them
-    (`writer.revalidate` overrides)."""
+    """A raw writer from `stream` into the configured lake, recording files in the ledger
+    (opened on first use and retried while the state database fails) and publishing its
+    health. Events are checked again unless the stream says its one appender already
+    checked them (`writer.revalidate` overrides)."""
     revalidate = settings.writer.revalidate
     if revalidate is None:
         revalidate = not stream.appends_checked
     return RawWriter(stream, lake_store(settings, create=True), settings.writer,
-                     ledger=ledger(settings), checked_upstream=not revalidate)
+                     ledger=RetryingLedger(lambda: ledger(settings)),
+                     checked_upstream=not revalidate, health=writer_health(settings))

@@ -9,12 +9,19 @@ or `flush_interval_s` of age, and at shutdown.
 Checkpoints: per shard, the writer commits the highest position P such that every record
 up to P is in a file already written. A crash therefore re-writes some records (the ETL
 deduplicates by event_id) but never loses one.
+
+Failures that may pass never stop `run`: a lake write that fails (disk full, S3 down) keeps
+its buffer and is retried with a doubling backoff before anything more is read; a state
+database that cannot record a written file queues its row (`ledger.py`), so the file is
+never written twice. Both are counted, and published with the rest of the writer's health
+(`writer_health.py`) for `mad ingest status` and the API's `/metrics`.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -31,8 +38,11 @@ from mad.config import WriterSettings
 from mad.errors import TransientError
 from mad.events import check
 from mad.ingest.intake import ERRORS_KEY, error_envelope
+from mad.ingest.ledger import FileLedger, FileRow, RetryingLedger
 from mad.ingest.streams import Stream, StreamMonitor, StreamRecord
-from mad.state import NullLedger, RawFileLedger
+from mad.ingest.temp_sweep import sweep_stale_temp
+from mad.ingest.writer_health import HealthFile, NullHealthFile, WriterHealth
+from mad.state import NullLedger
 from mad.stores import ObjectStore
 
 __all__ = ["ERRORS_KEY", "RawWriter", "status_rows"]
@@ -43,6 +53,16 @@ SOURCE = "raw-writer"
 _ERRORS = "error"  # the buffer kind of md-raw-errors
 MAX_IDLE_SLEEP = 1.0
 MAX_RETRY_SLEEP = 30.0
+HEALTH_INTERVAL_S = 1.0
+STOP_ATTEMPTS = 5
+
+
+class LakeWriteFailed(TransientError):
+    """A put of a raw file failed in a way that may pass; its buffer is kept."""
+
+
+class LedgerBacklogFull(TransientError):
+    """Too many written files wait for the state database: hold back new files."""
 
 
 @dataclass
@@ -64,22 +84,35 @@ class _Totals:
     records: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     last_flush_at: float | None = None
-    flush_failures: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # by target: lake, stream
+    failing: dict[str, str] = field(default_factory=dict)  # target -> last error, while failing
     last_error: str | None = None
+    swept_temp_files: int = 0
 
 
 class RawWriter:
     """Consumes `stream` as `settings.consumer` into `store`; see the module docstring.
 
-    `clock` measures buffer age (monotonic seconds); tests pass their own.
+    `clock` measures buffer age (monotonic seconds); tests pass their own. `ledger` records
+    the files (retried while the state database fails; a plain ledger is wrapped), `health`
+    is where the writer's health is published for other processes.
     """
 
     def __init__(self, stream: Stream, store: ObjectStore, settings: WriterSettings,
                  clock: Callable[[], float] = time.monotonic,
-                 ledger: RawFileLedger | NullLedger | None = None,
-                 checked_upstream: bool = False) -> None:
+                 ledger: FileLedger | RetryingLedger | None = None,
+                 checked_upstream: bool = False,
+                 health: HealthFile | NullHealthFile | None = None) -> None:
         self.stream, self.store, self.settings, self.clock = stream, store, settings, clock
-        self.ledger = ledger or NullLedger()
+        if isinstance(ledger, RetryingLedger):
+            self.ledger = ledger
+        else:
+            plain: FileLedger = ledger or NullLedger()
+            self.ledger = RetryingLedger(lambda: plain)
+        self.health = health or NullHealthFile()
+        self.stop_attempts = STOP_ATTEMPTS
+        self._published_at = -HEALTH_INTERVAL_S
+        self._swept = False
         # Records under event keys were validated by the ingest API before they were appended:
         # then only their routing fields are looked at here.
         self.checked_upstream = checked_upstream
@@ -96,6 +129,7 @@ class RawWriter:
     def poll(self) -> int:
         """Read one batch from every shard, route it, flush what is due, commit.
         Returns how many records were read."""
+        self.ledger.retry()
         read = 0
         for shard in self._shards:
             batch = self.stream.read(shard, self._cursor[shard], self.settings.read_batch)
@@ -136,6 +170,7 @@ class RawWriter:
 
     def drain(self) -> None:
         """Read until the stream has nothing more, then write everything (batch mode)."""
+        self._sweep()
         while self.poll() > 0:
             continue
         self.flush_all()
@@ -143,33 +178,52 @@ class RawWriter:
     def run(self, stop: threading.Event, idle_sleep: float = MAX_IDLE_SLEEP,
             drain: bool = False) -> None:
         """Poll until `stop` is set, sleeping at most `idle_sleep` when there is nothing
-        new and backing off while the store fails; then write everything and commit.
-        With `drain`, read what is left in the stream first (its producers have stopped)."""
+        new and backing off while the lake, the stream or the state database fails; then
+        write everything and commit. With `drain`, read what is left in the stream first
+        (its producers have stopped). What still cannot be written after `stop_attempts`
+        stays in the stream (not committed) for the next start: one log line, no raise."""
+        self._sweep()
         pause = 0.0
         while not stop.is_set():
             try:
-                if pause:  # the store failed: retry the due buffers before reading more
+                if pause:  # something failed: retry the due buffers before reading more
                     self.flush_due()
                 read = self.poll()
                 pause = 0.0
+                self._recovered("stream")
             except TransientError as err:
                 self._failed(err)
                 pause = min(max(pause * 2, 0.5), MAX_RETRY_SLEEP)
                 stop.wait(pause)
                 continue
+            self._publish()
             if not read:
                 stop.wait(min(idle_sleep, self._next_due()))
-        if drain:
-            while self.poll() > 0:
-                continue
-        for attempt in range(5):
+        try:
+            self._finish(drain)
+        finally:
+            self._publish(force=True)
+
+    def _finish(self, drain: bool) -> None:
+        error: TransientError | None = None
+        for attempt in range(self.stop_attempts):
             try:
+                if drain:
+                    while self.poll() > 0:
+                        continue
                 self.flush_all()
-                return
+                error = None
+                break
             except TransientError as err:
+                error = err
                 self._failed(err)
-                time.sleep(min(2.0**attempt, MAX_RETRY_SLEEP))
-        self.flush_all()
+                if attempt < self.stop_attempts - 1:
+                    time.sleep(min(2.0**attempt, MAX_RETRY_SLEEP))
+        if error is not None:
+            buffered = sum(len(b.lines) for b in self._buffers.values())
+            log.error("raw writer: stopping with %d records not written (%s); they stay in "
+                      "the stream and are written at the next start", buffered, error)
+        self.ledger.flush(self.stop_attempts)
 
     def stats(self) -> dict[str, Any]:
         """Counters for `mad ingest status` and the health endpoint."""
@@ -187,9 +241,45 @@ class RawWriter:
                 "committed": dict(self._committed),
                 "open_buffers": len(self._buffers),
                 "buffered_bytes": sum(b.nbytes for b in list(self._buffers.values())),
-                "flush_failures": t.flush_failures,
+                "flush_failures": sum(t.failures.values()) + self.ledger.failures,
                 "last_error": t.last_error,
+                "lake_failures": t.failures["lake"],
+                "stream_failures": t.failures["stream"],
+                "state_failures": self.ledger.failures,
+                "unrecorded_files": self.ledger.pending,
+                "failing": self._failing(),
+                "swept_temp_files": t.swept_temp_files,
             }
+
+    def health_report(self) -> WriterHealth:
+        """What `health` publishes: files, files waiting for the ledger, failures."""
+        with self._lock:
+            failures = dict(self._totals.failures)
+            files = self._totals.files
+        failures["state"] = self.ledger.failures
+        return WriterHealth(pid=os.getpid(), updated_at=time.time(), files=files,
+                            unrecorded_files=self.ledger.pending, failures=failures,
+                            failing=self._failing())
+
+    def _failing(self) -> dict[str, str]:
+        failing = dict(self._totals.failing)
+        if self.ledger.error is not None:
+            failing["state"] = self.ledger.error
+        return failing
+
+    def _publish(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._published_at >= HEALTH_INTERVAL_S:
+            self._published_at = now
+            self.health.publish(self.health_report())
+
+    def _sweep(self) -> None:
+        """Once, at the start: delete the temp files an interrupted writer left."""
+        if not self._swept:
+            self._swept = True
+            swept = sweep_stale_temp(self.store, self.settings.stale_temp_s)
+            with self._lock:
+                self._totals.swept_temp_files = swept
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -253,9 +343,14 @@ class RawWriter:
             name = lake.errors_key(hour, gz)
         else:
             name = lake.raw_key(kind, service or "unknown", hour, gz)
-        self.store.put(name, data)
-        self.ledger.record(name, name.split("/", 1)[0], service, hour, len(buf.lines),
-                           len(data), dict(buf.counts))
+        if self.ledger.backlog_full:
+            raise LedgerBacklogFull(
+                f"{self.ledger.pending} written files wait to be recorded in the state "
+                f"database ({self.ledger.error}); no new file until it takes them")
+        try:
+            self.store.put(name, data)
+        except TransientError as err:
+            raise LakeWriteFailed(str(err)) from err
         log.debug("wrote %s (%d records, %d bytes)", name, len(buf.lines), len(data))
         with self._lock:
             del self._buffers[key]
@@ -265,6 +360,10 @@ class RawWriter:
             t.raw_bytes += buf.nbytes
             (t.errors if kind == _ERRORS else t.records).update(buf.counts)
             t.last_flush_at = time.time()
+            t.failing.pop("lake", None)
+        # The file is durable: from here on it is never written again, whatever the ledger.
+        self.ledger.record(FileRow(name, name.split("/", 1)[0], service, hour, len(buf.lines),
+                                   len(data), dict(buf.counts)))
 
     def _next_due(self) -> float:
         if not self._buffers:
@@ -272,11 +371,23 @@ class RawWriter:
         oldest = min(b.opened for b in self._buffers.values())
         return max(0.01, oldest + self.settings.flush_interval_s - self.clock())
 
-    def _failed(self, err: Exception) -> None:
-        log.warning("raw writer: %s (will retry)", err)
+    def _failed(self, err: TransientError) -> None:
+        """Count a failure by what failed (the state database counts its own), and say so
+        at once to other processes."""
         with self._lock:
-            self._totals.flush_failures += 1
             self._totals.last_error = str(err)
+            if not isinstance(err, LedgerBacklogFull):
+                target = "lake" if isinstance(err, LakeWriteFailed) else "stream"
+                self._totals.failures[target] += 1
+                self._totals.failing[target] = str(err)
+                log.warning("raw writer: %s (will retry)", err)
+        self._publish(force=True)
+
+    def _recovered(self, target: str) -> None:
+        if target in self._totals.failing:
+            with self._lock:
+                self._totals.failing.pop(target, None)
+            log.warning("raw writer: the %s works again", target)
 
 
 def _routable(event: Any) -> bool:
