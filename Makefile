@@ -26,11 +26,11 @@ install-test: $(VENV)/.test-installed-$(HASH)
 ## run: a labelled hour of traffic into $(DATA)/generated, then every stage wired together:
 ##      live simulator (:8000) -> ingest API (:8010) -> stream -> raw writer -> $(DATA)/lake
 ##      -> ETL every 30 s -> $(DATA)/lake/md-transformed-*, md-aggregates
-##      -> detection after each ETL pass -> md-anomalies, incidents, $(DATA)/alerts.jsonl
+##      -> detection every 30 s -> md-anomalies, incidents, $(DATA)/alerts.jsonl
 run: install
 	$(BIN)/mad generate --start $$(date -u -d '1 hour ago' +%Y-%m-%dT%H:00:00Z) --duration 1h \
 		--out $(DATA)/generated
-	MAD_DATA_DIR=$(DATA) MAD_WRITER__FLUSH_INTERVAL_S=30 MAD_ETL__WATCH_INTERVAL_S=30 \
+	MAD_DATA_DIR=$(DATA) MAD_WRITER__FLUSH_INTERVAL_S=30 MAD_ETL__WATCH_INTERVAL_S=30 MAD_DETECT__WATCH_INTERVAL_S=30 \
 		$(BIN)/mad up --rate 50
 
 ## spark-jars: hadoop-aws 3.3.1 + aws-java-sdk-bundle 1.11.901 for Spark on S3 (s3a://), taken

@@ -4,6 +4,7 @@ with every acknowledged event in the lake, and a part that keeps dying ends the 
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import socket
@@ -12,12 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
+from mad import lake
 from mad.config import load_settings
 from mad.generate.backfill import run_backfill
+from mad.stores import open_store
 from tests.conftest import free_port
-from tests.ingest.test_end_to_end import post_all, read_lake
+from tests.ingest.test_end_to_end import post_all
 
 pytestmark = pytest.mark.slow
 
@@ -107,8 +111,18 @@ class Serve:
         return out.decode()
 
     def lake_ids(self) -> set[str]:
-        events, _ = read_lake(str(self.lake), None)
-        return {e["event_id"] for _, e in events}
+        return raw_ids(self.lake)
+
+
+def raw_ids(lake_dir: Path) -> set[str]:
+    """The event ids in the raw event datasets of a local lake."""
+    store = open_store(str(lake_dir))
+    ids: set[str] = set()
+    for dataset in lake.RAW_DATASETS.values():
+        for key in store.list(dataset + "/"):
+            ids |= {orjson.loads(line)["event_id"]
+                    for line in gzip.decompress(store.get(key)).splitlines()}
+    return ids
 
 
 def test_a_killed_writer_is_restarted_and_nothing_is_lost(tmp_path: Path,
@@ -179,3 +193,37 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "is the port in use" in proc.stderr
+
+
+def test_mad_up_restarts_each_killed_child_and_leaves_none(tmp_path: Path,
+                                                           lines: list[bytes]) -> None:
+    port = free_port()
+    env = {**os.environ, "MAD_DATA_DIR": str(tmp_path / "data"), "MAD_INGEST__PORT": str(port),
+           "MAD_SIMULATE__PORT": str(free_port()), "MAD_WRITER__FLUSH_INTERVAL_S": "0.5",
+           "MAD_ETL__WATCH_INTERVAL_S": "1", "MAD_DETECT__WATCH_INTERVAL_S": "1",
+           "MAD_SUPERVISOR__RESTART_BACKOFF_S": "0.2"}
+    proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "up", "--rate", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+    def spawned() -> list[int]:
+        return [p for p in children(proc.pid)
+                if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    wait_for(lambda: len(spawned()) == 3, 60, "writer, etl and detection")
+    accepted, _, _ = post_all(port, lines)
+    first = spawned()
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(spawned()) == 3 and not set(spawned()) & set(first), 60,
+             "three new children")
+    time.sleep(3)  # an ETL pass over what was posted
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=180)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    for name in ("raw writer", "etl", "detection"):
+        assert f"{name} was killed by signal 9; restarting it" in text, text
+    assert "stopped: ingest API, raw writer, etl, detection" in text
+    assert not any(alive(p) for p in first)
+    assert accepted <= raw_ids(tmp_path / "data" / "lake")

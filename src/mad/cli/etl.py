@@ -78,7 +78,7 @@ def _mark_then_run(settings: Any, mark: Any) -> None:
 def etl_reprocess(
     partition: str = typer.Option(..., help="date=YYYY-MM-DD/hour=HH"),
     dataset: str = typer.Option(lake_contract.transformed_dataset("log"),
-                                 help="md-transformed-{logs,metrics,apm}"),
+                                 help=" | ".join(lake_contract.TRANSFORMED_DATASETS.values())),
     lake: str | None = LakeOption,
     config: Path | None = ConfigOption,
 ) -> None:

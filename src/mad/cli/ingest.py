@@ -94,6 +94,6 @@ def up(
     if not 0 <= rate <= MAX_LIVE_RATE:
         raise MadError(f"--rate must be >= 0 and <= {MAX_LIVE_RATE:g} events/s")
     supervise(settings_from(config, **_ingest_overrides(None, None, None, lake)),
-              Parts(simulate_rate=rate, lake_loop=True))
+              Parts(simulate_rate=rate, etl=True, detect=True))
 
 

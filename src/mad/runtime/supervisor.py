@@ -2,23 +2,24 @@
 restarts what dies, stops them front to back.
 
 The ingest API (and the live simulator) run in threads of this process, which owns the
-stream; the raw writer runs in a child process of its own (`WriterProcess`), which exits
-when this process dies; the lake loop (ETL then detection) in a thread.
+stream. The raw writer, the ETL and detection each run in a child process of their own
+(`mad.runtime.children`), which exits when this process dies.
 
 Rules:
-- a raw writer that dies is restarted after a backoff that doubles from
+- a child that dies is restarted after a backoff that doubles from
   `supervisor.restart_backoff_s` up to `max_backoff_s`; more than `max_restarts` restarts
-  within `restart_window_s` and the whole service stops and exits non-zero. The stream holds
-  every acknowledged record, so a restarted writer loses nothing: it resumes from its
-  checkpoint;
-- a thread of this process that dies (the API, the lake loop) stops the service non-zero;
+  of one part within `restart_window_s` and the whole service stops and exits non-zero.
+  Nothing is lost by a restart: the stream holds every acknowledged record and the writer
+  resumes from its checkpoint; the ETL and detection finish or undo what a killed pass left;
+- a thread of this process that dies (the API) stops the service non-zero;
 - SIGTERM / Ctrl-C (to this process or its whole process group) stops the parts front to
   back, so nothing upstream is still sending when a part downstream closes: simulator first
   (its last batch is acknowledged), then the ingest API (stops accepting, finishes requests
   in flight), then the raw writer (reads what is left, writes its buffers, checkpoints), the
-  lake loop, and the stream last. If the writer could not finish (it was killed, or ran out
-  of time), this process writes what is left itself before it says it stopped, or says how
-  many records it left in the stream.
+  ETL and detection (after the pass in progress, or killed after `loop_stop_s`), and the
+  stream last. If the writer could not finish (it was killed, or ran out of time), this
+  process writes what is left itself before it says it stopped, or says how many records it
+  left in the stream.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from mad.config import Settings, SupervisorSettings
 from mad.errors import MadError, ServiceFailed
 from mad.ingest.streams import Stream
 from mad.ingest.wiring import open_configured_stream, stream_monitor
-from mad.runtime.lake_loop import TransformDetectLoop
+from mad.runtime.children import ChildProcess
+from mad.runtime.passes import detect_body, etl_body
 from mad.runtime.servers import ServerThread
 from mad.runtime.signals import stop_on_signals
-from mad.runtime.writer import WriterProcess, run_writer
+from mad.runtime.writer import run_writer, writer_body
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ class Parts:
 
     writer: bool = True  # the raw writer (child process)
     simulate_rate: float = 0.0  # events/s the live simulator posts to the API (0: none)
-    lake_loop: bool = False  # ETL then detection, every etl.watch_interval_s
+    etl: bool = False  # an ETL pass every etl.watch_interval_s (child process)
+    detect: bool = False  # a detection pass every detect.watch_interval_s (child process)
 
 
 class Restarts:
@@ -94,21 +97,25 @@ def supervise(settings: Settings, parts: Parts = Parts(),
     from mad.ingest.api import create_app as ingest_app
 
     stop = stop or threading.Event()
-    cfg = settings.supervisor
     stream = open_configured_stream(settings)
     ing = settings.ingest
     api = ServerThread(ingest_app(settings, stream), ing.host, ing.port, "mad-ingest-api")
-    writer = WriterProcess(settings) if parts.writer else None
-    loop = TransformDetectLoop(settings) if parts.lake_loop else None
+    writer = ChildProcess("raw writer", writer_body, settings) if parts.writer else None
+    children = [c for c in (
+        writer,
+        ChildProcess("etl", etl_body, settings) if parts.etl else None,
+        ChildProcess("detection", detect_body, settings) if parts.detect else None,
+    ) if c is not None]
+    keeper = Keeper(children, settings.supervisor)
     simulator: ServerThread | None = None
     controller: LiveController | None = None
-    restarts = Restarts("raw writer", cfg)
     try:
         if writer is not None:
             writer.start()
         api.start()
-        if loop is not None:
-            loop.start()
+        for child in children:
+            if not child.started:
+                child.start()
         print(f"ingest API on {api.url}/v1/events -> {ing.stream.backend} stream"
               f"{' -> raw writer -> ' + settings.lake_url if writer else ''}", flush=True)
         if parts.simulate_rate > 0:
@@ -126,53 +133,65 @@ def supervise(settings: Settings, parts: Parts = Parts(),
                   "events/s", flush=True)
         if on_ready is not None:
             on_ready()
-        restart_at: float | None = None
         with stop_on_signals(stop):
             while not stop.wait(0.2):
                 if not api.alive():
                     raise ServiceFailed("the ingest API stopped unexpectedly")
-                if loop is not None and not loop.alive():
-                    raise ServiceFailed("the ETL and detection loop stopped unexpectedly")
-                if writer is None or writer.alive():
-                    continue
-                if restart_at is None:
-                    why = exit_reason(writer.exitcode)
-                    delay = restarts.next_delay(why)
-                    log.warning("raw writer %s; restarting it in %.0f s (restart %d)", why,
-                                delay, restarts.total)
-                    restart_at = time.monotonic() + delay
-                elif time.monotonic() >= restart_at:
-                    writer.start()
-                    restart_at = None
+                keeper.check()
     finally:
-        _stop_parts(settings, stream, controller, simulator, api, writer, loop)
+        if controller is not None:
+            controller.close()
+        if simulator is not None:
+            simulator.stop()
+        api.stop()
+        left = _stop_children(settings, stream, writer, children)
+        stream.close()
+        names = [name for name, part in (("simulator", simulator), ("ingest API", api))
+                 if part is not None] + [c.name for c in children]
+        print(f"stopped: {', '.join(names)}; stream closed{left}", flush=True)
 
 
-def _stop_parts(settings: Settings, stream: Stream, controller: object | None,
-                simulator: ServerThread | None, api: ServerThread,
-                writer: WriterProcess | None, loop: TransformDetectLoop | None) -> None:
-    """Front to back; every step bounded in time (see the module doc)."""
-    from mad.generate.live import LiveController
+class Keeper:
+    """Restarts children that died, each within its own budget (`Restarts`)."""
 
+    def __init__(self, children: list[ChildProcess], cfg: SupervisorSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.children = children
+        self.clock = clock
+        self.budgets = {c.name: Restarts(c.name, cfg, clock) for c in children}
+        self.due: dict[str, float] = {}  # name -> when to start it again
+
+    def check(self) -> None:
+        for child in self.children:
+            if not child.started or child.alive():
+                continue
+            when = self.due.get(child.name)
+            if when is None:
+                why = exit_reason(child.exitcode)
+                budget = self.budgets[child.name]
+                delay = budget.next_delay(why)
+                log.warning("%s %s; restarting it in %.1f s (restart %d)", child.name, why,
+                            delay, budget.total)
+                self.due[child.name] = self.clock() + delay
+            elif self.clock() >= when:
+                del self.due[child.name]
+                child.start()
+
+
+def _stop_children(settings: Settings, stream: Stream, writer: ChildProcess | None,
+                   children: list[ChildProcess]) -> str:
+    """The writer first (it writes what is left), then the others; returns a note for the
+    "stopped" line when records are left in the stream."""
     cfg = settings.supervisor
-    if isinstance(controller, LiveController):
-        controller.close()
-    if simulator is not None:
-        simulator.stop()
-    api.stop()
     left = ""
     if writer is not None:
-        code = writer.stop(cfg.writer_stop_s) if writer.process is not None else None
+        code = writer.stop(cfg.writer_stop_s) if writer.started else None
         if code != 0:
             left = _drain_here(settings, stream, exit_reason(code))
-    if loop is not None and not loop.stop(cfg.loop_stop_s):
-        print(f"etl: a pass was still running after {cfg.loop_stop_s:.0f} s; it is "
-              "finished or undone at the next start", flush=True)
-    stream.close()
-    names = [name for name, part in (("simulator", simulator), ("ingest API", api),
-                                     ("raw writer", writer), ("etl and detection", loop))
-             if part is not None]
-    print(f"stopped: {', '.join(names)}; stream closed{left}", flush=True)
+    for child in children:
+        if child is not writer and child.started:
+            child.stop(cfg.loop_stop_s)
+    return left
 
 
 def _drain_here(settings: Settings, stream: Stream, why: str) -> str:
