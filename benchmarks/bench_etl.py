@@ -18,8 +18,13 @@ preparation (generate + split) is not timed and is kept in `--work` for the next
 Scale N is N simulated days of about `--events` lines each (the lake grows by days, as a real
 one does).
 
+* duckdb@base (with `--base DIR`): the DuckDB contender run from another source tree, e.g.
+  an earlier commit checked out with `git worktree add DIR <commit>`, on the same data in the
+  same run, to compare a change with what it replaces. A contender may be listed more than
+  once (`--engines duckdb@base,duckdb,duckdb@base,duckdb`); the summary uses the median.
+
     .venv/bin/python benchmarks/bench_etl.py [--events 2000000] [--scales 1,4]
-        [--engines duckdb,spark,floor] [--work /tmp/mad-bench-etl]
+        [--engines duckdb,spark,floor] [--work /tmp/mad-bench-etl] [--base DIR]
 """
 
 from __future__ import annotations
@@ -123,9 +128,10 @@ def tree_rss(root: int) -> int:
     return sum(rss.get(p, 0) for p in tree)
 
 
-def measure(cmd: list[str]) -> tuple[float, int, dict[str, Any]]:
+def measure(cmd: list[str], extra_env: dict[str, str] | None = None
+            ) -> tuple[float, int, dict[str, Any]]:
     """Run `cmd`; (wall seconds, peak tree RSS bytes, the JSON it printed last)."""
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(extra_env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
     peak = 0
@@ -190,28 +196,48 @@ def child_floor(run: Path) -> dict[str, Any]:
 
 # -- driver ----------------------------------------------------------------------------------
 
-def run_one(scale: int, engine: str, raw: Path, lines: int, size: int, work: Path) -> Result:
-    run = work / f"run-{engine}"
+def run_one(scale: int, engine: str, raw: Path, lines: int, size: int, work: Path,
+            base: Path | None = None) -> Result:
+    run = work / f"run-{engine.replace('@', '-')}"
     shutil.rmtree(run, ignore_errors=True)
     linked_copy(raw, run / "lake")
-    cmd = [sys.executable, __file__, "--child", engine, "--run", str(run)]
-    wall, peak, detail = measure(cmd)
+    name, _, where = engine.partition("@")
+    script, env = Path(__file__), None
+    if where == "base":  # the other tree's own script and package, on the same interpreter
+        assert base is not None
+        script = base / "benchmarks" / "bench_etl.py"
+        env = {"PYTHONPATH": str(base / "src")}
+    cmd = [sys.executable, str(script), "--child", name, "--run", str(run)]
+    wall, peak, detail = measure(cmd, env)
     shutil.rmtree(run, ignore_errors=True)
     return Result(scale, engine, lines, size, wall, peak, detail)
 
 
+def median_run(runs: list[Result]) -> Result:
+    """The run of median wall time among repeats of one contender."""
+    return sorted(runs, key=lambda r: r.wall_s)[(len(runs) - 1) // 2]
+
+
 def report(results: list[Result]) -> None:
     print()
-    print(f"{'scale':>5} {'engine':<7} {'lines':>11} {'raw MB':>8} {'wall s':>8} "
+    print(f"{'scale':>5} {'engine':<11} {'lines':>11} {'raw MB':>8} {'wall s':>8} "
           f"{'lines/s':>10} {'peak MB':>8}  detail")
     for r in results:
-        print(f"{r.scale:>4}x {r.engine:<7} {r.lines:>11,} {r.raw_bytes / 2**20:>8.0f} "
+        print(f"{r.scale:>4}x {r.engine:<11} {r.lines:>11,} {r.raw_bytes / 2**20:>8.0f} "
               f"{r.wall_s:>8.1f} {r.lines_per_s:>10,.0f} {r.peak_rss / 2**20:>8.0f}  "
               f"{json.dumps(r.detail)}")
     print()
-    by = {(r.scale, r.engine): r for r in results}
+    by = {(r.scale, r.engine): median_run([x for x in results
+                                           if (x.scale, x.engine) == (r.scale, r.engine)])
+          for r in results}
     for scale in sorted({r.scale for r in results}):
         duck, spark, floor = (by.get((scale, e)) for e in ("duckdb", "spark", "floor"))
+        old = by.get((scale, "duckdb@base"))
+        if duck and old:
+            print(f"{scale}x: duckdb takes {duck.wall_s / old.wall_s:.2f}x the time of "
+                  f"duckdb@base (median of {sum(1 for r in results if r.engine == 'duckdb')}"
+                  f" and {sum(1 for r in results if r.engine == 'duckdb@base')} runs), "
+                  f"{duck.peak_rss / max(old.peak_rss, 1):.2f}x its peak memory")
         if duck and spark:
             print(f"{scale}x: duckdb is {spark.wall_s / duck.wall_s:.1f}x faster than spark "
                   f"(memory {spark.peak_rss / max(duck.peak_rss, 1):.1f}x less)")
@@ -234,6 +260,8 @@ def main() -> None:
     parser.add_argument("--scales", default="1,4")
     parser.add_argument("--engines", default="duckdb,spark,floor")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mad-bench-etl"))
+    parser.add_argument("--base", type=Path, help="another source tree (e.g. a git worktree "
+                        "of an earlier commit) for the duckdb@base contender")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,9 +271,13 @@ def main() -> None:
         print(json.dumps(detail))
         return
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = set(engines) - {"duckdb", "spark", "floor"}
+    unknown = set(engines) - {"duckdb", "spark", "floor", "duckdb@base"}
     if unknown:
-        raise SystemExit(f"unknown engine(s) {sorted(unknown)}; known: duckdb, spark, floor")
+        raise SystemExit(f"unknown engine(s) {sorted(unknown)}; known: duckdb, spark, floor, "
+                         "duckdb@base")
+    if "duckdb@base" in engines and (args.base is None or not (args.base / "src").is_dir()):
+        raise SystemExit("duckdb@base needs --base DIR, a source tree with src/ and "
+                         "benchmarks/ (git worktree add DIR <commit>)")
     results: list[Result] = []
     for scale in (int(s) for s in args.scales.split(",")):
         work = args.work / f"x{scale}"
@@ -254,7 +286,7 @@ def main() -> None:
         print(f"  {lines:,} lines, {size / 2**20:,.0f} MB raw", flush=True)
         for engine in engines:
             print(f"  {engine} ...", flush=True)
-            results.append(run_one(scale, engine, raw, lines, size, work))
+            results.append(run_one(scale, engine, raw, lines, size, work, args.base))
             r = results[-1]
             print(f"    {r.wall_s:.1f} s, peak {r.peak_rss / 2**20:,.0f} MB", flush=True)
     report(results)

@@ -17,9 +17,12 @@ Same generated events (a backfill, faults included) for all four:
   the same moto server. moto is slow, so this runs on a sample; the figure is a rate.
 * floor: the same bytes gzip'ed to local files in ~5 MiB chunks (the raw writer's flush size),
   each fsync'ed, in one process, with no HTTP and no stream.
+* base commit (with `--base DIR`): `mad ingest serve` of another source tree, e.g. an earlier
+  commit checked out with `git worktree add DIR <commit>`, run first with the same load, to
+  compare a change with what it replaces in one run.
 
     .venv/bin/python benchmarks/bench_ingest.py [--events 300000] [--procs 3] [--conns 2]
-        [--batch 500] [--gzip] [--peer-events 5000] [--peer-shards 1]
+        [--batch 500] [--gzip] [--peer-events 5000] [--peer-shards 1] [--base DIR]
 """
 
 from __future__ import annotations
@@ -256,7 +259,8 @@ def serve_with_writer_thread() -> int:
 
 
 def run_ours(name: str, command: list[str], lines: list[bytes], tmp: Path, procs: int,
-             conns: int, batch: int, compress: bool) -> Ours:
+             conns: int, batch: int, compress: bool,
+             extra_env: dict[str, str] | None = None) -> Ours:
     """Start `command` (the ingest service, settings through MAD_*), load it, time it."""
     tmp.mkdir()
     port = conftest().free_port()
@@ -265,7 +269,7 @@ def run_ours(name: str, command: list[str], lines: list[bytes], tmp: Path, procs
     env = {**os.environ, "MAD_DATA_DIR": str(tmp / "data"), "MAD_LAKE__URL": str(tmp / "lake"),
            "MAD_INGEST__PORT": str(port), "MAD_INGEST__HOST": "127.0.0.1",
            "MAD_INGEST__STREAM__BACKEND": "embedded", "MAD_WRITER__FLUSH_INTERVAL_S": "1",
-           "MAD_LOG_LEVEL": "WARNING"}
+           "MAD_LOG_LEVEL": "WARNING", **(extra_env or {})}
     log = (tmp / "serve.log").open("wb")
     server = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -455,8 +459,12 @@ def main() -> None:
     parser.add_argument("--peer-events", type=int, default=5_000,
                         help="sample posted to Kinesis on moto (first N of the same events)")
     parser.add_argument("--peer-shards", type=int, default=1, help="Kinesis shards (moto)")
+    parser.add_argument("--base", type=Path, help="another source tree (e.g. a git worktree of "
+                        "an earlier commit): its `mad ingest serve` runs as one more contender")
     parser.add_argument("--serve-thread", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.base is not None and not (args.base / "src" / "mad").is_dir():
+        parser.error(f"--base {args.base} holds no src/mad (git worktree add DIR <commit>)")
     if args.serve_thread:  # the launcher of the writer-thread contender, in its own process
         raise SystemExit(serve_with_writer_thread())
     if min(args.events, args.procs, args.conns, args.batch, args.peer_events,
@@ -469,6 +477,10 @@ def main() -> None:
         lines = make_events(max(args.events, args.peer_events), tmp)
         (tmp / "peer").mkdir()
         work = (lines[:args.events], args.procs, args.conns, args.batch, args.gzip)
+        base = None
+        if args.base is not None:  # first, so a warming machine does not favour ours
+            base = run_ours("base commit", SERVE_PROCESS, work[0], tmp / "base", *work[1:],
+                            extra_env={"PYTHONPATH": str(args.base.resolve() / "src")})
         ours = run_ours("writer process", SERVE_PROCESS, work[0], tmp / "ours", *work[1:])
         thread = run_ours("writer thread", SERVE_THREAD, work[0], tmp / "thread", *work[1:])
         peer = run_peer(lines[:args.peer_events], tmp / "peer", args.peer_shards)
@@ -481,13 +493,16 @@ def main() -> None:
           f"included; peer sample {args.peer_events:,}")
     print(f"load generator         : {args.procs} processes x {args.conns} connections, "
           f"{args.batch} lines/request, gzip {'on' if args.gzip else 'off'}")
-    for run in (ours, thread):
+    runs = [r for r in (base, ours, thread) if r is not None]
+    for run in runs:
         describe(run)
     ok = "OK" if peer.in_s3 == peer.events else "MISMATCH"
     print(f"peer sanity            : {peer.in_s3:,} records in {peer.objects} S3 objects vs "
           f"{peer.events:,} put: {ok}")
     print()
-    rows = [
+    rows = [("base commit: mad ingest serve (post -> lake)", f"{base.rate:,.0f}")] if base \
+        else []
+    rows += [
         ("ours: mad ingest serve, writer process (post -> lake)", f"{ours.rate:,.0f}"),
         ("ours: API + writer thread, one process (post -> lake)", f"{thread.rate:,.0f}"),
         ("peer (a): put_record/event -> Kinesis -> S3 (moto)", f"{peer.rate:,.0f}"),
@@ -498,10 +513,12 @@ def main() -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value:>12}")
     print()
+    if base is not None:
+        print(f"ratio ours/base commit : {ours.rate / base.rate:,.2f}x")
     print(f"ratio thread/process   : {thread.rate / ours.rate:,.2f}x")
     print(f"ratio ours/peer        : {ours.rate / peer.rate:,.1f}x")
     print(f"ratio floor/ours       : {floor / ours.rate:,.1f}x")
-    for run in (ours, thread):
+    for run in runs:
         print(f"ack latency, {run.name:<14}: p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms "
               f"per {args.batch}-line request")
     print(f"CPUs                   : {os.cpu_count()}; load average before "
