@@ -183,6 +183,14 @@ class IngestSettings(Section):
         100, ge=0, description="rejections of one request answered one by one; past it they "
         "are counted by reason (and packed by reason in the stream)")
     max_lag_records: int = Field(5_000_000, ge=1, description="429 above this backlog")
+    max_connections: int = Field(1000, ge=1, description="open connections; past it a "
+                                 "request gets 503 (/health and /metrics still answer)")
+    backlog: int = Field(2048, ge=1, description="connections the kernel queues unaccepted")
+    keep_alive_s: int = Field(5, ge=1, description="an idle kept-alive connection is closed")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request head not complete "
+                                    "within this (idle or slow socket) is a 408, closed")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request body not complete "
+                                  "within this is a 408, closed")
     max_disk_bytes: int = Field(20 * 2**30, ge=2**20, description="503 above this")
     auth_token: str | None = Field(None, description="bearer token every route but /health "
                                    "needs (see docs/operations.md)")

@@ -14,19 +14,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import free_port, start_moto, stop_process
+from tests.ingest.conftest import ApiServer, Start
 
-from mad.config import Settings, load_settings
-from mad.ingest.api import create_app
+from mad.config import load_settings
 from mad.ingest.intake import ERRORS_KEY
 from mad.ingest.streams import Ack, NullMonitor, Position, Stream, StreamRecord
 from mad.ingest.wiring import open_configured_stream as open_ingest_stream
@@ -36,59 +35,6 @@ from mad.ingest.writer_health import HealthFile, WriterHealth, health_path
 
 NDJSON = {"content-type": "application/x-ndjson"}
 JSON = {"content-type": "application/json"}
-
-
-class ApiServer:
-    """The app on uvicorn in a thread, on a free port, over a stream it does not own."""
-
-    def __init__(self, settings: Settings, stream: Stream) -> None:
-        self.stream = stream
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings, stream), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                break
-            time.sleep(0.025)
-        else:
-            pytest.fail("ingest API did not start")
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-
-    def post(self, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
-        return self.client.post("/v1/events", content=body, headers=headers or NDJSON)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
-Start = Callable[..., ApiServer]
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Start]:
-    """Start an API with `ingest.*` overrides, e.g. `start(max_lag_records=1)`."""
-    running: list[tuple[ApiServer, Stream]] = []
-
-    def run(**ingest: Any) -> ApiServer:
-        overrides = {f"ingest.{k}": v for k, v in ingest.items()}
-        overrides.update({"data_dir": str(tmp_path / f"data{len(running)}"),
-                          "ingest.stream.embedded.shards": 2})
-        settings = load_settings(config_file=None, env={}, overrides=overrides)
-        stream = open_ingest_stream(settings)
-        server = ApiServer(settings, stream)
-        running.append((server, stream))
-        return server
-
-    yield run
-    for server, stream in running:
-        server.stop()
-        stream.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,19 @@ event_id) or `rejected` (with a reason), HTTP 200 whenever the request itself wa
 An answer is sent only after `Stream.append` returned, i.e. once the records are durable.
 Rejected records are appended too, as error envelopes under `intake.ERRORS_KEY`.
 
-Refusals of a whole request: 400 (unreadable body), 413 (too large), 415 (content type or
-encoding), 429 (the raw writer is too far behind), 503 (stream over its disk budget or
-failing); 429 and 503 carry `Retry-After`. `GET /health` and `GET /metrics` (Prometheus
-text) report on the API and its stream.
+Refusals of a whole request: 400 (unreadable body), 408 (body not in within
+`ingest.body_timeout_s`; the connection is closed), 413 (too large, too many records), 415
+(content type or encoding), 429 (the raw writer is too far behind), 503 (stream over its
+disk budget or failing; or, from the server wrapper, `ingest.max_connections` reached); 429
+and 503 carry `Retry-After`. A client that goes away before its body has arrived is one log
+line and a counter. `GET /health` and `GET /metrics` (Prometheus text) report on the API,
+its stream and the raw writer's health report. The app declares its connection bounds in
+`app.state.serve_limits` (`connections.py`) for `mad.runtime.servers`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter as Tally
@@ -24,9 +29,11 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mad.config import Settings
 from mad.errors import TerminalError, TransientError
+from mad.ingest.connections import ConnectionLimits
 from mad.ingest.intake import (
     Accepted,
     BodyError,
@@ -129,6 +136,7 @@ def create_app(settings: Settings, stream: Stream) -> FastAPI:
     state = IngestState(settings, stream)
     app = FastAPI(title="mad ingest API", version="1", docs_url=None, redoc_url=None)
     app.state.ingest = state
+    app.state.serve_limits = ConnectionLimits.from_settings(settings.ingest, state.metrics)
     ing = settings.ingest
     app.add_middleware(Guard, token=read_token(ing.auth_token, ing.auth_token_file,
                                                "ingest.auth_token"),
@@ -140,9 +148,11 @@ def create_app(settings: Settings, stream: Stream) -> FastAPI:
             (400, "unreadable body: bad gzip, JSON syntax error, empty"),
             (413, "body over ingest.max_body_bytes (compressed or not), or more than "
                   "ingest.max_records records"),
+            (408, "request body not received within ingest.body_timeout_s"),
             (415, "content type or encoding not supported"),
             (429, "the raw writer is behind; retry after Retry-After seconds"),
-            (503, "the stream is full or failing; retry after Retry-After seconds"),
+            (503, "the stream is full or failing, or the server holds ingest.max_connections "
+                  "connections; retry after Retry-After seconds"),
         )
     }
 
@@ -156,7 +166,14 @@ def create_app(settings: Settings, stream: Stream) -> FastAPI:
     )
     async def put_events(request: Request) -> Response:
         started = time.perf_counter()
-        response = await _put_events(state, request)
+        try:
+            response = await _put_events(state, request)
+        except ClientDisconnect:
+            state.metrics.client_disconnects.inc()
+            peer = request.client
+            log.warning("ingest API: client %s went away before its body had arrived; "
+                        "nothing appended", f"{peer.host}:{peer.port}" if peer else "?")
+            return Response(status_code=400)  # nobody reads it
         state.metrics.requests.inc(code=str(response.status_code))
         state.metrics.request_seconds.observe(time.perf_counter() - started)
         return response
@@ -208,7 +225,13 @@ _REQUEST_BODY_DOC: dict[str, Any] = {
 async def _put_events(state: IngestState, request: Request) -> Response:
     m = state.metrics
     try:
-        body = await read_body(request, state.limits.max_body_bytes)
+        try:
+            async with asyncio.timeout(state.settings.ingest.body_timeout_s):
+                body = await read_body(request, state.limits.max_body_bytes)
+        except TimeoutError:
+            return _refuse(state, 408, "body_timeout", "the request body did not arrive "
+                           f"within ingest.body_timeout_s ({state.settings.ingest.body_timeout_s}"
+                           " s)", close=True)
         m.bytes.inc(len(body))
         fmt = body_format(request.headers.get("content-type"))
         refusal = state.pressure.refusal()
@@ -286,9 +309,12 @@ def _copy_writer_health(state: IngestState) -> None:
 
 
 def _refuse(state: IngestState, status: int, code: str, message: str,
-            retry_after: int | None = None) -> Response:
+            retry_after: int | None = None, close: bool = False) -> Response:
+    """A whole request refused; `close` ends the connection (its body may still be due)."""
     state.metrics.request_errors.inc(reason=code)
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if close:
+        headers["Connection"] = "close"
     body = orjson.dumps({"error_code": code, "message": message})
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

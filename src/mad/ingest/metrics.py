@@ -109,6 +109,11 @@ class Gauge(_Valued):
         with self._lock:
             self._values[key] = value
 
+    def add(self, delta: float, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + delta
+
 
 class Histogram(Metric):
     """Observations counted into cumulative buckets, with their sum and count."""
@@ -237,8 +242,24 @@ class IngestMetrics:
         self.writer_report_age = r.gauge(
             "mad_ingest_writer_report_age_seconds",
             "Seconds since the raw writer last published its health report.")
+        self.open_connections = r.gauge(
+            "mad_ingest_open_connections", "Client connections open now.")
+        self.connections_refused = r.counter(
+            "mad_ingest_connections_refused_total",
+            "Requests and connections refused (503) at ingest.max_connections.")
+        self.header_timeouts = r.counter(
+            "mad_ingest_header_timeouts_total",
+            "Connections closed (408) whose request head did not arrive within "
+            "ingest.header_timeout_s, idle or slow.")
+        self.client_disconnects = r.counter(
+            "mad_ingest_client_disconnects_total",
+            "Requests whose client went away before its body had arrived.")
         for result in ("accepted", "rejected"):
             self.records.inc(0, result=result)
+        self.open_connections.set(0)
+        for counter in (self.connections_refused, self.header_timeouts,
+                        self.client_disconnects):
+            counter.inc(0)
 
     def render(self) -> str:
         return self.registry.render()

@@ -13,8 +13,10 @@ hold a file descriptor each until the process has none left. So the app is serve
 - a connection limit: a request whose head completes while `max_connections` connections
   are open gets a JSON 503 with `Retry-After` (paths in `unlimited_paths`, such as `/health`
   and `/metrics`, are still answered: they are cheap, and needed most under overload); past
-  a hard limit (a quarter more) a new connection is closed at once, so descriptors stay
-  bounded;
+  a hard limit (a quarter more) each new connection closes the oldest one still waiting for
+  its request head (idle or slow: what a flood of idle sockets is made of), or, when none
+  waits, is itself closed at once; so descriptors stay bounded and a new client such as a
+  health probe still gets in;
 - the limits fitted to the process's descriptor limit (raised up to the hard limit when it
   is too low, else the connection limit is lowered, with a warning).
 
@@ -145,6 +147,8 @@ def guarded_protocol(limits: ServeLimits, max_connections: int) -> type[HttpTool
             (b"connection", b"close"), (b"content-length", str(len(busy_body)).encode())]})
         await send({"type": "http.response.body", "body": busy_body})
 
+    waiting: dict[GuardedHttpTools, None] = {}  # connections waiting for a head, oldest first
+
     class GuardedHttpTools(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
         _counted = False
@@ -152,10 +156,13 @@ def guarded_protocol(limits: ServeLimits, max_connections: int) -> type[HttpTool
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > hard:
-                limits.count(REFUSED)
-                transport.write(over_hard)
-                transport.close()
-                return
+                oldest = next(iter(waiting), None)
+                if oldest is None:  # every other connection is busy with a request
+                    limits.count(REFUSED)
+                    transport.write(over_hard)
+                    transport.close()
+                    return
+                oldest._close_waiting()
             self._counted = True
             limits.count(OPENED)
             self._arm()
@@ -189,15 +196,18 @@ def guarded_protocol(limits: ServeLimits, max_connections: int) -> type[HttpTool
         def _arm(self) -> None:
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(limits.header_timeout_s,
-                                                        self._head_timed_out)
+                                                        self._close_waiting)
+                waiting[self] = None
 
         def _disarm(self) -> None:
+            waiting.pop(self, None)
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
 
-        def _head_timed_out(self) -> None:
-            self._head_timer = None
+        def _close_waiting(self) -> None:
+            """Its head did not come in time, or a new connection needs its place: 408."""
+            self._disarm()
             if not self.transport.is_closing():
                 limits.count(HEAD_TIMEOUT)
                 self.transport.write(head_timeout)
