@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tests.conftest import free_port
 from tests.ingest.conftest import SmallDisk, fill_disk
 
 from mad import lake
@@ -390,3 +391,21 @@ def test_stale_temp_files_of_the_writer_are_swept_at_start(tmp_path: Path) -> No
         writer.run(stop)
     assert not old.exists() and fresh.exists() and other.exists()
     assert writer.stats()["swept_temp_files"] == 1
+
+
+def test_a_state_database_unreachable_from_the_start_does_not_stop_the_writer(
+    tmp_path: Path, lines: list[bytes],
+) -> None:
+    records = fill(tmp_path / "stream", lines[:400])
+    settings = writer_settings(tmp_path, tmp_path, tmp_path / "lake")
+    settings.state.url = f"postgresql+psycopg://mad@127.0.0.1:{free_port()}/nothing_listens"
+    with EmbeddedStream(tmp_path / "stream", shards=SHARDS) as stream:
+        writer = build_writer(settings, stream)  # the ledger is opened on first use
+        running = Running(writer)
+        wait_for("state database failures", lambda: writer.stats()["state_failures"] >= 1
+                 and writer.stats()["unrecorded_files"] > 0)
+        assert running.alive()
+        writer.stop_attempts = 1
+        running.finish()
+        assert writer.stats()["unrecorded_files"] > 0  # logged; their files are in the lake
+    assert sum(lake_records(LocalStore(tmp_path / "lake")).values()) == len(records)
