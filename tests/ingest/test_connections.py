@@ -99,6 +99,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(start: Start) -> None:
     head, body = answer.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
     assert orjson.loads(body)["error_code"] == "body_timeout"
+    assert set(orjson.loads(body)) == {"error_code", "message"}  # the documented 408 model
     assert samples_of(api, "mad_ingest_request_errors_total", reason="body_timeout") == 1
     assert samples_of(api, "mad_ingest_requests_total", code="408") == 1
 
@@ -147,6 +148,7 @@ def test_past_max_connections_a_request_is_a_503_and_health_still_answers(
                                  headers={"content-type": "application/x-ndjson"})
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert refused.json()["error_code"] == "too_many_connections"
+            assert set(refused.json()) == {"error_code", "message"}  # as the 503 documented
             assert fresh.get("/health").status_code == 200
         assert samples_of(api, "mad_ingest_open_connections") >= 5
         idle += [connect(api.port) for _ in range(6)]  # past the hard limit (4 + 4)
