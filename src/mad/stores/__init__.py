@@ -53,6 +53,12 @@ class ObjectStore(Protocol):
         """Whether the store's root (its folder, its bucket) exists at all."""
         ...
 
+    def sweep_partial(self, prefix: str, older_than_s: float) -> int:
+        """Delete what interrupted puts under `prefix` left behind (hidden temp files, open
+        multipart uploads) that is older than `older_than_s`, so no live put is touched;
+        returns how many were removed."""
+        ...
+
 
 STORES: Registry[ObjectStore] = Registry("object store", __name__, setting="lake")
 """Object stores by URL scheme (`file`, `s3`); each factory takes its options plus

@@ -8,6 +8,7 @@ crash leaves at most a hidden temp file, which `list` never returns.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,20 @@ class LocalStore:
 
     def root_exists(self) -> bool:
         return self.root.is_dir()
+
+    def sweep_partial(self, prefix: str, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        swept = 0
+        for dirpath, _, filenames in os.walk(self.root / prefix):
+            for name in filenames:
+                path = Path(dirpath, name)
+                try:
+                    if name.startswith(TEMP_PREFIX) and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        swept += 1
+                except FileNotFoundError:
+                    continue
+        return swept
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")

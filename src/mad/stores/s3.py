@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -101,6 +102,24 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self._call("delete", key, "delete_object", Key=self.prefix + key)
+
+    def sweep_partial(self, prefix: str, older_than_s: float) -> int:
+        """Abort the multipart uploads under `prefix` started over `older_than_s` ago (a
+        process killed mid-upload leaves them, billed but invisible)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix)
+        swept = 0
+        try:
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    if upload["Initiated"] < cutoff:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                        swept += 1
+        except Exception as err:
+            raise self._error("sweep uploads", prefix, err) from err
+        return swept
 
     def root_exists(self) -> bool:
         try:
