@@ -37,6 +37,7 @@ def child_main(body: Body, name: str, settings_data: dict[str, Any],
     """What a child process runs: `body` until the parent says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    name_process(f"mad-{name.replace(' ', '-')}")
     settings = Settings.model_validate(settings_data)
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     stop = threading.Event()
@@ -50,6 +51,12 @@ def child_main(body: Body, name: str, settings_data: dict[str, Any],
 
     threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
     raise SystemExit(body(settings, stop))
+
+
+def name_process(name: str) -> None:
+    """Show the part's name in `ps`, `top` and /proc (Linux; the kernel keeps 15 bytes)."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as f:
+        f.write(name[:15])
 
 
 class ChildProcess:
