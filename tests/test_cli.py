@@ -141,3 +141,15 @@ def test_log_lines_carry_timestamps_and_follow_log_level(tmp_path: Path) -> None
 
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING mad\.x: hello", out), out
     assert "quiet" not in out
+
+
+@pytest.mark.parametrize("group", ["ingest", "etl", "detect"])
+def test_a_status_command_on_a_mistyped_data_folder_creates_nothing(
+    tmp_path: Path, group: str,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAD_")}
+    proc = subprocess.run([*MAD, group, "status"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path,
+                          env={**env, "MAD_DATA_DIR": str(tmp_path / "typo")})
+    one_line_error(proc, "no ")
+    assert not (tmp_path / "typo").exists()

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from mad.config import Settings
-from mad.errors import TransientError
+from mad.errors import ConfigError, TransientError
 from mad.ingest.wiring import ledger, open_configured_stream, stream_monitor, writer_health
 from mad.ingest.writer import status_rows
 
@@ -21,7 +21,7 @@ STALE_REPORT_S = 10.0
 
 def collect(settings: Settings) -> dict[str, Any]:
     """Per-shard positions and lag for the writer's consumer, and the raw files ledger."""
-    stream = open_configured_stream(settings, role="reader")  # the API may own it
+    stream = open_configured_stream(settings, role="observer")  # the API may own it
     try:
         monitor = stream_monitor(settings, stream)
         shards = status_rows(monitor, settings.writer.consumer)
@@ -44,8 +44,8 @@ def collect(settings: Settings) -> dict[str, Any]:
 def _ledger_summary(settings: Settings) -> dict[str, Any]:
     """The ledger's tables, or why the state database cannot be read now."""
     try:
-        return {**ledger(settings).summary(), "state_error": None}
-    except (TransientError, OperationalError) as err:
+        return {**ledger(settings, create=False).summary(), "state_error": None}
+    except (TransientError, OperationalError, ConfigError) as err:
         return {"datasets": {}, "errors": {}, "state_error": str(err).splitlines()[0]}
 
 

@@ -39,8 +39,10 @@ def stream_monitor(settings: Settings, stream: Stream) -> StreamMonitor:
     return NullMonitor(stream, settings.ingest.stream.backend, (settings.writer.consumer,))
 
 
-def ledger(settings: Settings) -> RawFileLedger:
-    return RawFileLedger(open_state(settings.state_url), settings.writer.consumer)
+def ledger(settings: Settings, create: bool = True) -> RawFileLedger:
+    """The raw files ledger; `create=False` for a status command (nothing is created)."""
+    return RawFileLedger(open_state(settings.state_url, create=create),
+                         settings.writer.consumer)
 
 
 def writer_health(settings: Settings) -> HealthFile:

@@ -160,9 +160,10 @@ class Stream(Protocol):
 @dataclass(frozen=True)
 class StreamContext:
     """What a stream backend may need beyond its own options (`ingest.stream.<name>`):
-    `role` is `owner` for the one process that appends (the ingest API) and `reader` for
-    consumers in other processes; `consumers` are the names to report before they first
-    commit."""
+    `role` is `owner` for the one process that appends (the ingest API), `reader` for
+    consumers in other processes, `observer` for a status command (creates nothing: a stream
+    that does not exist is a ConfigError); `consumers` are the names to report before they
+    first commit."""
 
     data_dir: Path
     state_url: str

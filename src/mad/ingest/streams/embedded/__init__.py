@@ -45,13 +45,21 @@ class EmbeddedOptions(Options):
 def open_embedded(*, context: StreamContext, path: Path | None, shards: int, fsync: str,
                   segment_bytes: int, retention_seconds: float) -> Stream:
     """The `embedded` backend: the context's `role="owner"` opens the stream to append,
-    `role="reader"` opens it read-only from another process (`EmbeddedReader`)."""
+    `role="reader"` opens it read-only from another process (`EmbeddedReader`; before any
+    owner it reads nothing), `role="observer"` too but only if the stream exists (a status
+    command creates nothing)."""
     folder = path or context.data_dir / "stream"
+    if context.role == "observer":
+        if not (folder / "state.sqlite").is_file():
+            raise ConfigError(f"no embedded stream at {folder}: the ingest API has not run "
+                              "with these settings (check --config, MAD_DATA_DIR, "
+                              "ingest.stream.embedded.path)")
+        return EmbeddedReader(folder, shards=shards, consumers=context.consumers)
     if context.role == "owner":
         return EmbeddedStream(folder, shards=shards, fsync=fsync, segment_bytes=segment_bytes,
                               retention_seconds=retention_seconds,
                               consumers=context.consumers)
     if context.role == "reader":
         return EmbeddedReader(folder, shards=shards, consumers=context.consumers)
-    raise ConfigError(f"embedded stream role must be 'owner' or 'reader', "
+    raise ConfigError(f"embedded stream role must be 'owner', 'reader' or 'observer', "
                       f"got {context.role!r}")
