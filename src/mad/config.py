@@ -268,6 +268,11 @@ class EtlSettings(Section):
     retries: int = Field(3, ge=0, le=20, description="attempts after a transient failure")
     target_file_bytes: int = Field(128 * 2**20, ge=2**20, description="compaction target")
     windows: list[Window] = Field(default_factory=lambda: list(WINDOWS))
+    unreadable_attempts: int = Field(3, ge=1, le=100, description="passes that find a raw "
+                                     "file unreadable (a cut .gz) before it is quarantined whole")
+    dedup_horizon_hours: int = Field(168, ge=0, le=24 * 366, description="event_ids are "
+                                     "checked against the partitions within this many hours "
+                                     "of event time (0: only the partitions a run rewrites)")
 
 Stat = Literal["avg", "min", "max", "p50", "p95", "p99", "count"]
 

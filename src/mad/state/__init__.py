@@ -1,5 +1,6 @@
-"""The state database: job runs, partitions, quality history, stream checkpoints and
-detection state (series, incidents, alerts).
+"""The state database: job runs, partitions, which days' aggregates are current, unreadable
+raw files, quality history, stream checkpoints and detection state (series, incidents,
+alerts).
 
 SQLite file by default (`sqlite:///data/state.db`), the same schema on PostgreSQL by URL
 (`postgresql+psycopg://user@host:5432/db`). `open_state(url)` returns a SQLAlchemy engine with
@@ -10,6 +11,7 @@ from mad.state.checkpoints import Checkpoint, CheckpointStore
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
 from mad.state.detect_state import DetectStore, SentAlerts, SeriesState
 from mad.state.etl_runs import EtlLedger, Written
+from mad.state.etl_unreadable import UnreadableFiles
 from mad.state.raw_files import NullLedger, RawFileLedger
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "RawFileLedger",
     "SentAlerts",
     "SeriesState",
+    "UnreadableFiles",
     "Written",
     "metadata",
     "open_state",

@@ -6,6 +6,12 @@
   (the transform deduplicates by `event_id`, so nothing is counted twice).
 - `etl_outputs`: every partition each run wrote (what `mad etl reprocess` re-reads).
 - `etl_partitions`: the last run that replaced each output partition, with rows and bytes.
+- `etl_run_counts`: the counts of a run beyond the columns of `etl_runs`, one row per name
+  (`reused`: lines whose `event_id` another event hour holds; `unreadable`: raw files
+  quarantined whole), so a new count needs no new column.
+
+Which days' aggregates are current is kept beside them (`mad.state.etl_days`), written in the
+same transactions as the runs that change it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from sqlalchemy import (
     select,
 )
 
+from mad.lake import TRANSFORMED_DATASETS
+from mad.state import etl_days
 from mad.state.db import UtcDateTime, metadata
 
 etl_runs = Table(
@@ -83,6 +91,14 @@ etl_partitions = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+etl_run_counts = Table(
+    "etl_run_counts",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
 COUNTS = ("rows_in", "rows_out", "duplicates", "quarantined", "late", "partitions")
 
 
@@ -96,7 +112,7 @@ class Written:
 
 
 class EtlLedger:
-    """Reads and writes the three ETL tables; every method is one transaction."""
+    """Reads and writes the ETL tables; every method is one transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -116,7 +132,13 @@ class EtlLedger:
                                                         bytes=nbytes))
         return run_id
 
-    def succeed(self, run_id: str, counts: dict[str, int], written: Iterable[Written]) -> None:
+    def succeed(self, run_id: str, counts: dict[str, int], written: Iterable[Written],
+                changed_days: Iterable[str] = (),
+                aggregated: Iterable[tuple[str, str, int]] = ()) -> None:
+        """Record the run as succeeded with its counts (names beyond the columns go to
+        `etl_run_counts`) and the partitions it wrote; in the same transaction, bump the
+        version of the event days it changed and record the `(window, day, version)`
+        aggregates it published (`mad.state.etl_days`)."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             started = conn.execute(select(etl_runs.c.started_at).where(
@@ -134,6 +156,12 @@ class EtlLedger:
                 status="succeeded", finished_at=now,
                 duration_s=(now - started).total_seconds(),
                 **{k: int(v) for k, v in counts.items() if k in COUNTS}))
+            for name, value in sorted(counts.items()):
+                if name not in COUNTS:
+                    conn.execute(etl_run_counts.insert().values(run_id=run_id, name=name,
+                                                                value=int(value)))
+            etl_days.bump_days(conn, changed_days)
+            etl_days.mark_aggregated(conn, run_id, aggregated)
 
     def fail(self, run_id: str, error: str) -> None:
         now = datetime.now(UTC)
@@ -177,6 +205,51 @@ class EtlLedger:
                                                 etl_inputs.c.run_id.in_(runs)))
         with self.engine.connect() as conn:
             return {row[0] for row in conn.execute(q)}
+
+    def aggregates_due(self, windows: Sequence[str]) -> dict[str, tuple[int, list[str]]]:
+        """Days whose aggregates of some of `windows` are missing or older than their events:
+        day -> (the day's version, those windows)."""
+        with self.engine.connect() as conn:
+            return etl_days.due(conn, windows)
+
+    def unversioned_days(self) -> list[str]:
+        """The event days of the partitions runs wrote, when no day has a version yet (a state
+        database from before days were versioned); empty otherwise."""
+        with self.engine.connect() as conn:
+            if etl_days.has_days(conn):
+                return []
+            q = select(etl_partitions.c.partition).where(
+                etl_partitions.c.dataset.in_(list(TRANSFORMED_DATASETS.values()))).distinct()
+            parts = [str(row[0]) for row in conn.execute(q)]
+        return sorted({p.split("/")[0].removeprefix("date=") for p in parts
+                       if p.startswith("date=")})
+
+    def adopt_days(self, days: Iterable[str], published: Iterable[tuple[str, str]]) -> None:
+        """Version `days` (see `unversioned_days`), with the `(window, day)` aggregates already
+        in the lake taken as current."""
+        with self.engine.begin() as conn:
+            etl_days.adopt(conn, days, published)
+
+    def run_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The `etl_run_counts` of these runs: run id -> name -> value."""
+        ids = sorted(set(run_ids))
+        out: dict[str, dict[str, int]] = {}
+        if not ids:
+            return out
+        q = select(etl_run_counts).where(etl_run_counts.c.run_id.in_(ids))
+        with self.engine.connect() as conn:
+            for row in conn.execute(q):
+                out.setdefault(row.run_id, {})[row.name] = int(row.value)
+        return out
+
+    def count_totals(self, plan: str) -> dict[str, int]:
+        """The `etl_run_counts` of every succeeded run of `plan`, summed by name."""
+        q = (select(etl_run_counts.c.name, func.sum(etl_run_counts.c.value))
+             .join(etl_runs, etl_runs.c.run_id == etl_run_counts.c.run_id)
+             .where(and_(etl_runs.c.plan == plan, etl_runs.c.status == "succeeded"))
+             .group_by(etl_run_counts.c.name))
+        with self.engine.connect() as conn:
+            return {str(name): int(total or 0) for name, total in conn.execute(q)}
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         q = select(etl_runs).order_by(desc(etl_runs.c.started_at)).limit(limit)
