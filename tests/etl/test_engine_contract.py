@@ -1,13 +1,15 @@
 """What every registered engine does besides running a plan's outputs, checked the same way on
 each: `query` returns a step's rows, `count_rows` counts Parquet rows, `rewrite` keeps every
-row in order at about the target size, and the quarantine anti-join (`known_lines_plan`)
-drops exactly the known lines. A new engine adds a line to `ENGINES_UNDER_TEST`.
+row in order at about the target size, the quarantine anti-join (`known_lines_plan`) drops
+exactly the known lines, and `unreadable` names the raw `.gz` files that cannot be read
+whole. A new engine adds a line to `ENGINES_UNDER_TEST`.
 
 Spark runs in `local[2]` on one session per module (its cases are marked `spark`).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -171,3 +173,28 @@ def test_the_quarantine_columns_are_those_of_the_events_plan(engine: Engine,
     types = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{written}', "
                        f"hive_partitioning = true, hive_types_autocast = false)").fetchall()
     assert [(name, typ) for name, typ, *_ in types] == list(COLUMNS)
+
+
+def test_unreadable_names_the_gz_files_that_cannot_be_read_whole(
+    any_engine: Engine, tmp_path: Path,
+) -> None:
+    folder = tmp_path / "lake" / HOUR_DIR
+    folder.mkdir(parents=True)
+    body = gzip.compress(("\n".join(event(f"e{i}", "2026-11-01T06:10:00Z")
+                                    for i in range(2000)) + "\n").encode(), 1)
+    flipped = bytearray(body)
+    flipped[len(body) // 2] ^= 0xFF
+    files = {"whole": body, "two-members": body + body, "cut": body[: len(body) // 2],
+             "flipped": bytes(flipped), "empty": b"", "not-gzip": b'{"a": 1}\n'}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = folder / f"part-{name}.jsonl.gz"
+        paths[name].write_bytes(data)
+    plain = folder / "part-plain.jsonl"
+    plain.write_text("{cut in the middle")  # nothing to check: a broken line is quarantined
+    found = any_engine.unreadable([str(p) for p in [*paths.values(), plain]])
+    assert sorted(Path(f).name for f in found) == sorted(
+        f"part-{n}.jsonl.gz" for n in ("cut", "flipped", "empty", "not-gzip"))
+    assert "truncated" in found[str(paths["cut"])]
+    assert "incorrect data check" in found[str(paths["flipped"])]
+    assert any_engine.unreadable([]) == {}

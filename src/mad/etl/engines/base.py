@@ -11,7 +11,9 @@ the steps in order, and writes each output step's rows as snappy Parquet under
 columns (values are already strings such as `2026-11-01` and `07`). Besides running plans,
 an engine counts the rows of Parquet files (the run's bookkeeping) and rewrites Parquet
 files toward a target size (splitting a staged file that is too large, compacting a
-partition of small ones), so that neither needs a second engine.
+partition of small ones), so that neither needs a second engine; it checks that raw files can
+be read whole before a run reads them (a cut `.gz` reads as fewer lines, not as an error), and
+sweeps what a killed process of its kind left in its scratch folders.
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ class Engine(Protocol):
         NULL), as files of about `target_bytes` named `{stem}-{i}.parquet` in `out_dir`, a
         local folder made anew; return them in order (none when the sources hold no
         rows)."""
+        ...
+
+    def unreadable(self, raw_files: Sequence[str]) -> dict[str, str]:
+        """The raw files (of `raw_files`) that cannot be read whole, each with why: a `.gz`
+        cut short or corrupt (`mad.etl.engines.rawcheck`). Reads each file once; a file
+        that is gone is not named (the next listing will not show it)."""
+        ...
+
+    def sweep(self) -> int:
+        """Delete the scratch folders that processes which died left behind, never one a
+        live process uses; returns how many. Called at the start of every pass."""
         ...
 
     def close(self) -> None: ...

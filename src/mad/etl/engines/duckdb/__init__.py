@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mad.etl.engines.base import Engine
 
 MEMORY = r"^[0-9]+(\.[0-9]+)? ?([KMGT]i?B|B)$"  # a DuckDB size: 4GB, 512MiB, 1.5 GB
+FOLDER = r"^[^\x00-\x1f\x7f]+$"  # a folder path: no control characters (NUL, newline, ...)
 
 
 class DuckDBOptions(Options):
@@ -27,8 +28,8 @@ class DuckDBOptions(Options):
 
     memory_limit: str = Field("4GB", pattern=MEMORY, description="e.g. 4GB, 512MiB")
     threads: int = Field(2, ge=1, le=256)
-    temp_directory: str | None = Field(None, description="spill folder (default: the "
-                                       "system temp dir's mad-duckdb)")
+    temp_directory: str | None = Field(None, pattern=FOLDER, description="spill folder "
+                                       "(default: the system temp dir's mad-duckdb)")
 
 
 @ENGINES.register("duckdb", DuckDBOptions)

@@ -1,7 +1,8 @@
 """The embedded engine: runs a `Plan` in an in-process DuckDB and writes partitioned Parquet.
 
 Every `execute` (and `query`, `rewrite`) opens a fresh in-memory database bounded by
-`memory_limit`, `threads` and a spill folder of its own (under `temp_directory`), so runs
+`memory_limit`, `threads` and a spill folder of its own (under `temp_directory`, locked while
+in use, swept by `sweep` once its process died: `mad.etl.engines.duckdb.spill`), so runs
 never see each other's data. Raw files are read as LINES through the CSV reader with no
 delimiter, quote or escape character in play: a truncated or malformed JSON line stays one
 row, and nothing is parsed before the plan does.
@@ -23,6 +24,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from mad.errors import ConfigError
-from mad.etl.engines.duckdb import MEMORY
+from mad.etl.engines import rawcheck
+from mad.etl.engines.duckdb import FOLDER, MEMORY, spill
 from mad.etl.plan import Plan, Step
 
 if TYPE_CHECKING:
@@ -78,6 +81,8 @@ class DuckDBEngine:
             raise ConfigError("duckdb threads must be >= 1")
         if not re.fullmatch(MEMORY, memory_limit):
             raise ConfigError(f"duckdb memory_limit {memory_limit!r} is not a size like 4GB")
+        if temp_directory is not None and not re.fullmatch(FOLDER, temp_directory):
+            raise ConfigError(f"duckdb temp_directory {temp_directory!r} is not a folder path")
         self.memory_limit = memory_limit
         self.threads = threads
         self.temp_directory = temp_directory or os.path.join(tempfile.gettempdir(), "mad-duckdb")
@@ -153,6 +158,33 @@ class DuckDBEngine:
                 f"ROW_GROUP_SIZE {group}, FILENAME_PATTERN {_lit(stem + '-{i}')})")
         return [str(p) for p in sorted(out.glob("*.parquet"), key=_file_index)]
 
+    def unreadable(self, raw_files: Sequence[str]) -> dict[str, str]:
+        """Each `.gz` inflated once (`mad.etl.engines.rawcheck`), on `threads` threads (zlib
+        releases the GIL); an S3 file's bytes come through httpfs."""
+        todo = [f for f in dict.fromkeys(raw_files) if rawcheck.needs_check(f)]
+        if not todo:
+            return {}
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            found = dict(zip(todo, pool.map(self._problem, todo), strict=True))
+        return {f: why for f, why in found.items() if why is not None}
+
+    def _problem(self, location: str) -> str | None:
+        if "://" not in location:
+            try:
+                return rawcheck.gzip_problem(rawcheck.file_chunks(location))
+            except FileNotFoundError:
+                return None
+        con = self.connect()
+        try:
+            row = con.execute(f"SELECT content FROM read_blob({_lit(location)})").fetchone()
+        finally:
+            con.close()
+        return rawcheck.gzip_problem(rawcheck.blob_chunks(bytes(row[0]) if row else b""))
+
+    def sweep(self) -> int:
+        """Spill folders of databases whose process died (see `spill`)."""
+        return spill.sweep(self.temp_directory)
+
     def close(self) -> None:
         """Close the connection that reads footers; every run has its own database."""
         if self._meta is not None:
@@ -163,14 +195,12 @@ class DuckDBEngine:
     @contextmanager
     def _database(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A fresh database with a spill folder of its own, both gone afterwards."""
-        os.makedirs(self.temp_directory, exist_ok=True)
-        spill = tempfile.mkdtemp(prefix="run-", dir=self.temp_directory)
-        con = self.connect(spill)
-        try:
-            yield con
-        finally:
-            con.close()
-            shutil.rmtree(spill, ignore_errors=True)
+        with spill.spill_folder(self.temp_directory) as folder:
+            con = self.connect(folder)
+            try:
+                yield con
+            finally:
+                con.close()
 
     @contextmanager
     def _run(self, plan: Plan, raw_files: Sequence[str],

@@ -12,9 +12,9 @@ this package: PySpark and sqlglot are imported only when an engine is built.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from mad.etl.engines.base import ENGINES
 from mad.registry import Options
@@ -26,12 +26,21 @@ if TYPE_CHECKING:
     from mad.etl.engines.base import Engine
 
 
+# Spark's master URLs: local[N] / local[*] / local[N,F], yarn, spark://h:p[,h:p], k8s://..
+MASTER = (r"^(local(\[(\*|[0-9]+)(, ?[0-9]+)?\])?|yarn|(spark|k8s|mesos)://[^\s,]+"
+          r"(,[^\s,]+)*)$")
+# `spark.jars` is one comma-separated string: a comma in a path would make two jars of it
+JAR = r"^[^,\x00-\x1f\x7f]+$"
+
+
 class SparkOptions(Options):
     """`etl.engine.spark.*`: where Spark runs and the jars it loads."""
 
-    master: str = Field("local[*]", description="local[N], local[*] or a cluster URL")
-    jars: list[str] = Field(default_factory=list, description="e.g. the hadoop-aws jars for "
-                            "an S3 lake (`make spark-jars`)")
+    master: str = Field("local[*]", pattern=MASTER,
+                        description="local[N], local[*] or a cluster URL")
+    jars: list[Annotated[str, StringConstraints(pattern=JAR)]] = Field(
+        default_factory=list, description="e.g. the hadoop-aws jars for an S3 lake "
+        "(`make spark-jars`); paths without commas")
 
 
 @ENGINES.register("spark", SparkOptions)

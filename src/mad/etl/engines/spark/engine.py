@@ -12,7 +12,11 @@ Inputs are bound as temporary views:
   `ingest_hour` comes from the file's `year=/month=/day=/hour=` folders (`mad.lake.parse_key`).
 - every dataset in `plan.datasets`: its Parquet files, with the `key=value` folders of their
   paths as string columns, aligned by name on the plan's `schema_<name>` step (a typed,
-  empty SELECT) when it has one; no files binds that empty table.
+  empty SELECT) when it has one; no files (or the dataset not given) binds that empty table.
+
+Raw `.gz` files are checked whole before a run (`unreadable`) on the executors: Spark reads
+each as one binary row and `mad.etl.engines.rawcheck` inflates it there, so a cut or corrupt
+file is named instead of failing (or, with `ignoreCorruptFiles`, half-reading) the run.
 
 Row counts read only the files' footers (a count over no columns); a rewrite reads the files
 in order (each row's file and `_metadata.row_index`), range-partitions them into as many
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mad.errors import ConfigError
+from mad.etl.engines import rawcheck
 from mad.etl.engines.spark.paths import ingest_hour, partition_values, spark_path
 from mad.etl.engines.spark.translate import to_spark_sql
 from mad.etl.plan import Plan
@@ -139,6 +144,21 @@ class SparkEngine:
         shutil.rmtree(written)
         return files
 
+    def unreadable(self, raw_files: Sequence[str]) -> dict[str, str]:
+        """See `Engine.unreadable`: one job, each `.gz` checked on an executor."""
+        todo = [f for f in dict.fromkeys(raw_files) if rawcheck.needs_check(f)]
+        if not todo:
+            return {}
+        by_uri = {self._uri(spark_path(f)): f for f in todo}
+        frame = self.spark.read.format("binaryFile").load([spark_path(f) for f in todo])
+        found = frame.select("path", "content").rdd.map(_check_row).collect()
+        return {by_uri.get(uri, uri): why for uri, why in found if why is not None}
+
+    def sweep(self) -> int:
+        """Nothing of ours to sweep: a run writes only into its stage, which the partition
+        store's recovery deletes, and Spark's own scratch (`spark.local.dir`) is Spark's."""
+        return 0
+
     def close(self) -> None:
         """Stop the session if this engine started it."""
         if self._owned:
@@ -151,16 +171,13 @@ class SparkEngine:
                datasets: Mapping[str, Sequence[str]]) -> Iterator[dict[str, DataFrame]]:
         """Every input and step of `plan` as a temporary view, dropped afterwards (cached
         steps unpersisted)."""
-        missing = [name for name in plan.datasets if name not in datasets]
-        if missing:
-            raise ConfigError(f"plan {plan.name}: no files given for dataset(s) {missing}")
         sqls = {step.name: to_spark_sql(step.sql) for step in plan.steps}  # fail before reading
         views: dict[str, DataFrame] = {}
         cached: list[DataFrame] = []
         try:
             views[RAW_LINES] = self.raw_lines(raw_files)
-            for name in plan.datasets:
-                views[name] = self.dataset(plan, name, datasets[name])
+            for name in plan.datasets:  # a dataset not given binds no files, as on DuckDB
+                views[name] = self.dataset(plan, name, datasets.get(name, []))
             for name, frame in views.items():
                 frame.createOrReplaceTempView(name)
             for step in plan.steps:
@@ -265,3 +282,10 @@ class SparkEngine:
             return int(seen.get["rows"])
         except Exception:  # seen with PySpark 4.3: no metrics row when nothing was written
             return int(frame.count())
+
+
+def _check_row(row: Any) -> tuple[str, str | None]:
+    """On an executor: (the file's URI, why it cannot be read whole or None)."""
+    from mad.etl.engines import rawcheck as check
+
+    return str(row.path), check.gzip_problem(check.blob_chunks(bytes(row.content)))
