@@ -1,4 +1,5 @@
-"""The events, partitions and aggregates plans give the same rows on DuckDB and Spark.
+"""The events, partitions and aggregates plans give the same rows on DuckDB and Spark; so do
+the identity rules of the events plan on hand-written lines (`test_identity.py`).
 
 One small generated raw lake (the log files of `raw_lake`) runs through both engines. Rows of
 `events`, `quarantine` and `partitions` and every count must match; the aggregates of every
@@ -21,6 +22,7 @@ from mad.etl.engines.spark.engine import SparkEngine
 from mad.etl.transforms.aggregates import WINDOWS, aggregates_plan
 from mad.etl.transforms.events import events_plan, partitions_plan
 from tests.etl.conftest_spark import spark_fixture
+from tests.etl.test_identity import IdentityCase
 
 pytestmark = pytest.mark.spark
 spark = spark_fixture()
@@ -95,3 +97,19 @@ def test_aggregates_plan_parity(engine: Engine, spark: Any, raw_lake: tuple[Path
         assert len(duck) == len(spk), window
         for a, b in zip(duck, spk, strict=True):
             assert a == b, window
+
+
+def test_identity_rules_parity(engine: Engine, spark: Any, tmp_path: Path) -> None:
+    """Duplicate keys, duplicates and reused ids (in the run, in `existing`, in `horizon`)
+    and a raw file quarantined whole: the same rows and counts on both engines."""
+    case = IdentityCase.build(engine, tmp_path)
+    spark_engine = SparkEngine(session=spark)
+    counts = {name: case.run(eng, tmp_path / name)
+              for name, eng in (("duckdb", engine), ("spark", spark_engine))}
+    assert counts["duckdb"] == counts["spark"]
+    assert counts["duckdb"]["count_reused"] == 3
+    for name, order in (("events", "event_id"), ("quarantine", "source_file, line_no")):
+        duck = _rows(tmp_path / "duckdb", name, order)
+        assert duck == _rows(tmp_path / "spark", name, order), name
+    reasons = [r["reason"] for r in _rows(tmp_path / "spark", "quarantine", "line_no")]
+    assert reasons.count("duplicate_key") == 3 and "unreadable_file" in reasons

@@ -8,6 +8,8 @@ plan translates. That the translated SQL computes what DuckDB computes is shown 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from mad.etl.engines.spark.translate import SparkDialectError, to_spark_sql
@@ -17,6 +19,8 @@ from mad.etl.transforms.events import events_plan, partitions_plan
 from mad.etl.transforms.quarantine import known_lines_plan
 
 PLANS = [events_plan(), events_plan("log"), partitions_plan(), known_lines_plan(),
+         events_plan("log", [("s3://b/part-x.jsonl.gz", datetime(2026, 11, 1, 6)),
+                             ("/lake/it's.jsonl.gz", None)]),
          *(aggregates_plan(w) for w in WINDOWS)]
 
 # (rewrite, DuckDB SQL, the Spark SQL `to_spark_sql` must give)

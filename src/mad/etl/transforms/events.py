@@ -1,8 +1,10 @@
 """Raw JSONL lines -> flat typed events, with validation, quarantine and deduplication.
 
-`events_plan()` reads `raw_lines(line, source_file, line_no, ingest_hour)` and the dataset
-`existing`: the full rows already in the transformed-lake partitions this run touches (bind
-them all, see `partitions_plan`). Outputs:
+`events_plan()` reads `raw_lines(line, source_file, line_no, ingest_hour)` and two datasets:
+`existing`, the full rows already in the transformed-lake partitions this run touches (bind
+them all, see `partitions_plan`), and `horizon`, the `event_id`s of the dataset's other
+partitions within the dedup horizon (`etl.dedup_horizon_hours` of event time around the
+touched ones; unbound or empty: none). Outputs:
 
 - `events` (partition_by date, hour of the EVENT time, UTC): the new events merged with the
   existing rows of every partition that receives at least one new event. Writing it replaces
@@ -10,15 +12,28 @@ them all, see `partitions_plan`). Outputs:
   rewrites nothing (no new events -> no partition in the output).
 - `quarantine` (partition_by date, hour of the INGEST hour, `unknown` when the raw file is
   outside the raw-lake layout): every line that is not a valid event, with its `reason` code
-  (the codes of `mad.events.check`, plus `invalid_json`), the raw `line`, `source_file`,
-  `line_no`.
+  (the codes of `mad.events.check`, plus `invalid_json`, `duplicate_key` and
+  `reused_event_id`), the raw `line`, `source_file`, `line_no`; and one row per raw file
+  given as `unreadable` (reason `unreadable_file`, `line` NULL, `line_no` 0: the whole file).
+
+Which copy of an `event_id` is kept: the one already in the lake (`existing` or `horizon`),
+else the earliest in the input (earliest ingest hour, then file, then line). Every other
+valid copy is dropped as a duplicate when it falls in the same event hour as the kept one
+(a re-send: same event, same timestamp), and quarantined as `reused_event_id` when it falls
+in another hour (the id names a different event; nothing is dropped on a guess).
+
+A line that gives an identity field (`event_id`, `timestamp`, `service`, `event_type`,
+`kind`) twice at its top level is quarantined as `duplicate_key`, the rule of the ingest API
+(`mad.ingest.duplicates`): JSON readers disagree on which value counts (DuckDB keeps the
+first, Spark and the API the last). The keys are names after unescaping, as the API reads
+them.
 
 Counts (the row count of each `count_*` step): `count_in` non-blank lines read;
-`count_quarantined`; `count_duplicates` valid lines not written because their `event_id` came
-earlier in the input (earliest ingest hour, then file, then line wins) or is already in
-`existing`; `count_new` events written; `count_late` new events whose event time is more than
-one hour before the start of their ingest hour (the raw partition they arrived in), i.e. at
-least one full hour late. Blank lines are skipped and not counted.
+`count_quarantined` (reused ids included); `count_duplicates` valid lines dropped as
+duplicates; `count_reused` lines quarantined as `reused_event_id`; `count_unreadable` raw
+files quarantined whole; `count_new` events written; `count_late` new events whose event time
+is more than one hour before the start of their ingest hour (the raw partition they arrived
+in), i.e. at least one full hour late. Blank lines are skipped and not counted.
 `count_in = count_new + count_duplicates + count_quarantined` always holds.
 
 Validation mirrors `mad.events.check`. Where SQL over JSON text cannot tell types apart the
@@ -32,6 +47,9 @@ Each line's top-level values are read by ONE `json_transform` to a STRUCT of tex
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
 
 from mad.catalog import EVENT_TYPES, KINDS
 from mad.etl.plan import Plan, Step
@@ -63,6 +81,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("error_message", "$.error.message", "VARCHAR"),
 )
 ENVELOPE = ("event_id", "timestamp", "service", "event_type", "kind")
+IDENTITY_FIELDS = ENVELOPE  # a record may give none of these twice (`duplicate_key`)
 NESTED = ("trace", "context", "metrics", "error")
 LATE_AFTER = "INTERVAL 1 HOUR"
 
@@ -136,18 +155,31 @@ TOP_FIELDS = ("event_id", "event_type", "kind", "timestamp", "service", "level",
               "message", *NESTED)
 
 
+def _identity_keys_sql() -> str:
+    """The identity fields among the object's top-level keys, repeats kept (`json_keys` lists
+    every key as written, unescaped: `"event\\u005fid"` is `event_id`). Listing the keys of
+    every line measured cheaper than any text prefilter that could skip it: a LIKE per name
+    (`%"kind"%"kind"%`) scans the line once each, and `_` in a name makes LIKE slow."""
+    return (f"CASE WHEN doc IS NOT NULL THEN list_filter(json_keys(doc), "
+            f"k -> k IN ({sql_list(IDENTITY_FIELDS)})) END")
+
+
 def _top_step() -> Step:
     """Every top-level value as text from ONE parse of the line (`json_transform` to a STRUCT,
     Spark `from_json`): later steps parse only the small nested objects."""
     tops = ", ".join(f"t.{quote(n)} AS {n}_raw" for n in TOP_FIELDS[3:])
     return Step("top", f"""
         SELECT source_file, line_no, ingest_hour, doc IS NOT NULL AS is_object, is_json,
+               COALESCE(array_length(id_keys) > array_length(list_distinct(id_keys)), false)
+                   AS dup_key,
                t.event_id AS event_id,
                regexp_matches(doc, '"event_id"[ ]*:[ ]*"') AS id_is_text,
                t.event_type AS event_type, t.kind AS kind,
                {tops},
                {_extra_sql()} AS extra
-        FROM (SELECT *, json_transform(doc, {_struct_spec(TOP_FIELDS)}) AS t FROM lines) AS parsed
+        FROM (SELECT *, json_transform(doc, {_struct_spec(TOP_FIELDS)}) AS t,
+                     {_identity_keys_sql()} AS id_keys
+              FROM lines) AS parsed
     """, cache=True)
 
 
@@ -208,7 +240,8 @@ def _fields_step() -> Step:
         flat.append(f"TRY_CAST({expr} AS {typ}) AS {name}" if typ != "VARCHAR"
                     else f"{expr} AS {name}")
     return Step("fields", f"""
-        SELECT source_file, line_no, ingest_hour, is_object, is_json, event_id, id_is_text,
+        SELECT source_file, line_no, ingest_hour, is_object, is_json, dup_key, event_id,
+               id_is_text,
                timestamp_raw AS ts_raw, service_raw, event_type, kind,
                {TIMESTAMP_SQL.format(raw="timestamp_raw")} AS event_time,
                ({bad_nested}) AS bad_nested,
@@ -226,6 +259,7 @@ def _reason_sql(kind: str | None) -> str:
     return f"""CASE
         WHEN NOT f.is_json THEN 'invalid_json'
         WHEN NOT f.is_object THEN 'not_an_object'
+        WHEN f.dup_key THEN 'duplicate_key'
         WHEN f.event_id IS NULL OR f.ts_raw IS NULL OR f.event_type IS NULL OR f.kind IS NULL
             THEN 'missing_field'
         WHEN NOT f.id_is_text OR f.event_id = '' OR length(f.event_id) > 128
@@ -252,16 +286,76 @@ def _catalog_steps() -> list[Step]:
     ]
 
 
-def events_plan(kind: str | None = None) -> Plan:
+def _unreadable_step(files: Sequence[tuple[str, datetime | None]]) -> Step:
+    """The raw files quarantined whole, with their ingest hours."""
+    if not files:
+        return Step("unreadable_files", "SELECT CAST(NULL AS VARCHAR) AS source_file, "
+                    "CAST(NULL AS TIMESTAMP) AS ingest_hour WHERE 1 = 0")
+    rows = ", ".join(
+        f"({sql_str(path)}, " + (f"CAST({sql_str(f'{hour:%Y-%m-%d %H:%M:%S}')} AS TIMESTAMP)"
+                                 if hour is not None else "CAST(NULL AS TIMESTAMP)") + ")"
+        for path, hour in files)
+    return Step("unreadable_files",
+                f"SELECT * FROM (VALUES {rows}) AS t(source_file, ingest_hour)")
+
+
+def _dedup_steps() -> list[Step]:
+    """Which valid copy of each `event_id` is kept, and why each other copy is not (see the
+    module docstring). Ranking works on a NARROW table (the key and where each copy came
+    from), then the winning rows are picked by that key: a window over all ~60 columns costs
+    several times more. `dropped` is small (the copies not kept), so it is kept too."""
+    order = "PARTITION BY event_id ORDER BY ingest_hour, source_file, line_no"
+    return [
+        Step("ranked", f"""
+            SELECT event_id, source_file, line_no, ingest_hour,
+                   date_trunc('hour', event_time) AS event_hour,
+                   row_number() OVER ({order}) AS copy_no,
+                   first_value(date_trunc('hour', event_time)) OVER ({order}) AS first_hour
+            FROM checked WHERE reason IS NULL
+        """, cache=True),
+        Step("known_ids", """
+            SELECT event_id, min(date || ' ' || hour) AS known_hour FROM existing
+            GROUP BY event_id
+        """),
+        Step("horizon_ids", "SELECT DISTINCT event_id FROM horizon"),
+        Step("dropped", """
+            SELECT r.source_file, r.line_no, r.ingest_hour, CASE
+                WHEN r.copy_no > 1 AND r.event_hour <> r.first_hour THEN 'reused'
+                WHEN h.event_id IS NOT NULL THEN 'reused'
+                WHEN k.event_id IS NOT NULL
+                     AND k.known_hour <> strftime(r.event_hour, '%Y-%m-%d %H') THEN 'reused'
+                ELSE 'duplicate' END AS verdict
+            FROM ranked r
+            LEFT JOIN known_ids k ON k.event_id = r.event_id
+            LEFT JOIN horizon_ids h ON h.event_id = r.event_id
+            WHERE r.copy_no > 1 OR k.event_id IS NOT NULL OR h.event_id IS NOT NULL
+        """, cache=True),
+        Step("winners", """
+            SELECT r.source_file, r.line_no
+            FROM ranked r
+            LEFT JOIN known_ids k ON k.event_id = r.event_id
+            LEFT JOIN horizon_ids h ON h.event_id = r.event_id
+            WHERE r.copy_no = 1 AND k.event_id IS NULL AND h.event_id IS NULL
+        """),
+    ]
+
+
+def events_plan(kind: str | None = None,
+                unreadable: Sequence[tuple[str, datetime | None]] = ()) -> Plan:
     """The events transform; with `kind`, valid events of another kind are quarantined
-    (`kind_mismatch`), for runs over one raw dataset such as `md-raw-logs`."""
+    (`kind_mismatch`), for runs over one raw dataset such as `md-raw-logs`. `unreadable`
+    names raw files (paths as the engine reads them, with their ingest hours) that are not
+    read but quarantined whole."""
     cols = columns()
     names = ", ".join(quote(name) for name, _ in cols)
     derived = {"date": "strftime(f.event_time, '%Y-%m-%d') AS date",
                "hour": "strftime(f.event_time, '%H') AS hour"}
     fresh_cols = ", ".join(derived.get(c, f"f.{quote(c)}") for c, _ in cols)
+    ingest_day = "COALESCE(strftime({t}.ingest_hour, '%Y-%m-%d'), 'unknown') AS date"
+    ingest_hh = "COALESCE(strftime({t}.ingest_hour, '%H'), 'unknown') AS hour"
     steps = [
         Step("schema_existing", schema_sql(cols)),
+        Step("schema_horizon", schema_sql([("event_id", "VARCHAR")])),
         *_catalog_steps(),
         _lines_step(),
         _top_step(),
@@ -275,28 +369,23 @@ def events_plan(kind: str | None = None) -> Plan:
             LEFT JOIN catalog_services s
                    ON s.event_type = f.event_type AND s.service = f.service_raw
         """, cache=True),
-        Step("quarantine", """
-            SELECT c.reason, l.line, c.source_file, c.line_no, c.ingest_hour,
-                   COALESCE(strftime(c.ingest_hour, '%Y-%m-%d'), 'unknown') AS date,
-                   COALESCE(strftime(c.ingest_hour, '%H'), 'unknown') AS hour
-            FROM checked c
-            JOIN raw_lines l ON l.source_file = c.source_file AND l.line_no = c.line_no
-            WHERE c.reason IS NOT NULL
+        *_dedup_steps(),
+        _unreadable_step(unreadable),
+        Step("quarantine", f"""
+            SELECT q.reason, l.line, q.source_file, q.line_no, q.ingest_hour,
+                   {ingest_day.format(t="q")}, {ingest_hh.format(t="q")}
+            FROM (SELECT reason, source_file, line_no, ingest_hour FROM checked
+                  WHERE reason IS NOT NULL
+                  UNION ALL
+                  SELECT 'reused_event_id' AS reason, source_file, line_no, ingest_hour
+                  FROM dropped WHERE verdict = 'reused') AS q
+            JOIN raw_lines l ON l.source_file = q.source_file AND l.line_no = q.line_no
+            UNION ALL
+            SELECT 'unreadable_file' AS reason, CAST(NULL AS VARCHAR) AS line, u.source_file,
+                   CAST(0 AS BIGINT) AS line_no, u.ingest_hour,
+                   {ingest_day.format(t="u")}, {ingest_hh.format(t="u")}
+            FROM unreadable_files u
         """, partition_by=("date", "hour")),
-        # Dedup ranks a NARROW table (the key and where each copy came from), then picks the
-        # winning rows by that key: a window over all ~60 columns costs several times more.
-        Step("ranked", """
-            SELECT event_id, source_file, line_no,
-                   row_number() OVER (PARTITION BY event_id
-                                      ORDER BY ingest_hour, source_file, line_no) AS copy_no
-            FROM checked WHERE reason IS NULL
-        """, cache=True),
-        Step("known_ids", "SELECT DISTINCT event_id FROM existing"),
-        Step("winners", """
-            SELECT r.source_file, r.line_no
-            FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
-            WHERE r.copy_no = 1 AND k.event_id IS NULL
-        """),
         Step("fresh", f"""
             SELECT {fresh_cols}
             FROM checked f
@@ -310,17 +399,20 @@ def events_plan(kind: str | None = None) -> Plan:
             FROM existing e JOIN touched t ON e.date = t.date AND e.hour = t.hour
         """, partition_by=("date", "hour")),
         Step("count_in", "SELECT line_no FROM lines"),
-        Step("count_quarantined", "SELECT line_no FROM checked WHERE reason IS NOT NULL"),
-        Step("count_duplicates", """
-            SELECT r.event_id FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
-            WHERE r.copy_no > 1 OR k.event_id IS NOT NULL
+        Step("count_quarantined", """
+            SELECT line_no FROM checked WHERE reason IS NOT NULL
+            UNION ALL SELECT line_no FROM dropped WHERE verdict = 'reused'
         """),
+        Step("count_duplicates", "SELECT line_no FROM dropped WHERE verdict = 'duplicate'"),
+        Step("count_reused", "SELECT line_no FROM dropped WHERE verdict = 'reused'"),
+        Step("count_unreadable", "SELECT source_file FROM unreadable_files"),
         Step("count_new", "SELECT event_id FROM fresh"),
         Step("count_late", f"""
             SELECT event_id FROM fresh WHERE event_time < ingest_hour - {LATE_AFTER}
         """),
     ]
-    return Plan("events", tuple(steps), outputs=("events", "quarantine"), datasets=("existing",))
+    return Plan("events", tuple(steps), outputs=("events", "quarantine"),
+                datasets=("existing", "horizon"))
 
 
 def partitions_plan() -> Plan:
