@@ -74,7 +74,8 @@ def test_a_pass_compacts_a_partition_it_filled_with_small_files(tmp_path: Path) 
         assert sorted(r[1] for r in got) == sorted(f"{{not json {i}" for i in range(n))
         assert len(rows(runner.lake, f"md-transformed-logs/{PARTITION}/")) == n
         kinds = {r["run_id"].split("-")[0]: r["status"] for r in runner.ledger.recent_runs(50)}
-        assert kinds == {"events": "succeeded", COMPACT: "succeeded"}
+        assert kinds == {"events": "succeeded", "aggregates": "succeeded",
+                         COMPACT: "succeeded"}
         part = [p for p in runner.ledger.partitions(QUARANTINE) if p["partition"] == PARTITION]
         assert part[0]["files"] == 1 and part[0]["rows"] == n
     finally:

@@ -1,5 +1,6 @@
-"""Killing `mad etl run` mid-write and running it again ends with the same lake as one
-uninterrupted run, with the state database on SQLite and on PostgreSQL."""
+"""Killing `mad etl run` (SIGKILL) mid-write or mid-aggregation and running it again ends with
+the same lake as one uninterrupted run, with the state database on SQLite and on PostgreSQL;
+nothing the killed process left behind (stages, DuckDB spill folders) stays."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,16 @@ import duckdb
 import pytest
 
 from tests.etl.helpers import float_blind, same
-from tests.pg_server import PgServer, postgres_fixture
 
-pg = postgres_fixture()
+DATASETS = ("md-transformed-logs", "md-transformed-metrics", "md-transformed-apm",
+            "md-quarantine", "md-aggregates")
 
 
 def etl(lake: Path, data: Path, state_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MAD_DATA_DIR": str(data), "MAD_LAKE__URL": str(lake),
            "MAD_STATE__URL": state_url, "MAD_ETL__BATCH_FILES": "3",
-           "MAD_ETL__ENGINE__DUCKDB__MEMORY_LIMIT": "1GB"}
+           "MAD_ETL__ENGINE__DUCKDB__MEMORY_LIMIT": "1GB",
+           "MAD_ETL__ENGINE__DUCKDB__TEMP_DIRECTORY": str(data / "spill")}
     return subprocess.Popen([sys.executable, "-m", "mad.cli", "etl", "run"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -50,43 +52,55 @@ def rows(lake: Path, dataset: str) -> list[tuple[Any, ...]]:
                   key=float_blind)
 
 
-def kill_mid_write(proc: subprocess.Popen[bytes], lake: Path) -> bool:
-    """SIGKILL once a run has staged output (a write in progress); False if it ended first."""
+def kill_when(proc: subprocess.Popen[bytes], seen: Callable[[], bool]) -> bool:
+    """SIGKILL `proc` as soon as `seen()` holds; False if it ended first."""
     deadline = time.monotonic() + 300
-    staging = lake / ".staging"
     while time.monotonic() < deadline and proc.poll() is None:
-        if staging.is_dir() and any(staging.glob("events-*/out/*/*/*/*.parquet")):
+        if seen():
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
             return True
-        time.sleep(0.005)
+        time.sleep(0.002)
     return False
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_killed_run_then_restart_equals_one_uninterrupted_run(
-    tmp_path: Path, raw_lake: tuple[Path, list[Path]], database: str,
-    request: pytest.FixtureRequest,
-) -> None:
-    source, _ = raw_lake
+def staged(lake: Path, pattern: str) -> Callable[[], bool]:
+    """Whether `{lake}/.staging` holds something matching `pattern`."""
+    staging = lake / ".staging"
+    return lambda: staging.is_dir() and any(staging.glob(pattern))
+
+
+def killed_then_rerun(tmp_path: Path, source: Path, state_url: str, moment: str) -> Path:
+    """A calm pass over one copy of `source`, and over another a pass killed once `moment`
+    shows in its staging folder, then run again; checks both lakes hold the same rows and
+    nothing of the killed process is left. Returns the data folder of the killed lake."""
     calm, killed = tmp_path / "calm", tmp_path / "killed"
     shutil.copytree(source, calm)
     shutil.copytree(source, killed)
-    if database == "sqlite":
-        urls = [f"sqlite:///{tmp_path / name / 'state.db'}" for name in ("s1", "s2")]
-    else:
-        server: PgServer = request.getfixturevalue("pg")
-        urls = [server.create_database(f"etl_{uuid.uuid4().hex[:10]}") for _ in range(2)]
+    finish(etl(calm, tmp_path / "d1", f"sqlite:///{tmp_path / 's1' / 'state.db'}"))
 
-    finish(etl(calm, tmp_path / "d1", urls[0]))
-
-    proc = etl(killed, tmp_path / "d2", urls[1])
-    interrupted = kill_mid_write(proc, killed)
-    assert interrupted, "the run ended before it could be killed mid-write"
-    finish(etl(killed, tmp_path / "d2", urls[1]))
+    proc = etl(killed, tmp_path / "d2", state_url)
+    assert kill_when(proc, staged(killed, moment)), f"the pass ended before {moment} showed"
+    finish(etl(killed, tmp_path / "d2", state_url))
 
     assert not (killed / ".staging").exists() or not any((killed / ".staging").iterdir())
-    for dataset in ("md-transformed-logs", "md-transformed-metrics", "md-transformed-apm",
-                    "md-quarantine", "md-aggregates"):
+    assert not list((tmp_path / "d2" / "spill").glob("run-*")), "a spill folder was left"
+    for dataset in DATASETS:
         assert same(rows(killed, dataset), rows(calm, dataset)), dataset
+    return tmp_path / "d2"
+
+
+@pytest.mark.slow
+def test_killed_run_then_restart_equals_one_uninterrupted_run(
+    tmp_path: Path, raw_lake: tuple[Path, list[Path]], state_url: str,
+) -> None:
+    killed_then_rerun(tmp_path, raw_lake[0], state_url, "events-*/out/*/*/*/*.parquet")
+
+
+@pytest.mark.slow
+def test_a_pass_killed_mid_aggregation_is_finished_by_the_next_one(
+    tmp_path: Path, raw_lake: tuple[Path, list[Path]], state_url: str,
+) -> None:
+    """Aggregates are recomputed for the days the state database shows as not aggregated
+    since their events changed, not only for the days the current pass wrote."""
+    killed_then_rerun(tmp_path, raw_lake[0], state_url, "aggregates-*")

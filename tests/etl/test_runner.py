@@ -59,22 +59,38 @@ def test_one_pass_accounts_for_every_line_and_a_second_pass_does_nothing(
     assert sum(r["rows_in"] for r in runs) == labels["lines"]
 
 
-def test_status_command_shows_runs_and_backlog(
+def test_status_command_shows_runs_and_backlog_and_creates_nothing(
     tmp_path: Path, raw_lake: tuple[Path, list[Path]],
 ) -> None:
     lake, _ = raw_lake
-    env = {**os.environ, "MAD_DATA_DIR": str(tmp_path / "data"), "MAD_LAKE__URL": str(lake)}
-    status = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status"], env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0, status.stderr
-    assert "runs: none yet" in status.stdout and "backlog:" in status.stdout
+    data = tmp_path / "data"
+    env = {**os.environ, "MAD_DATA_DIR": str(data), "MAD_LAKE__URL": str(lake)}
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status", *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    missing = status("--lake", str(tmp_path / "no-such-lake"))  # a mistyped --lake
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.startswith("mad: error: no lake at ")
+    assert missing.stderr.count("\n") == 1
+    before = status()  # the lake is there, but nothing has run with this data folder
+    assert before.returncode == 2 and "no state database at" in before.stderr
+    assert before.stderr.count("\n") == 1
+    assert not data.exists() and not (tmp_path / "no-such-lake").exists()
+    open_state(f"sqlite:///{data / 'state.db'}").dispose()  # as the raw writer makes it
+    empty = status()
+    assert empty.returncode == 0 and "runs: none yet" in empty.stdout
+    assert "backlog: " in empty.stdout and "backlog: 0 raw files" not in empty.stdout
+
     run = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "run"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "new events" in run.stdout
-    status = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status"], env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert "succeeded" in status.stdout and "backlog: 0 raw files" in status.stdout
+    after = status()
+    assert after.returncode == 0, after.stderr
+    assert "succeeded" in after.stdout and "backlog: 0 raw files" in after.stdout
+    assert "aggregates due: 0 days" in after.stdout
 
 
 def partition_ids(lake: Path, rel: str) -> list[str]:

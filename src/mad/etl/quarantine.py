@@ -21,11 +21,11 @@ from mad.etl.transforms.quarantine import known_lines_plan
 
 
 def drop_known(engine: Engine, lake: PartitionStore, dataset: str, staged: Path,
-               scratch: Path) -> int:
+               scratch: Path, reading: dict[str, str] | None = None) -> int:
     """Filter the staged quarantine output under `staged` (`key=value/...` folders) against
     the live partitions of `dataset`, writing through `scratch` (a local folder of the run's
-    own, deleted afterwards); a staged partition left empty is deleted. Returns how many
-    lines were dropped."""
+    own, deleted afterwards); a staged partition left empty is deleted. The live files read
+    go into `reading` (location -> key). Returns how many lines were dropped."""
     live = {rel: sorted(lake.files(f"{dataset}/{rel.as_posix()}/"))
             for rel in partition_dirs(staged)}
     live = {rel: keys for rel, keys in live.items() if keys}
@@ -33,6 +33,8 @@ def drop_known(engine: Engine, lake: PartitionStore, dataset: str, staged: Path,
         return 0
     staged_files = [str(f) for rel in live for f in sorted((staged / rel).glob("*.parquet"))]
     known = [lake.location(k) for keys in live.values() for k in keys]
+    if reading is not None:
+        reading.update({lake.location(k): k for keys in live.values() for k in keys})
     try:
         counts = engine.execute(known_lines_plan(), [],
                                 {"staged": staged_files, "known": known}, str(scratch))

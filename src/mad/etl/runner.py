@@ -1,13 +1,18 @@
 """Runs the ETL in process: discover raw files, transform them, publish, aggregate, record.
 
 One `run_once()`:
-1. finishes or discards a publish a killed run left half-done, and marks runs the state
-   database still shows as `running` as failed (their files become pending again);
+1. sweeps the engine's scratch folders that killed processes left (DuckDB spill folders),
+   finishes or discards a publish a killed run left half-done (deleting every stage), and
+   marks runs the state database still shows as `running` as failed (their files become
+   pending again);
 2. lists raw event files no succeeded run has read, and cuts them into runs per kind;
-3. for each run: finds the event-time partitions the files touch, transforms the files merged
-   with those partitions' rows (deduplicated by `event_id`), publishes the partitions by
-   staging and swap, and records the run, its files and partitions in the state database;
-4. recomputes the 1m / 5m / 1h aggregates of every day that changed;
+3. for each run: sets aside raw files that cannot be read whole (`mad.etl.screen`), finds
+   the event-time partitions the files touch, transforms the files merged with those
+   partitions' rows (deduplicated by `event_id`, checked against the ids of the partitions
+   within the dedup horizon, `mad.etl.horizon`), publishes the partitions by staging and
+   swap, and records the run, its files and partitions in the state database;
+4. recomputes the 1m / 5m / 1h aggregates of every day the state database shows as due
+   (`mad.etl.aggregate`): its events changed after its aggregates were last published;
 5. compacts the partitions this pass wrote that hold `AUTO_SMALL_FILES` small files or more
    (`mad.etl.compact`); `compact()` (`mad etl compact`) does every partition of the lake.
 
@@ -21,8 +26,11 @@ the driver only lists and moves files. One process at a time works on a lake fro
 folder (`{data_dir}/etl.lock`), so `mad etl compact` waits for a running pass.
 
 Transient failures (TransientError) are retried with backoff; anything else fails the run,
-which is recorded with its error, and stops this pass. Every step can be killed and re-run:
-a run's files are done only once its partitions are published.
+which is recorded with a one-line reason (`mad.etl.failures`), and the pass goes on with the
+other datasets (the rest of the failed run's dataset waits, so its files stay in ingest
+order) and the aggregates; a full disk stops the pass (every write would fail alike). A
+pass in which runs failed ends with `PassFailed`: one line, a non-zero exit code. Every step
+can be killed and re-run: a run's files are done only once its partitions are published.
 """
 
 from __future__ import annotations
@@ -30,36 +38,38 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import re
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mad import lake
 from mad.config import Settings
-from mad.errors import ConfigError, TransientError
+from mad.errors import ConfigError
+from mad.etl import aggregate as agg
 from mad.etl import compact as comp
+from mad.etl import failures
 from mad.etl import parquet_lake as pq
 from mad.etl.discover import RawFile, batches, pending
 from mad.etl.engines import Engine
+from mad.etl.horizon import horizon_keys
 from mad.etl.publish import PartitionStore, open_partition_store
 from mad.etl.quarantine import drop_known
-from mad.etl.transforms.aggregates import HISTORY_WINDOWS, WINDOWS, aggregates_plan
+from mad.etl.screen import Screen, Screened
 from mad.etl.transforms.events import events_plan, partitions_plan
-from mad.state import EtlLedger, Written, open_state
+from mad.state import EtlLedger, UnreadableFiles, Written, open_state
 
 log = logging.getLogger(__name__)
 
 PLAN = "events"
 COMPACT = "compact"
+AGGREGATE = "aggregates"
 QUARANTINE = lake.QUARANTINE_DATASET
 AGGREGATES = lake.AGGREGATES_DATASET
 KINDS = lake.KINDS
-HISTORY_DAYS = 2  # days of events before a recomputed day, for the outlier score
+COUNTED = ("rows_in", "rows_out", "duplicates", "quarantined", "late", "reused", "unreadable")
 
 
 @dataclass
@@ -71,17 +81,39 @@ class PassSummary:
     duplicates: int = 0
     quarantined: int = 0
     late: int = 0
+    reused: int = 0
+    unreadable: int = 0
+    waiting: int = 0  # raw files left for a later pass (cannot be read whole yet)
     days_aggregated: list[str] = field(default_factory=list)
     compacted: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one line per failed run
+    transient: bool = True  # every failure may pass by itself
+    stopped: bool = False  # the disk is full: the rest of the pass was not tried
 
     def line(self) -> str:
         text = (f"{self.runs} runs over {self.files} raw files: {self.rows_in} lines in, "
                 f"{self.rows_out} new events, {self.duplicates} duplicates, "
                 f"{self.quarantined} quarantined, {self.late} late; aggregates recomputed "
                 f"for {len(self.days_aggregated)} days")
+        if self.reused:
+            text += f"; {self.reused} reused event ids quarantined"
+        if self.unreadable or self.waiting:
+            text += (f"; {self.unreadable} unreadable raw files quarantined whole, "
+                     f"{self.waiting} left for the next pass")
         if self.compacted:
             text += f"; {len(self.compacted)} partitions compacted"
+        if self.failed:
+            text += f"; {len(self.failed)} runs failed"
         return text
+
+    def add(self, counts: dict[str, int]) -> None:
+        for name in COUNTED:
+            setattr(self, name, getattr(self, name) + counts.get(name, 0))
+
+    def fail(self, reason: failures.Blame, run_id: str) -> None:
+        self.failed.append(f"run {run_id}: {reason.reason}")
+        self.transient = self.transient and reason.transient
+        self.stopped = self.stopped or reason.disk_full
 
 
 @dataclass
@@ -95,22 +127,41 @@ class Staged:
     appended: list[str]  # the quarantine partitions it adds files to
 
 
+@dataclass
+class Reading:
+    """The files a step is reading (location -> lake key), so that a failure naming one of
+    them can say which (`mad.etl.failures.blame`)."""
+
+    raw: dict[str, str] = field(default_factory=dict)
+    parquet: dict[str, str] = field(default_factory=dict)
+
+
 class EtlRunner:
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.lake: PartitionStore = open_partition_store(settings)
         self.store = self.lake.store
-        self.ledger = EtlLedger(open_state(settings.state_url))
+        state = open_state(settings.state_url)
+        self.ledger = EtlLedger(state)
         self.engine = engine or _engine(settings, self.lake)
+        self.screen = Screen(self.engine, self.lake, UnreadableFiles(state),
+                             settings.etl.unreadable_attempts)
         self.sleep = sleep
+        self.reading = Reading()
+
+    def run_once(self) -> PassSummary:
+        """One pass (see the module docstring); raises `PassFailed` (one line) after a pass
+        in which runs failed, having done all it could."""
+        with self._exclusive():
+            summary = self._pass()
+        if summary.failed:
+            log.warning("ETL pass: %s", summary.line())
+            raise failures.PassFailed(summary.failed, summary.transient)
+        return summary
 
     def close(self) -> None:
         self.engine.close()
-
-    def run_once(self) -> PassSummary:
-        with self._exclusive():
-            return self._pass()
 
     def backfill(self, start: float, end: float) -> int:
         """Make raw files of ingest hours in [start, end) pending again; returns how many.
@@ -152,10 +203,14 @@ class EtlRunner:
     # -- one pass --------------------------------------------------------------------------
 
     def _pass(self) -> PassSummary:
+        if self.engine.sweep():
+            log.warning("deleted the scratch folders of killed ETL processes")
         if self.lake.recover():
             log.warning("finished publishing partitions a killed run had committed")
         if self.ledger.abandon_running():
             log.warning("runs interrupted earlier are marked failed; their files are pending")
+        if agg.adopt_unversioned(self.ledger, self.lake):
+            log.warning("versioned the event days of runs recorded before days had versions")
         summary = PassSummary()
         todo = pending(self.store, self.ledger.done_keys(PLAN))
         written: list[Written] = []
@@ -163,18 +218,21 @@ class EtlRunner:
         for kind in KINDS:
             of_kind = [f for f in todo if f.key.startswith(lake.raw_dataset(kind) + "/")]
             for batch in batches(of_kind, cfg.batch_bytes, cfg.batch_files):
-                written += self._events_run(kind, batch, summary)
-        dataset_names = {lake.transformed_dataset(k) for k in KINDS}
-        days = {w.partition.split("/")[0].removeprefix("date=") for w in written
-                if w.dataset in dataset_names}
-        for day in sorted(days):
-            self._aggregate(day)
-        summary.days_aggregated = sorted(days)
+                if summary.stopped:
+                    return summary
+                done = self._events_run(kind, batch, summary)
+                if done is None:  # failed: the rest of this dataset waits for the next pass
+                    break
+                written += done
+        for day, (version, windows) in self.ledger.aggregates_due(cfg.windows).items():
+            if summary.stopped:
+                return summary
+            self._aggregate(day, version, windows, summary)
         crowded = sorted({f"{w.dataset}/{w.partition}" for w in written
                           if w.files >= comp.AUTO_SMALL_FILES})
         summary.compacted = self._compact(
             crowded, lambda sizes: comp.small_files(sizes, cfg.target_file_bytes)
-            >= comp.AUTO_SMALL_FILES)
+            >= comp.AUTO_SMALL_FILES, summary)
         return summary
 
     @contextmanager
@@ -193,67 +251,113 @@ class EtlRunner:
     # -- one events run --------------------------------------------------------------------
 
     def _events_run(self, kind: str, batch: list[RawFile],
-                    summary: PassSummary) -> list[Written]:
-        keys = [(f.key, f.bytes) for f in batch]
+                    summary: PassSummary) -> list[Written] | None:
+        """One run over `batch`, retried after a transient failure; None when it failed."""
+        screened = self.screen.screen(batch)
         attempts = self.settings.etl.retries + 1
-        for attempt in range(1, attempts + 1):
+        attempt = 1
+        while screened.claimed:
+            keys = [(f.key, f.bytes) for f in screened.claimed]
             run_id = self.ledger.start(PLAN, self.engine.name, keys, attempt=attempt)
+            self.reading = Reading()
             try:
                 if attempt > 1:  # undo or finish what the failed attempt left published
                     self.lake.recover()
-                counts, written = self._transform(kind, batch, run_id)
-            except TransientError as err:
-                self.ledger.fail(run_id, f"transient: {err}")
-                if attempt == attempts:
-                    raise
-                delay = min(2.0 ** attempt, 60.0)
-                log.warning("run %s failed (%s); retrying in %.0f s", run_id, err, delay)
-                self.sleep(delay)
-                continue
-            except BaseException as err:
-                self.ledger.fail(run_id, f"{type(err).__name__}: {err}")
+                counts, written = self._transform(kind, screened, run_id)
+            except Exception as err:
+                why = self._failed(run_id, err)
+                if why.raw is not None and not why.disk_full:
+                    self.screen.blamed(screened, self.reading.raw[why.raw], why.reason)
+                    continue  # again without the file the engine could not read
+                if why.transient and not why.disk_full and attempt < attempts:
+                    delay = min(2.0 ** attempt, 60.0)
+                    log.warning("run %s failed (%s); retrying in %.0f s", run_id, why.reason,
+                                delay)
+                    self.sleep(delay)
+                    attempt += 1
+                    continue
+                summary.fail(why, run_id)
+                summary.waiting += len(screened.waiting)
+                return None
+            except BaseException as err:  # interrupted: recorded, then the pass ends
+                self.ledger.fail(run_id, failures.first_line(err))
                 raise
-            self.ledger.succeed(run_id, counts, written)
+            days = {w.partition.split("/")[0].removeprefix("date=") for w in written
+                    if w.dataset == lake.transformed_dataset(kind)}
+            self.ledger.succeed(run_id, counts, written, changed_days=days)
+            self.screen.files.clear(screened.settled)
             summary.runs += 1
-            summary.files += len(batch)
-            for name in ("rows_in", "rows_out", "duplicates", "quarantined", "late"):
-                setattr(summary, name, getattr(summary, name) + counts[name])
+            summary.files += len(screened.claimed)
+            summary.add(counts)
+            summary.waiting += len(screened.waiting)
             return written
+        summary.waiting += len(screened.waiting)
         return []
 
-    def _transform(self, kind: str, batch: list[RawFile],
+    def _failed(self, run_id: str, err: Exception) -> failures.Blame:
+        """Record `run_id` as failed with the one-line reason of `err`, and delete what it
+        staged (a stage it had committed is finished instead)."""
+        why = failures.blame(err, self.reading.raw, self.reading.parquet)
+        self.ledger.fail(run_id, why.reason)
+        log.error("run %s failed: %s", run_id, why.reason)
+        try:
+            self.lake.recover()
+        except Exception as again:  # e.g. the disk is still full: the next pass recovers
+            log.warning("could not clean up after run %s: %s", run_id,
+                        failures.first_line(again))
+        return why
+
+    def _transform(self, kind: str, screened: Screened,
                    run_id: str) -> tuple[dict[str, int], list[Written]]:
-        staged = self.stage_events(kind, batch, run_id)
+        staged = self.stage_events(kind, screened.read, run_id, whole=screened.whole)
         replaced = self.lake.publish(run_id, {"events": staged.dataset},
                                      append={"quarantine": QUARANTINE}, key=staged.key)
         written = [self._measure(p) for p in replaced]
         written += [self._measure(p) for p in staged.appended]
         return {**staged.counts, "partitions": len(replaced)}, written
 
-    def stage_events(self, kind: str, batch: list[RawFile], run_id: str) -> Staged:
+    def stage_events(self, kind: str, batch: list[RawFile], run_id: str,
+                     whole: Sequence[RawFile] = ()) -> Staged:
         """Transform a batch into the run's stage: find the event-time partitions it touches,
-        run the events plan over the batch merged with those partitions' rows, and split any
-        file far above the target size. Nothing is published yet."""
+        run the events plan over the batch merged with those partitions' rows (and checked
+        against the ids within the dedup horizon), and split any file far above the target
+        size; the files of `whole` are quarantined whole. Nothing is published yet."""
         files = [self.lake.location(f.key) for f in batch]
+        self.reading.raw.update({self.lake.location(f.key): f.key for f in batch})
         dataset = lake.transformed_dataset(kind)
         parts = sorted({(str(r["date"]), str(r["hour"])) for r in self.engine.query(
-            partitions_plan(), files, {}, "partitions")})
-        existing = [self.lake.location(k) for date, hour in parts
-                    for k in sorted(self.lake.files(f"{dataset}/{lake.event_hour(date, hour)}/"))]
+            partitions_plan(), files, {}, "partitions")}) if files else []
+        existing = self._parquet([k for date, hour in parts for k in sorted(
+            self.lake.files(f"{dataset}/{lake.event_hour(date, hour)}/"))])
+        horizon = self._parquet(horizon_keys(
+            dataset, parts, self.settings.etl.dedup_horizon_hours,
+            lambda prefix: self.lake.files(prefix)))
         stage = self.lake.stage(run_id)
         out = stage / "out"
-        raw = self.engine.execute(events_plan(kind), files, {"existing": existing}, str(out))
+        unreadable = [(self.lake.location(f.key),
+                       datetime.fromtimestamp(f.hour, UTC).replace(tzinfo=None)) for f in whole]
+        raw = self.engine.execute(events_plan(kind, unreadable), files,
+                                  {"existing": existing, "horizon": horizon}, str(out))
         comp.split_large(self.engine, out / "events", self.settings.etl.target_file_bytes)
-        drop_known(self.engine, self.lake, QUARANTINE, out / "quarantine", stage / "known")
-        key = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()[:32]
+        drop_known(self.engine, self.lake, QUARANTINE, out / "quarantine", stage / "known",
+                   reading=self.reading.parquet)
+        key = hashlib.sha256("\n".join(sorted(
+            files + [loc for loc, _ in unreadable])).encode()).hexdigest()[:32]
         counts = {
             "rows_in": raw.get("count_in", 0), "rows_out": raw.get("count_new", 0),
             "duplicates": raw.get("count_duplicates", 0),
             "quarantined": raw.get("count_quarantined", 0), "late": raw.get("count_late", 0),
+            "reused": raw.get("count_reused", 0), "unreadable": raw.get("count_unreadable", 0),
         }
         appended = [f"{QUARANTINE}/{rel.as_posix()}"
                     for rel in pq.partition_dirs(out / "quarantine")]
         return Staged(run_id, dataset, key, counts, appended)
+
+    def _parquet(self, keys: Sequence[str]) -> list[str]:
+        """The locations of lake files about to be read, noted for a failure's reason."""
+        found = {self.lake.location(k): k for k in keys}
+        self.reading.parquet.update(found)
+        return list(found)
 
     def _measure(self, partition: str) -> Written:
         dataset, _, rel = partition.partition("/")
@@ -264,73 +368,63 @@ class EtlRunner:
     # -- compaction ------------------------------------------------------------------------
 
     def _compact(self, partitions: list[str],
-                 wanted: Callable[[list[int]], bool]) -> list[str]:
+                 wanted: Callable[[list[int]], bool],
+                 summary: PassSummary | None = None) -> list[str]:
         """Compact each partition for which `wanted(file sizes)` holds, as one recorded run
-        (plan `compact`, no raw inputs) per call; returns the partitions rewritten."""
+        (plan `compact`, no raw inputs) per call; returns the partitions rewritten. A failure
+        is recorded; with a `summary` it goes there, without one it is raised."""
         target = self.settings.etl.target_file_bytes
         todo = [p for p in partitions
                 if wanted(list(self.lake.files(p + "/").values()))]
         if not todo:
             return []
         run_id = self.ledger.start(COMPACT, self.engine.name, [])
+        self.reading = Reading()
         done: list[str] = []
         try:
             for n, partition in enumerate(todo):
+                self._parquet(sorted(self.lake.files(partition + "/")))
                 if comp.compact_partition(self.lake, self.engine, partition, target,
                                           f"{run_id}-{n}"):
                     done.append(partition)
+            written = [self._measure(p) for p in done]
+        except Exception as err:
+            why = self._failed(run_id, err)
+            if summary is None:
+                raise failures.PassFailed([f"run {run_id}: {why.reason}"],
+                                          why.transient) from None
+            summary.fail(why, run_id)
+            return done
         except BaseException as err:
-            self.ledger.fail(run_id, f"{type(err).__name__}: {err}")
+            self.ledger.fail(run_id, failures.first_line(err))
             raise
         zero = dict.fromkeys(("rows_in", "rows_out", "duplicates", "quarantined", "late"), 0)
-        self.ledger.succeed(run_id, {**zero, "partitions": len(done)},
-                            [self._measure(p) for p in done])
+        self.ledger.succeed(run_id, {**zero, "partitions": len(done)}, written)
         return done
 
     # -- aggregates ------------------------------------------------------------------------
 
-    def _aggregate(self, day: str) -> None:
-        first = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
-        history_days = [(first - timedelta(days=d)).strftime("%Y-%m-%d")
-                        for d in range(HISTORY_DAYS, 0, -1)]
-        events = self._day_files([day])
-        history = self._day_files(history_days)
-        for window in self.settings.etl.windows:
-            run_id = f"aggregates-{window}-{day}-{uuid.uuid4().hex[:8]}"
-            out = self.lake.stage(run_id) / "out"
-            self.engine.execute(aggregates_plan(window), [],
-                                {"events": events, "history": _recent(history, first, window)},
-                                str(out))
-            comp.split_large(self.engine, out / "aggregates",
-                             self.settings.etl.target_file_bytes)
-            self.lake.publish(run_id, {"aggregates": AGGREGATES})
-
-    def _day_files(self, days: list[str]) -> list[str]:
-        files: list[str] = []
-        for kind in KINDS:
-            for day in days:
-                prefix = lake.day_prefix(lake.transformed_dataset(kind), day)
-                files += [self.lake.location(k) for k in sorted(self.lake.files(prefix))]
-        return files
-
-
-def _recent(files: list[str], first: datetime, window: str) -> list[str]:
-    """The history files a window's outlier score can reach: the event hours within twice
-    `HISTORY_WINDOWS` windows before `first` (twice, so a series with quiet windows still
-    finds its previous ones), at most `HISTORY_DAYS` days. For 1m windows that is one hour
-    instead of two days of events."""
-    reach = timedelta(seconds=min(2 * HISTORY_WINDOWS * WINDOWS[window], HISTORY_DAYS * 86400))
-    start = (first - reach).replace(minute=0, second=0, microsecond=0)
-    keep = []
-    for f in files:
-        found = _HOUR.search(f)
-        if found and datetime.strptime(f"{found[1]} {found[2]}", "%Y-%m-%d %H").replace(
-                tzinfo=UTC) >= start:
-            keep.append(f)
-    return keep
-
-
-_HOUR = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
+    def _aggregate(self, day: str, version: int, windows: list[str],
+                   summary: PassSummary) -> None:
+        """Recompute and publish the `windows` of `day` as one recorded run, which marks
+        them current for `version` of the day's events; a failure is recorded and leaves
+        the day due."""
+        run_id = self.ledger.start(AGGREGATE, self.engine.name, [])
+        self.reading = Reading()
+        try:
+            replaced = agg.aggregate_day(self.engine, self.lake, day, windows, run_id,
+                                         self.settings.etl.target_file_bytes, self._parquet)
+            written = [self._measure(p) for p in replaced]
+        except Exception as err:
+            summary.fail(self._failed(run_id, err), run_id)
+            return
+        except BaseException as err:
+            self.ledger.fail(run_id, failures.first_line(err))
+            raise
+        zero = dict.fromkeys(("rows_in", "rows_out", "duplicates", "quarantined", "late"), 0)
+        self.ledger.succeed(run_id, {**zero, "partitions": len(replaced)}, written,
+                            aggregated=[(w, day, version) for w in windows])
+        summary.days_aggregated.append(day)
 
 
 def _engine(settings: Settings, store: PartitionStore) -> Engine:
