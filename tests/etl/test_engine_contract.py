@@ -193,6 +193,7 @@ def test_unreadable_names_the_gz_files_that_cannot_be_read_whole(
     plain = folder / "part-plain.jsonl"
     plain.write_text("{cut in the middle")  # nothing to check: a broken line is quarantined
     found = any_engine.unreadable([str(p) for p in [*paths.values(), plain]])
+    assert set(found) <= {str(p) for p in paths.values()}  # named as given
     assert sorted(Path(f).name for f in found) == sorted(
         f"part-{n}.jsonl.gz" for n in ("cut", "flipped", "empty", "not-gzip"))
     assert "truncated" in found[str(paths["cut"])]

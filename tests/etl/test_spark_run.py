@@ -7,12 +7,15 @@ file per run) leaves one event and one quarantine file per file in one hour; all
 files are made pending again and two new ones arrive, so the pass under test probes the
 touched partitions, merges the new events into the existing ones (7 duplicates), drops the
 7 quarantined lines the live partition already holds, appends the 2 new ones (8 small files:
-the partition is compacted), counts what it wrote and recomputes the day's aggregates.
+the partition is compacted), counts what it wrote and recomputes the day's aggregates. One
+more raw file is a `.gz` cut short: Spark's executors find it unreadable and the pass
+quarantines it whole (`etl.unreadable_attempts` 1).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import subprocess
@@ -26,7 +29,7 @@ import pytest
 from mad import lake
 from mad.config import Settings, load_settings
 from mad.etl.compact import AUTO_SMALL_FILES
-from mad.etl.runner import COMPACT, PLAN, EtlRunner
+from mad.etl.runner import AGGREGATE, COMPACT, PLAN, EtlRunner
 from mad.state import EtlLedger, open_state
 from mad.stores import open_store
 from tests.etl.helpers import float_blind, same
@@ -57,7 +60,7 @@ print(json.dumps(dataclasses.asdict(summary)))
 def overrides(root: Path, engine: str) -> dict[str, Any]:
     return {"data_dir": str(root / "data"), "lake.url": str(root / "lake"),
             "etl.engine.backend": engine, "etl.engine.duckdb.memory_limit": "1GB",
-            "etl.engine.spark.master": "local[2]"}
+            "etl.engine.spark.master": "local[2]", "etl.unreadable_attempts": 1}
 
 
 def settings(root: Path, engine: str, **extra: Any) -> Settings:
@@ -95,6 +98,11 @@ def prepare(root: Path) -> None:
     finally:
         runner.close()
     put_raw(root, FIRST, 2)
+    whole = gzip.compress(b"".join(
+        json.dumps({"event_id": f"cut-{i}", "timestamp": "2026-11-01T06:30:00Z",
+                    "service": "auth", "event_type": "auth.token.issued",
+                    "kind": "log"}).encode() + b"\n" for i in range(500)), 1)
+    open_store(str(root / "lake")).put(lake.raw_key("log", "auth", HOUR6), whole[:len(whole) // 2])
 
 
 def test_a_spark_pass_needs_no_duckdb_and_gives_the_duckdb_results(tmp_path: Path) -> None:
@@ -116,17 +124,19 @@ def test_a_spark_pass_needs_no_duckdb_and_gives_the_duckdb_results(tmp_path: Pat
         runner.close()
     quarantine = f"{lake.QUARANTINE_DATASET}/{PARTITION}"
     assert want.compacted == [quarantine]
-    assert (want.runs, want.rows_in, want.rows_out, want.duplicates, want.quarantined) == (
-        1, 2 * (FIRST + 2), 2, FIRST, FIRST + 2)
+    assert (want.runs, want.rows_in, want.rows_out, want.duplicates, want.quarantined,
+            want.unreadable) == (1, 2 * (FIRST + 2), 2, FIRST, FIRST + 2, 1)
     assert got == dataclasses.asdict(want)
 
     ledger = EtlLedger(open_state(settings(on_spark, "spark").state_url))
     runs = ledger.recent_runs(50)
-    assert len(runs) == FIRST + 2 and all(r["status"] == "succeeded" for r in runs)
-    assert sorted(r["plan"] for r in runs if r["engine"] == "spark") == sorted([PLAN, COMPACT])
+    # the first pass: FIRST events runs and the day's aggregates; then one of each plan
+    assert len(runs) == FIRST + 4 and all(r["status"] == "succeeded" for r in runs)
+    assert sorted(r["plan"] for r in runs if r["engine"] == "spark") == sorted(
+        [PLAN, AGGREGATE, COMPACT])
     written = {(p["dataset"], p["partition"]): (p["rows"], p["files"])
                for p in ledger.partitions()}
-    assert written[(lake.QUARANTINE_DATASET, PARTITION)] == (FIRST + 2, 1)
+    assert written[(lake.QUARANTINE_DATASET, PARTITION)] == (FIRST + 3, 1)
 
     # raw file names differ between the two lakes (a uuid each): rows are compared without
     for dataset, columns in (

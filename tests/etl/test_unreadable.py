@@ -118,3 +118,31 @@ def test_a_cut_gz_that_arrives_whole_later_is_read_whole(tmp_path: Path) -> None
         runner.close()
     assert len(ids(tmp_path)) == 924
     assert UnreadableFiles(open_state(settings.state_url)).all() == []
+
+
+def test_a_raw_file_the_engine_fails_on_is_set_aside_and_the_others_are_read(
+    tmp_path: Path,
+) -> None:
+    """DuckDB refuses a whole read over one file with bytes that are not UTF-8 (Spark reads
+    them as U+FFFD): the run is tried again without that file, which is retried by the next
+    passes, then quarantined whole."""
+    store = open_store(str(tmp_path / "lake"), create=True)
+    good = lake.raw_key("log", "auth", HOUR6, gzip=False)
+    store.put(good, events(0, 20))
+    latin1 = lake.raw_key("log", "auth", HOUR6, gzip=False)
+    store.put(latin1, events(100, 5) + '{"event_id": "é"}\n'.encode("latin-1"))
+    settings = settings_for(tmp_path, attempts=2)
+    runner = EtlRunner(settings)
+    try:
+        first = runner.run_once()
+        assert (first.runs, first.rows_out, first.waiting) == (1, 20, 1)
+        ledger = EtlLedger(open_state(settings.state_url))
+        failed = [r for r in ledger.recent_runs() if r["status"] == "failed"]
+        assert len(failed) == 1 and latin1 in failed[0]["error"]
+        second = runner.run_once()
+        assert (second.runs, second.unreadable, second.rows_in) == (1, 1, 0)
+    finally:
+        runner.close()
+    assert ids(tmp_path) == {f"ev-{i}" for i in range(20)}
+    assert quarantined(tmp_path) == [("unreadable_file", None, str(tmp_path / "lake" / latin1),
+                                      0)]

@@ -149,10 +149,18 @@ class SparkEngine:
         todo = [f for f in dict.fromkeys(raw_files) if rawcheck.needs_check(f)]
         if not todo:
             return {}
-        by_uri = {self._uri(spark_path(f)): f for f in todo}
+        from pyspark import cloudpickle
+
+        # shipped by value: an executor's Python need not have `mad` installed
+        cloudpickle.register_pickle_by_value(rawcheck)
+        by_uri = {self._qualified(spark_path(f)): f for f in todo}
         frame = self.spark.read.format("binaryFile").load([spark_path(f) for f in todo])
-        found = frame.select("path", "content").rdd.map(_check_row).collect()
-        return {by_uri.get(uri, uri): why for uri, why in found if why is not None}
+        found = dict(frame.select("path", "content").rdd.map(rawcheck.check_row).collect())
+        problems = {by_uri.get(uri, uri): why for uri, why in found.items() if why is not None}
+        for uri, f in by_uri.items():  # Spark lists no empty file: no gzip header in it
+            if uri not in found:
+                problems[f] = rawcheck.EMPTY
+        return problems
 
     def sweep(self) -> int:
         """Nothing of ours to sweep: a run writes only into its stage, which the partition
@@ -257,6 +265,14 @@ class SparkEngine:
             ])
         return frame
 
+    def _qualified(self, path: str) -> str:
+        """`path` as Spark's file listings spell it (qualified, not URL-encoded: the `path` of
+        a `binaryFile` row)."""
+        jvm = self.spark.sparkContext._jvm
+        hadoop_conf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        hpath = jvm.org.apache.hadoop.fs.Path(path)  # type: ignore[union-attr]
+        return str(hpath.getFileSystem(hadoop_conf).makeQualified(hpath).toString())
+
     def _uri(self, path: str) -> str:
         """`path` as Spark's `input_file_name()` spells it (qualified, URL-encoded)."""
         jvm = self.spark.sparkContext._jvm
@@ -282,10 +298,3 @@ class SparkEngine:
             return int(seen.get["rows"])
         except Exception:  # seen with PySpark 4.3: no metrics row when nothing was written
             return int(frame.count())
-
-
-def _check_row(row: Any) -> tuple[str, str | None]:
-    """On an executor: (the file's URI, why it cannot be read whole or None)."""
-    from mad.etl.engines import rawcheck as check
-
-    return str(row.path), check.gzip_problem(check.blob_chunks(bytes(row.content)))

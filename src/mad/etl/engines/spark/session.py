@@ -8,6 +8,10 @@
   of every wide projection (the events plan's `fields` step has ~60 columns built from a few),
   a set that grows combinatorially and ran the driver out of heap while planning `checked`;
   it only adds inferred `IS NOT NULL` filters, which these plans do not need;
+- JSON objects that repeat a key parse as they do in DuckDB: Spark's variant parser refuses
+  them (`json_valid` would say `invalid_json`) and `from_json` to a MAP fails the whole job
+  on one, so repeats are allowed (the last value wins in a MAP) and the events plan's
+  `duplicate_key` rule decides what such a line is;
 - no web UI, and the driver bound to loopback unless `SPARK_LOCAL_IP` is already set;
 - S3A settings for an S3 endpoint (AWS, MinIO, LocalStack, moto) when `s3` is given and the
   hadoop-aws / AWS SDK jars are passed in `jars` (`spark.jars.packages` needs Maven).
@@ -49,6 +53,8 @@ BASE_CONF: dict[str, str] = {
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     "spark.sql.parquet.writeLegacyFormat": "false",
     "spark.sql.constraintPropagation.enabled": "false",
+    "spark.sql.variant.allowDuplicateKeys": "true",
+    "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
 }
 
 # Fixed when the JVM starts: setting them again on a running session is an error.
