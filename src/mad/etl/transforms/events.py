@@ -303,39 +303,36 @@ def _dedup_steps() -> list[Step]:
     """Which valid copy of each `event_id` is kept, and why each other copy is not (see the
     module docstring). Ranking works on a NARROW table (the key and where each copy came
     from), then the winning rows are picked by that key: a window over all ~60 columns costs
-    several times more. `dropped` is small (the copies not kept), so it is kept too."""
+    several times more. `dropped` is small (the copies not kept), so it is kept too. The
+    horizon's ids are looked up once, as a semi-join (no DISTINCT over them)."""
     order = "PARTITION BY event_id ORDER BY ingest_hour, source_file, line_no"
     return [
         Step("ranked", f"""
             SELECT event_id, source_file, line_no, ingest_hour,
                    date_trunc('hour', event_time) AS event_hour,
                    row_number() OVER ({order}) AS copy_no,
-                   first_value(date_trunc('hour', event_time)) OVER ({order}) AS first_hour
+                   first_value(date_trunc('hour', event_time)) OVER ({order}) AS first_hour,
+                   event_id IN (SELECT event_id FROM horizon) AS in_horizon
             FROM checked WHERE reason IS NULL
         """, cache=True),
         Step("known_ids", """
             SELECT event_id, min(date || ' ' || hour) AS known_hour FROM existing
             GROUP BY event_id
         """),
-        Step("horizon_ids", "SELECT DISTINCT event_id FROM horizon"),
         Step("dropped", """
             SELECT r.source_file, r.line_no, r.ingest_hour, CASE
                 WHEN r.copy_no > 1 AND r.event_hour <> r.first_hour THEN 'reused'
-                WHEN h.event_id IS NOT NULL THEN 'reused'
+                WHEN r.in_horizon THEN 'reused'
                 WHEN k.event_id IS NOT NULL
                      AND k.known_hour <> strftime(r.event_hour, '%Y-%m-%d %H') THEN 'reused'
                 ELSE 'duplicate' END AS verdict
-            FROM ranked r
-            LEFT JOIN known_ids k ON k.event_id = r.event_id
-            LEFT JOIN horizon_ids h ON h.event_id = r.event_id
-            WHERE r.copy_no > 1 OR k.event_id IS NOT NULL OR h.event_id IS NOT NULL
+            FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
+            WHERE r.copy_no > 1 OR k.event_id IS NOT NULL OR r.in_horizon
         """, cache=True),
         Step("winners", """
             SELECT r.source_file, r.line_no
-            FROM ranked r
-            LEFT JOIN known_ids k ON k.event_id = r.event_id
-            LEFT JOIN horizon_ids h ON h.event_id = r.event_id
-            WHERE r.copy_no = 1 AND k.event_id IS NULL AND h.event_id IS NULL
+            FROM ranked r LEFT JOIN known_ids k ON k.event_id = r.event_id
+            WHERE r.copy_no = 1 AND k.event_id IS NULL AND NOT r.in_horizon
         """),
     ]
 
