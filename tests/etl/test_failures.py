@@ -1,10 +1,11 @@
 """A run that fails does not stop the pass: the other datasets still run, the failure is
 recorded with one line that names the cause and what to do, and `mad etl run` ends with that
 line and a non-zero exit code. A corrupt Parquet file in the lake and a full disk (a real
-size-limited folder) are the two causes tried here."""
+size-limited folder) are the two causes tried here, and what a failure is blamed on."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import pytest
 
 from mad import lake
 from mad.config import load_settings
-from mad.etl.failures import PassFailed
+from mad.etl.failures import PassFailed, blame
 from mad.etl.runner import EtlRunner
 from mad.state import EtlLedger, open_state
 from mad.stores import open_store
@@ -117,3 +118,27 @@ def test_a_full_disk_fails_the_run_in_one_line_and_the_next_pass_retries(
         runner.close()
     assert ids(lake_dir, "md-transformed-logs") == sorted(f"log-{i}" for i in range(2000))
     shutil.rmtree(lake_dir / "md-transformed-logs")
+
+
+def test_what_a_failure_is_blamed_on() -> None:
+    raw = {"/lake/md-raw-logs/service=auth/year=2026/month=11/day=01/hour=06/part-a.jsonl":
+           "md-raw-logs/service=auth/year=2026/month=11/day=01/hour=06/part-a.jsonl"}
+    parquet = {"s3://b/lake/md-quarantine/date=2026-11-01/hour=06/part-q.parquet":
+               "md-quarantine/date=2026-11-01/hour=06/part-q.parquet"}
+    content = blame(duckdb.InvalidInputException(
+        "Invalid Input Error: CSV Error on Line: 1\n  file = /lake/md-raw-logs/service=auth/"
+        "year=2026/month=11/day=01/hour=06/part-a.jsonl"), raw, parquet)
+    assert content.raw == next(iter(raw)) and not content.transient
+    io = blame(duckdb.IOException("IO Error: reading /lake/md-raw-logs/service=auth/year=2026/"
+                                  "month=11/day=01/hour=06/part-a.jsonl: Input/output error"),
+               raw, parquet)
+    assert io.raw is None and io.transient and not io.disk_full  # retried, not blamed
+    spark_style = blame(RuntimeError("[FAILED_READ_FILE] Error while reading file s3a://b/lake/"
+                                     "md-quarantine/date=2026-11-01/hour=06/part-q.parquet"),
+                        raw, parquet)
+    assert "md-quarantine/date=2026-11-01/hour=06/part-q.parquet" in spark_style.reason
+    assert "mad etl backfill" in spark_style.reason
+    full = blame(OSError(errno.ENOSPC, "No space left on device"), raw, parquet)
+    assert full.disk_full and full.transient and full.reason.startswith("disk full")
+    other = blame(ValueError("two\nlines"), raw, parquet)
+    assert other.reason == "ValueError: two" and not other.transient

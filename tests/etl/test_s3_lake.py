@@ -4,6 +4,7 @@ rows of a local lake (the store's own recovery is in `test_partition_store_contr
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -181,13 +182,17 @@ def test_mad_etl_run_and_status_on_an_s3_lake(tmp_path: Path, bucket_url: str,
              "event_type": "auth.token.issued", "kind": "log", "metrics": {"latency_ms": 5.0}}
     store.put(lake.raw_key("log", "auth", 1_793_512_800.0, gzip=False),
               (json.dumps(event) + "\n{broken\n").encode())
+    zipped = gzip.compress((json.dumps({**event, "event_id": "e-2"}) + "\n").encode())
+    store.put(lake.raw_key("log", "auth", 1_793_512_800.0), zipped)  # read through httpfs
+    store.put(lake.raw_key("log", "auth", 1_793_512_800.0), zipped[:-6])  # cut: it waits
     env = {**os.environ, "MAD_DATA_DIR": str(tmp_path / "data"), "MAD_LAKE__URL": bucket_url,
            "MAD_AWS__ENDPOINT_URL": str(aws.endpoint_url), "MAD_AWS__REGION": aws.region,
            "MAD_AWS__ACCESS_KEY_ID": "testing", "MAD_AWS__SECRET_ACCESS_KEY": "testing"}
     run = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "run"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "1 new events" in run.stdout and "1 quarantined" in run.stdout
+    assert "2 new events" in run.stdout and "1 quarantined" in run.stdout
+    assert "1 left for the next pass" in run.stdout
     keys = store.list()
     assert any(k.startswith("md-transformed-logs/date=2026-11-01/hour=06/") for k in keys)
     assert any(k.startswith("md-quarantine/date=2026-11-01/hour=06/") for k in keys)
@@ -195,4 +200,5 @@ def test_mad_etl_run_and_status_on_an_s3_lake(tmp_path: Path, bucket_url: str,
     status = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert "backlog: 0 raw files" in status.stdout and "succeeded" in status.stdout
+    assert "backlog: 1 raw files" in status.stdout and "succeeded" in status.stdout
+    assert "0 quarantined whole, 1 waiting" in status.stdout

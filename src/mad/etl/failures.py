@@ -7,10 +7,13 @@ database and goes on with the other datasets, so the reason must stand on its ow
 
 - a full disk (ENOSPC, or an engine saying so) is `DiskFull`, a TransientError: the next pass
   tries again, and this pass stops (every write would fail the same way);
-- an error that names a Parquet file of the lake is a corrupt file: the reason names it, and
-  for a transformed partition the command that rebuilds it from raw;
-- an error that names a raw input file blames that file (`Blame.raw`), which the runner
-  treats as unreadable (retried, then quarantined whole);
+- an I/O error (an `OSError`, DuckDB's `IOException` / `HTTPException`, a TransientError) is
+  transient: retried, whatever file it names (an S3 hiccup says nothing about the file);
+- any other error that names a Parquet file of the lake is a corrupt file: the reason names
+  it, and for a transformed partition the command that rebuilds it from raw;
+- any other error that names a raw input file blames that file (`Blame.raw`: DuckDB refuses
+  bytes that are not UTF-8), which the runner treats as unreadable (retried, then
+  quarantined whole);
 - anything else is its type and the first line of its message.
 
 `PassFailed` is what `EtlRunner.run_once` raises after a pass in which runs failed: one line,
@@ -28,6 +31,7 @@ from mad import lake
 from mad.errors import MadError, TransientError
 
 MAX_REASON = 400
+_IO_TYPES = frozenset({"IOException", "HTTPException", "ConnectionException"})
 _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "database or disk is full")
 
 
@@ -73,6 +77,12 @@ def is_disk_full(err: BaseException) -> bool:
     return any(marker in text for marker in _DISK_FULL_TEXT)
 
 
+def is_io_error(err: BaseException) -> bool:
+    """An error of the storage or the network, not of the data read."""
+    return (isinstance(err, OSError | TransientError)
+            or type(err).__name__ in _IO_TYPES)
+
+
 def named_file(err: BaseException, locations: Sequence[str]) -> str | None:
     """The one of `locations` (paths or URLs) the error's message names, if any. Engines
     spell a path their own way (Spark: `file:/...` or `s3a://...`), so a location counts
@@ -91,13 +101,15 @@ def blame(err: BaseException, raw: Mapping[str, str], parquet: Mapping[str, str]
     if isinstance(err, DiskFull) or is_disk_full(err):
         return Blame(f"disk full: {first_line(err)}; free space in the lake or the ETL's "
                      "stage folder, the next pass retries", transient=True, disk_full=True)
+    if is_io_error(err):
+        return Blame(first_line(err), transient=True)
     bad = named_file(err, list(parquet))
     if bad is not None:
         return Blame(_corrupt(parquet[bad], err))
     culprit = named_file(err, list(raw))
     if culprit is not None:
         return Blame(f"cannot read raw file {raw[culprit]}: {first_line(err)}", raw=culprit)
-    return Blame(first_line(err), transient=isinstance(err, TransientError))
+    return Blame(first_line(err))
 
 
 def _corrupt(key: str, err: BaseException) -> str:
