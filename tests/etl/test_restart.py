@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.etl.helpers import float_blind, same
+from tests.etl.helpers import float_blind, same, split_backfill
 
 DATASETS = ("md-transformed-logs", "md-transformed-metrics", "md-transformed-apm",
             "md-quarantine", "md-aggregates")
@@ -70,37 +70,51 @@ def staged(lake: Path, pattern: str) -> Callable[[], bool]:
     return lambda: staging.is_dir() and any(staging.glob(pattern))
 
 
-def killed_then_rerun(tmp_path: Path, source: Path, state_url: str, moment: str) -> Path:
-    """A calm pass over one copy of `source`, and over another a pass killed once `moment`
-    shows in its staging folder, then run again; checks both lakes hold the same rows and
-    nothing of the killed process is left. Returns the data folder of the killed lake."""
-    calm, killed = tmp_path / "calm", tmp_path / "killed"
-    shutil.copytree(source, calm)
-    shutil.copytree(source, killed)
-    finish(etl(calm, tmp_path / "d1", f"sqlite:///{tmp_path / 's1' / 'state.db'}"))
+Calm = tuple[Path, dict[str, list[tuple[Any, ...]]]]
 
-    proc = etl(killed, tmp_path / "d2", state_url)
+
+@pytest.fixture(scope="module")
+def calm(tmp_path_factory: pytest.TempPathFactory,
+         backfill: tuple[Path, dict[str, Any]]) -> Calm:
+    """The raw lake, and every dataset's rows after one uninterrupted `mad etl run` over a
+    copy of it (shared by the tests of this module)."""
+    tmp = tmp_path_factory.mktemp("calm")
+    raw = tmp / "raw"
+    split_backfill(backfill[0], raw)
+    lake = tmp / "lake"
+    shutil.copytree(raw, lake)
+    finish(etl(lake, tmp / "data", f"sqlite:///{tmp / 'state.db'}"))
+    return raw, {dataset: rows(lake, dataset) for dataset in DATASETS}
+
+
+def killed_then_rerun(tmp_path: Path, calm: Calm, state_url: str, moment: str) -> None:
+    """A pass over a copy of the raw lake killed once `moment` shows in its staging folder,
+    then run again; checks the lake holds the rows of the uninterrupted pass and nothing of
+    the killed process is left."""
+    raw, want = calm
+    killed = tmp_path / "killed"
+    shutil.copytree(raw, killed)
+    proc = etl(killed, tmp_path / "data", state_url)
     assert kill_when(proc, staged(killed, moment)), f"the pass ended before {moment} showed"
-    finish(etl(killed, tmp_path / "d2", state_url))
+    finish(etl(killed, tmp_path / "data", state_url))
 
     assert not (killed / ".staging").exists() or not any((killed / ".staging").iterdir())
-    assert not list((tmp_path / "d2" / "spill").glob("run-*")), "a spill folder was left"
+    assert not list((tmp_path / "data" / "spill").glob("run-*")), "a spill folder was left"
     for dataset in DATASETS:
-        assert same(rows(killed, dataset), rows(calm, dataset)), dataset
-    return tmp_path / "d2"
+        assert same(rows(killed, dataset), want[dataset]), dataset
 
 
 @pytest.mark.slow
 def test_killed_run_then_restart_equals_one_uninterrupted_run(
-    tmp_path: Path, raw_lake: tuple[Path, list[Path]], state_url: str,
+    tmp_path: Path, calm: Calm, state_url: str,
 ) -> None:
-    killed_then_rerun(tmp_path, raw_lake[0], state_url, "events-*/out/*/*/*/*.parquet")
+    killed_then_rerun(tmp_path, calm, state_url, "events-*/out/*/*/*/*.parquet")
 
 
 @pytest.mark.slow
 def test_a_pass_killed_mid_aggregation_is_finished_by_the_next_one(
-    tmp_path: Path, raw_lake: tuple[Path, list[Path]], state_url: str,
+    tmp_path: Path, calm: Calm, state_url: str,
 ) -> None:
     """Aggregates are recomputed for the days the state database shows as not aggregated
     since their events changed, not only for the days the current pass wrote."""
-    killed_then_rerun(tmp_path, raw_lake[0], state_url, "aggregates-*")
+    killed_then_rerun(tmp_path, calm, state_url, "aggregates-*")
