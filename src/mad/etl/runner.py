@@ -253,7 +253,13 @@ class EtlRunner:
     def _events_run(self, kind: str, batch: list[RawFile],
                     summary: PassSummary) -> list[Written] | None:
         """One run over `batch`, retried after a transient failure; None when it failed."""
-        screened = self.screen.screen(batch)
+        self.reading = Reading()
+        try:
+            screened = self.screen.screen(batch)
+        except Exception as err:  # the check could not read the files (an S3 outage, say)
+            run_id = self.ledger.start(PLAN, self.engine.name, [(f.key, f.bytes) for f in batch])
+            summary.fail(self._failed(run_id, err), run_id)
+            return None
         attempts = self.settings.etl.retries + 1
         attempt = 1
         while screened.claimed:
