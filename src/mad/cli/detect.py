@@ -47,7 +47,8 @@ def detect_run(
     try:
         with stop_on_signals(stop):
             watch_loop(lambda: typer.echo(runner.run_once(stop, progress=show).line()),
-                       settings.detect.watch_interval_s, stop, once=not watch)
+                       settings.detect.watch_interval_s, stop, once=not watch,
+                       keep_going=watch, name="detection pass")
     finally:
         runner.close()
 

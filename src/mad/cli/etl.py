@@ -40,7 +40,8 @@ def etl_run(
     try:
         with stop_on_signals(stop):
             watch_loop(lambda: typer.echo(runner.run_once().line()),
-                       settings.etl.watch_interval_s, stop, once=not watch)
+                       settings.etl.watch_interval_s, stop, once=not watch,
+                       keep_going=watch, name="etl pass")
     finally:
         runner.close()
 
