@@ -22,7 +22,7 @@ from mad.etl.failures import PassFailed, blame
 from mad.etl.runner import EtlRunner
 from mad.state import EtlLedger, open_state
 from mad.stores import open_store
-from tests.etl.conftest import SmallDisk, fill_disk
+from tests.disks import SmallDisk, fill_disk
 
 HOUR6 = 1_793_512_800.0  # 2026-11-01T06:00:00Z
 TYPES = {"log": "auth.login.succeeded", "metric": "host.cpu", "apm": "auth.token_span"}

@@ -1,11 +1,8 @@
-"""Fixtures of the ingest tests: the API served for real (`start`), and a real size-limited
-folder (a tmpfs) to fill a disk."""
+"""Fixtures of the ingest tests: the API served for real (`start`); `small_disk` (a real
+size-limited folder) comes from tests/disks.py."""
 
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import free_port
+from tests.disks import small_disk  # noqa: F401  (a fixture for the ingest tests)
 
 from mad.config import Settings, load_settings
 from mad.ingest.api import create_app
@@ -20,7 +18,6 @@ from mad.ingest.streams import Stream
 from mad.ingest.wiring import open_configured_stream
 from mad.runtime.servers import ServerThread
 
-SmallDisk = Callable[[int], Path]
 NDJSON = {"content-type": "application/x-ndjson"}
 
 
@@ -68,42 +65,3 @@ def start(tmp_path: Path) -> Iterator[Start]:
     for server, stream in running:
         server.stop()
         stream.close()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    """`small_disk(bytes)`: a fresh folder on a tmpfs of that size, unmounted after the test.
-    Skips (saying why) where mounting is not possible: it needs root and mount rights."""
-    mounted: list[Path] = []
-
-    def mount(size: int) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("a size-limited folder needs root (mount -t tmpfs); not root here")
-        path = tmp_path / f"disk{len(mounted)}"
-        path.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True, timeout=30)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in mounted:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
-
-
-def fill_disk(folder: Path) -> Path:
-    """Write a file in `folder` until its file system is full; returns the file (delete it to
-    free the space again)."""
-    filler = folder / "filler"
-    block = b"\0" * 4096
-    with filler.open("wb", buffering=0) as f:
-        for _ in range(1 << 20):  # bounded: at most 4 GiB
-            try:
-                f.write(block)
-            except OSError as err:
-                if err.errno != errno.ENOSPC:
-                    raise
-                return filler
-    raise AssertionError(f"{folder} did not fill up")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.ingest.conftest import SmallDisk, fill_disk
+from tests.disks import SmallDisk, fill_disk
 
 from mad.errors import ConfigError, TerminalError, TransientError
 from mad.ingest.streams import STREAMS, StreamContext, StreamCorruptError

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from tests.conftest import free_port
-from tests.ingest.conftest import SmallDisk, fill_disk
+from tests.disks import SmallDisk, fill_disk
 
 from mad import lake
 from mad.catalog import default_service
