@@ -6,7 +6,7 @@ DATA   ?= data
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 HASH   := $(shell cat pyproject.toml | sha1sum | cut -c1-10)
 
-.PHONY: run install install-test system-deps test test-fast lint bench docs clean spark-jars
+.PHONY: run install install-test system-deps test test-fast lint bench docs clean spark spark-jars
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: install
 		--out $(DATA)/generated
 	MAD_DATA_DIR=$(DATA) MAD_WRITER__FLUSH_INTERVAL_S=30 MAD_ETL__WATCH_INTERVAL_S=30 MAD_DETECT__WATCH_INTERVAL_S=30 \
 		$(BIN)/mad up --rate 50
+
+## spark: PySpark into .venv, for `mad etl run --engine spark` (`make test` installs it too)
+spark: install
+	$(PIP) install -e '.[spark]'
 
 ## spark-jars: hadoop-aws 3.3.1 + aws-java-sdk-bundle 1.11.901 for Spark on S3 (s3a://), taken
 ##      from the sagemaker-pyspark wheel on PyPI (no Maven needed); put their paths in

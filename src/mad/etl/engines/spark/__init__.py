@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, StringConstraints
 
+from mad.errors import ConfigError
 from mad.etl.engines.base import ENGINES
 from mad.registry import Options
 
@@ -47,6 +48,11 @@ class SparkOptions(Options):
 def spark_engine(master: str, jars: Sequence[str], s3: AwsSettings | None = None,
                  session: SparkSession | None = None) -> Engine:
     """A `SparkEngine` on `session`, or on one started from `master`, `jars` and `s3`."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        raise ConfigError("etl.engine spark needs PySpark, which is not installed here: run "
+                          "`make spark` (or `.venv/bin/pip install -e '.[spark]'`)")
     from mad.etl.engines.spark.engine import SparkEngine
 
     return SparkEngine(master=master, jars=jars, s3=s3, session=session)
