@@ -373,6 +373,16 @@ class SupervisorSettings(Section):
                                "finished or undone at the next start)")
 
 
+class DashboardSettings(Section):
+    """The operator dashboard (Streamlit) that `mad up` and `mad dashboard` serve."""
+
+    enabled: bool = Field(True, description="`mad up` serves the dashboard")
+    host: str = "127.0.0.1"
+    port: int = Field(8020, ge=1, le=65535)
+    refresh_s: int = Field(10, ge=2, le=3600, description="live refresh interval")
+    default_range_h: int = Field(6, ge=1, le=24 * 31, description="time range shown first")
+
+
 class StateSettings(Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db"
@@ -392,6 +402,7 @@ class Settings(Section):
     etl: EtlSettings = Field(default_factory=lambda: EtlSettings())
     detect: DetectSettings = Field(default_factory=lambda: DetectSettings())
     supervisor: SupervisorSettings = Field(default_factory=lambda: SupervisorSettings())
+    dashboard: DashboardSettings = Field(default_factory=lambda: DashboardSettings())
 
     @property
     def lake_url(self) -> str:
