@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 from typer.exceptions import Abort, TyperException
 
-from mad.cli import bench, detect, etl, generate, ingest
+from mad.cli import bench, dashboard, detect, etl, generate, ingest
 from mad.errors import MadError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for stage in (generate, ingest, etl, detect, bench):
+for stage in (generate, ingest, etl, detect, bench, dashboard):
     stage.register(app)
 
 

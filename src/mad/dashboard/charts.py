@@ -1,0 +1,95 @@
+"""Altair charts of the dashboard: lines over time with anomaly markers, bands, timelines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+
+TIME_KEYS = ("window_start", "bucket", "ts", "time", "start", "started")
+HEIGHT = 220
+
+
+def time_column(df: pd.DataFrame) -> str | None:
+    """The column that holds the time of each row, if any."""
+    return next((c for c in TIME_KEYS if c in df.columns), None)
+
+
+def lines(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
+          color: str | None = None, markers: pd.DataFrame | None = None,
+          y_title: str = "") -> alt.LayerChart | alt.Chart:
+    """One line per column (or per `color` value for a single column) over `x`; red rules
+    where `markers` (a frame with an `x` column) has a row."""
+    df = df.copy()
+    df[x] = pd.to_datetime(df[x], utc=True)
+    if color is not None and len(columns) == 1:
+        long = df[[x, color, columns[0]]].rename(columns={columns[0]: "value",
+                                                          color: "series"})
+    else:
+        long = df.melt(id_vars=[x], value_vars=list(columns), var_name="series",
+                       value_name="value")
+    chart: alt.LayerChart | alt.Chart = alt.Chart(long, title=title).mark_line().encode(
+        x=alt.X(f"{x}:T", title=None),
+        y=alt.Y("value:Q", title=y_title),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M"), "series:N",
+                 alt.Tooltip("value:Q", format=",.3f")],
+    ).properties(height=HEIGHT)
+    if markers is not None and not markers.empty:
+        marks = markers.copy()
+        marks[x] = pd.to_datetime(marks[x], utc=True)
+        rules = alt.Chart(marks).mark_rule(color="#d62728", strokeDash=[4, 3],
+                                           opacity=0.7).encode(x=f"{x}:T")
+        chart = chart + rules
+    return chart
+
+
+def band(df: pd.DataFrame, title: str) -> alt.LayerChart:
+    """An observed line over its expected band, anomalous windows as red points."""
+    df = df.copy()
+    df["window_start"] = pd.to_datetime(df["window_start"], utc=True)
+    base = alt.Chart(df, title=title).encode(x=alt.X("window_start:T", title=None))
+    area = base.mark_area(opacity=0.25, color="#9ecae1").encode(
+        y=alt.Y("band_lo:Q", title=None), y2="band_hi:Q")
+    line = base.mark_line(color="#1f77b4").encode(
+        y="observed:Q",
+        tooltip=[alt.Tooltip("window_start:T", format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("observed:Q", format=",.3f"),
+                 alt.Tooltip("band_lo:Q", format=",.3f"),
+                 alt.Tooltip("band_hi:Q", format=",.3f")])
+    points = base.transform_filter(alt.datum.anomaly).mark_point(
+        color="#d62728", filled=True, size=60).encode(y="observed:Q")
+    return (area + line + points).properties(height=HEIGHT)
+
+
+def timeline(df: pd.DataFrame) -> alt.Chart:
+    """Incidents as bars from start to last seen, one row per origin service."""
+    df = df.copy()
+    df["started"] = pd.to_datetime(df["started"], utc=True)
+    df["last_seen"] = pd.to_datetime(df["last_seen"], utc=True)
+    # a one-window incident still shows as a bar a few minutes long
+    short = df["last_seen"] - df["started"] < pd.Timedelta(minutes=3)
+    df.loc[short, "last_seen"] = df.loc[short, "started"] + pd.Timedelta(minutes=3)
+    return alt.Chart(df, title="Incidents").mark_bar(cornerRadius=3).encode(
+        x=alt.X("started:T", title=None), x2="last_seen:T",
+        y=alt.Y("origin:N", title="origin"),
+        color=alt.Color("severity:N", scale=alt.Scale(domain=["warning", "critical"],
+                                                      range=["#ff9f1c", "#d62728"])),
+        tooltip=["id:N", "origin:N", "severity:N", "status:N",
+                 alt.Tooltip("started:T", format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("last_seen:T", format="%Y-%m-%d %H:%M")],
+    ).properties(height=max(120, 36 * df["origin"].nunique()))
+
+
+def bars(df: pd.DataFrame, x: str, columns: Sequence[str], title: str) -> alt.Chart:
+    """Stacked bars of `columns` over time (job outcomes per bucket)."""
+    df = df.copy()
+    df[x] = pd.to_datetime(df[x], utc=True)
+    long = df.melt(id_vars=[x], value_vars=list(columns), var_name="outcome",
+                   value_name="runs")
+    return alt.Chart(long, title=title).mark_bar().encode(
+        x=alt.X(f"{x}:T", title=None), y=alt.Y("runs:Q", title="runs"),
+        color=alt.Color("outcome:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M"), "outcome:N", "runs:Q"],
+    ).properties(height=HEIGHT)
