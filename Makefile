@@ -54,6 +54,7 @@ lint: install-test
 	$(BIN)/mypy
 
 ## system-deps: Prometheus' promtool (Debian package prometheus) lints /metrics in the tests.
+## Debian's chromium drives the dashboard's browser tests (never `playwright install`).
 ## PostgreSQL 15 (tests start it on a free port) and Java come with the machine image.
 system-deps:
 	@command -v promtool >/dev/null 2>&1 || { \
@@ -61,6 +62,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool missing: run 'sudo apt-get install prometheus' (its test is skipped)"; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium >/dev/null; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' (the browser tests are skipped)"; fi; }
 
 ## test: lint, type-check and every test suite (slow ones too; `-m "not slow"` in test-fast)
 test: lint system-deps
