@@ -2,7 +2,7 @@
 
 Streamlit runs this file as the page script (`dashboard_body`, or `streamlit run` on it);
 importing it runs nothing. The tab is also in the URL (`?tab=services`), so a link opens it.
-With live refresh on, only the tab's body re-runs every `dashboard.refresh_s` seconds
+The time range can be given the same way (`?range=last 24 h`). With live refresh on, only the tab's body re-runs every `dashboard.refresh_s` seconds
 (`st.fragment(run_every=...)`), not the whole page.
 """
 
@@ -44,9 +44,11 @@ def sidebar(settings: Settings) -> tuple[str, TimeRange, bool]:
                        format_func=lambda n: TABS[n][0], key="tab")
         st.query_params["tab"] = tab
         labels = list(RANGES_H)
-        label = st.selectbox("Time range", labels, key="range",
-                             index=labels.index(default_range_label(
-                                 settings.dashboard.default_range_h)))
+        asked = st.query_params.get("range", "")
+        first = asked if asked in RANGES_H else default_range_label(
+            settings.dashboard.default_range_h)
+        label = st.selectbox("Time range", labels, key="range", index=labels.index(first))
+        st.query_params["range"] = label
         live = st.toggle(f"Live refresh (every {settings.dashboard.refresh_s} s)",
                          value=True, key="live")
     return tab, time_range(label), live

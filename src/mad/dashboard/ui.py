@@ -16,6 +16,7 @@ T = TypeVar("T")
 EMPTY = "No data yet: is the ingest API up? Try `make run`, or `mad up`."
 RANGES_H: dict[str, float] = {
     "last 1 h": 1, "last 6 h": 6, "last 24 h": 24, "last 7 d": 24 * 7, "last 30 d": 24 * 30,
+    "last 365 d": 24 * 365,
 }
 
 

@@ -123,6 +123,7 @@ def actions(settings: Settings, incident: Mapping[str, Any], series: list[str]) 
                        f"(by {mine.get('user', '?')}, {when(mine.get('at'))})")
         else:
             st.caption("No label yet.")
+    series = sorted({"/".join(name.split("/")[:2]) for name in series})
     with right, st.form("snooze", border=True):
         targets = [f"incident {ident}", *[f"series {s}" for s in series]]
         target = st.selectbox("Snooze", targets, key="sn_target")
@@ -137,7 +138,7 @@ def actions(settings: Settings, incident: Mapping[str, Any], series: list[str]) 
             or (s.get("kind") == "maintenance" and s.get("target") in
                 (incident.get("services") or []))]
     for silence in mine:
-        st.info(f"Silenced until {when(silence.get('until') or silence.get('end'))}: "
+        st.info(f"Silenced until {when(silence.get('end'))}: "
                 f"{silence.get('kind')} {silence.get('target')}"
                 + (f" ({silence['reason']})" if silence.get("reason") else ""))
     if incident.get("silenced"):
