@@ -15,7 +15,12 @@
    `md-anomalies` (replacing that series x window range, so a replay does not duplicate
    them), the incident tracker is fed window by window (then advanced to the end of the
    window, on the data clock), one transaction saves the incidents and the batch's incident
-   changes (the outbox), and the outbox is delivered.
+   changes (the outbox) and `progress:<window>` (the last window start scored, and each
+   series' last window: what `mad detect status` shows between checkpoints), and the outbox
+   is delivered.
+
+A pass that scored windows, sent alerts or failed is recorded in `detect_runs`
+(`mad.state.detect_runs`), for the Jobs view.
 
 Checkpoints: the detector state is large (an ensemble keeps ~0.7 MB of history per series
 once warm), so the scorer states, watermarks and tracker are saved together, in one
@@ -53,7 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from mad.config import Settings
@@ -72,7 +77,7 @@ from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
 from mad.detect.summary import BatchReport, DetectSummary
-from mad.state import DetectStore, SentAlerts, SeriesState, open_state
+from mad.state import DetectPass, DetectRuns, DetectStore, SentAlerts, SeriesState, open_state
 from mad.stores import ObjectNotFound, lake_store
 
 log = logging.getLogger(__name__)
@@ -141,11 +146,14 @@ class DetectRunner:
         summary.alerts, summary.pending = self.outbox.deliver()
         if self.progress is None:
             self.progress = self._load()
+        started = datetime.now(UTC)
         try:
             self._pass(self.progress, summary, stop, progress)
-        except BaseException:
+        except BaseException as err:
             self.progress = None
+            self._record(started, summary, f"{type(err).__name__}: {err}")
             raise
+        self._record(started, summary, None)
         if time.monotonic() - self.progress.saved_at >= self.cfg.checkpoint_s:
             self.checkpoint()
         return summary
@@ -168,6 +176,19 @@ class DetectRunner:
         p.saved.update({(s.service, s.series): s for s in series})
         p.dirty.clear()
         p.saved_at = time.monotonic()
+
+    def _record(self, started: datetime, summary: DetectSummary, error: str | None) -> None:
+        """Record the pass in `detect_runs` when it did something or failed; a failure to
+        record is logged, never raised over the pass's own outcome."""
+        if error is None and not (summary.windows or summary.alerts):
+            return
+        try:
+            DetectRuns(self.db.engine).record(DetectPass(
+                self.cfg.window, started, datetime.now(UTC), summary.windows, summary.points,
+                summary.anomalies, summary.changes, summary.alerts, summary.duplicates,
+                summary.watermark, error))
+        except Exception as err:  # the state database is down: the pass stands
+            log.warning("detection pass not recorded in detect_runs: %s", err)
 
     def _load(self) -> Progress:
         saved = self.db.load_series(self.cfg.window)
@@ -253,7 +274,7 @@ class DetectRunner:
         incidents: dict[str, Incident] = {c.incident.id: c.incident for c in changes}
         incidents.update({i.id: i for i in p.tracker.open_incidents()})
         self.db.commit(self.cfg.window, [],
-                       {f"progress:{self.cfg.window}": {"scored_to": starts[-1].isoformat()}},
+                       {f"progress:{self.cfg.window}": _progress(p, starts[-1])},
                        incidents.values(), [(c.dedup_key, change_to_dict(c)) for c in changes])
         summary.batches += 1
         summary.windows += len(starts)
@@ -264,6 +285,18 @@ class DetectRunner:
         sent, summary.pending = self.outbox.deliver()
         summary.alerts += sent
         return BatchReport(starts[0], starts[-1], len(rows), len(anomalies), len(changes))
+
+
+def _progress(p: Progress, scored_to: datetime) -> dict[str, object]:
+    """What a batch commits of where detection stands: the last window start scored, and
+    every series with its last window scored and points (`mad detect status` reads it, so
+    it need not wait for the next checkpoint)."""
+    series = []
+    for key, mark in sorted(p.marks.items()):
+        scorer = p.scorers.get(key)
+        points = scorer.points if scorer is not None else p.saved[key].points
+        series.append([key[0], key[1], mark.isoformat(), points])
+    return {"scored_to": scored_to.isoformat(), "series": series}
 
 
 def _batches(rows: list[WindowRow], size: int) -> Iterator[list[WindowRow]]:

@@ -1,52 +1,23 @@
 """`mad ingest status`: the stream's shards and lag, the raw writer's health, and what it
-has written (the raw files ledger)."""
+has written (the raw files ledger).
+
+`collect` is `mad.query.ingest.ingest_status` (the dashboard reads the same); `render`
+prints it for people.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
-from mad.config import Settings
-from mad.errors import ConfigError, TransientError
-from mad.ingest.wiring import ledger, open_configured_stream, stream_monitor, writer_health
-from mad.ingest.writer import status_rows
+from mad.query.ingest import ingest_status as collect
+from mad.query.words import plural
 
 STALE_REPORT_S = 10.0
 """A writer that has not reported for this long is probably not running."""
 
-
-def collect(settings: Settings) -> dict[str, Any]:
-    """Per-shard positions and lag for the writer's consumer, and the raw files ledger."""
-    stream = open_configured_stream(settings, role="observer")  # the API may own it
-    try:
-        monitor = stream_monitor(settings, stream)
-        shards = status_rows(monitor, settings.writer.consumer)
-        stream_status = monitor.status()
-    finally:
-        stream.close()
-    health = writer_health(settings).load()
-    writer = None if health is None else {**health.to_dict(),
-                                          "age_s": round(time.time() - health.updated_at, 1)}
-    return {
-        "stream": {"backend": stream_status.backend, "disk_bytes": stream_status.disk_bytes,
-                   "dropped_records": stream_status.dropped_records},
-        "shards": shards,
-        "writer": writer,
-        "lake": settings.lake_url,
-        **_ledger_summary(settings),
-    }
-
-
-def _ledger_summary(settings: Settings) -> dict[str, Any]:
-    """The ledger's tables, or why the state database cannot be read now."""
-    try:
-        return {**ledger(settings, create=False).summary(), "state_error": None}
-    except (TransientError, OperationalError, ConfigError) as err:
-        return {"datasets": {}, "errors": {}, "state_error": str(err).splitlines()[0]}
+__all__ = ["STALE_REPORT_S", "collect", "render"]
 
 
 def _writer_lines(writer: dict[str, Any] | None) -> list[str]:
@@ -54,16 +25,16 @@ def _writer_lines(writer: dict[str, Any] | None) -> list[str]:
         return ["raw writer: no health report here (not run from this data folder yet)"]
     stale = " (is it running?)" if writer["age_s"] > STALE_REPORT_S else ""
     out = [f"raw writer: pid {writer['pid']}, last report {writer['age_s']:.1f} s ago{stale}, "
-           f"{writer['files']} files written"]
+           f"{plural(writer['files'], 'file')} written"]
     failing, failures = writer["failing"], writer["failures"]
     names = {"lake": "lake writes", "stream": "stream reads or commits",
              "state": "state database"}
     for target, message in sorted(failing.items()):
-        out.append(f"  {names.get(target, target)} failing ({failures.get(target, 0)} "
-                   f"failures, retrying): {message}")
+        out.append(f"  {names.get(target, target)} failing "
+                   f"({plural(failures.get(target, 0), 'failure')}, retrying): {message}")
     if writer["unrecorded_files"]:
-        out.append(f"  {writer['unrecorded_files']} files are in the lake and wait to be "
-                   "recorded in the state database")
+        out.append("  files in the lake that wait to be recorded in the state database: "
+                   f"{writer['unrecorded_files']}")
     return out
 
 
@@ -80,7 +51,8 @@ def _size(n: float | None) -> str:
 def render(data: dict[str, Any]) -> str:
     """Plain-text tables (readable in a terminal and in logs)."""
     out = [f"stream: {data['stream']['backend']}, {_size(data['stream']['disk_bytes'])} on disk,"
-           f" {data['stream']['dropped_records']} records dropped by retention budget", ""]
+           f" {plural(data['stream']['dropped_records'], 'record')} dropped by retention budget",
+           ""]
     rows: list[tuple[str, ...]] = [
         ("SHARD", "LAST", "CHECKPOINT", "LAG RECORDS", "LAG BYTES", "LAG AGE")
     ]

@@ -9,6 +9,7 @@ every table created.
 
 from mad.state.checkpoints import Checkpoint, CheckpointStore
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
+from mad.state.detect_runs import DetectPass, DetectRuns
 from mad.state.detect_state import DetectStore, SentAlerts, SeriesState
 from mad.state.etl_runs import EtlLedger, Written
 from mad.state.etl_unreadable import UnreadableFiles
@@ -18,6 +19,8 @@ __all__ = [
     "DEFAULT_URL",
     "Checkpoint",
     "CheckpointStore",
+    "DetectPass",
+    "DetectRuns",
     "DetectStore",
     "EtlLedger",
     "NullLedger",

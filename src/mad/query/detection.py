@@ -1,0 +1,153 @@
+"""Stage 04 as the operator sees it: how far detection has scored, each series' lag behind
+the newest aggregate window, incidents, alerts waiting or refused, recent anomalies.
+`mad detect status` prints it; the dashboard's Overview reads `standing`.
+
+Where detection stands comes from what it commits per batch (`progress:<window>` in
+`detect_meta`: the last window start scored and every series' last window), merged with the
+checkpointed watermarks (`detect_series`) and the last recorded pass (`detect_runs`), so it is
+current while a pass runs, not only after the next checkpoint. Lag is the newest aggregate
+window in the lake minus a series' last scored window: with `hold_windows=1` a series that is
+up to date lags by one window.
+
+Only looks: a missing lake or state database is a ConfigError (nothing is created).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from mad import lake
+from mad.config import Settings
+from mad.detect.lake_io import UnreadableAggregates, aggregate_days, newest_start, read_anomalies
+from mad.query.access import DB_ERRORS, open_lake, state_db, utc
+from mad.state import DetectRuns, DetectStore, SentAlerts, safe_url
+from mad.stores import ObjectNotFound, ObjectStore
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A series' last scored window start and how many windows it has scored."""
+
+    watermark: datetime
+    points: int
+
+
+def scored_marks(engine: Engine, window: str) -> tuple[dict[tuple[str, str], Mark],
+                                                       datetime | None]:
+    """Every series of `window` with its last scored window (checkpoint or later batch),
+    and the last window start scored overall (None before the first batch)."""
+    db = DetectStore(engine)
+    marks = {(m["service"], m["series"]): Mark(m["watermark"], int(m["points"]))
+             for m in db.watermarks() if m["window"] == window}
+    progress = db.load_meta(f"progress:{window}") or {}
+    for item in progress.get("series") or ():
+        mark = _mark(item)
+        if mark is None:
+            continue
+        key, value = mark
+        if key not in marks or marks[key].watermark < value.watermark:
+            marks[key] = value
+    scored_to = _time(progress.get("scored_to"))
+    if scored_to is None:
+        runs = _recent_runs(engine, window, 1)
+        scored_to = runs[0]["scored_to"] if runs else None
+    if marks:
+        newest_mark = max(m.watermark for m in marks.values())
+        scored_to = newest_mark if scored_to is None else max(scored_to, newest_mark)
+    return marks, scored_to
+
+
+def _mark(item: Any) -> tuple[tuple[str, str], Mark] | None:
+    """One `[service, series, iso time, points]` of the progress record, or None if bad."""
+    if not isinstance(item, list) or len(item) != 4:
+        return None
+    service, series, when, points = item
+    moment = _time(when)
+    if not isinstance(service, str) or not isinstance(series, str) or moment is None \
+            or not isinstance(points, int):
+        return None
+    return (service, series), Mark(moment, points)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _recent_runs(engine: Engine, window: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest detection passes (none on a database from before `detect_runs`)."""
+    try:
+        return DetectRuns(engine).recent(limit, window=window)
+    except DB_ERRORS:
+        return []
+
+
+def newest_window(store: ObjectStore, window: str) -> datetime | None:
+    """The latest aggregate window start of `window` in the lake (None: none, or its newest
+    day is being replaced or unreadable right now)."""
+    days = aggregate_days(store, window)
+    if not days:
+        return None
+    try:
+        return newest_start(store, days[max(days)])
+    except (ObjectNotFound, UnreadableAggregates):
+        return None
+
+
+def anomaly_keys(store: ObjectStore, window: str | None = None) -> list[str]:
+    """The `md-anomalies` files (of one window size), in day order."""
+    suffix = f"/part-{window}.parquet" if window is not None else ".parquet"
+    return [k for k in store.list(lake.anomalies_prefix()) if k.endswith(suffix)]
+
+
+def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
+    """What `mad detect status --format json` prints: `window`, `lake`, `state` (password
+    masked), `newest_window` and `scored_to` (ISO text or None), `series` (service, series,
+    watermark, points, lag_s; most behind first), `open_incidents`, `pending_alerts`,
+    `failed_alerts` and the newest `alert_failures`, the newest `limit` `incidents` and
+    recent `anomalies` (ISO text times), and `last_run` (the newest recorded pass or None)."""
+    window = settings.detect.window
+    store = open_lake(settings)
+    with state_db(settings) as engine:
+        db = DetectStore(engine)
+        marks, scored_to = scored_marks(engine, window)
+        incidents = db.incidents(limit)
+        open_incidents = db.incidents(1000, status="open")
+        pending = len(db.pending_alerts())
+        failed, failures = SentAlerts(engine).failures(limit)
+        runs = _recent_runs(engine, window, 1)
+    newest = newest_window(store, window)
+    series: list[dict[str, Any]] = []
+    for (service, name), m in marks.items():
+        lag = (newest - m.watermark).total_seconds() if newest is not None else None
+        series.append({"service": service, "series": name,
+                       "watermark": m.watermark.isoformat(), "points": m.points, "lag_s": lag})
+    series.sort(key=lambda s: (-(s["lag_s"] or 0.0), s["service"], s["series"]))
+    keys = anomaly_keys(store, window)
+    recent = sorted(read_anomalies(store, keys[-2:]), key=lambda a: a.window_start)[-limit:]
+    return {
+        "window": window, "lake": store.url, "state": safe_url(settings.state_url),
+        "newest_window": newest.isoformat() if newest is not None else None,
+        "scored_to": scored_to.isoformat() if scored_to is not None else None,
+        "series": series, "open_incidents": len(open_incidents), "pending_alerts": pending,
+        "failed_alerts": failed,
+        "alert_failures": [{"key": f["key"], "failed_at": f["failed_at"].isoformat(),
+                            "error": f["error"]} for f in failures],
+        "incidents": [{**i, **{k: (i[k].isoformat() if i[k] is not None else None)
+                               for k in ("started", "last_seen", "resolved", "updated_at")}}
+                      for i in incidents],
+        "anomalies": [a.to_dict() for a in reversed(recent)],
+        "last_run": _run_text(runs[0]) if runs else None,
+    }
+
+
+def _run_text(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in run.items()}
