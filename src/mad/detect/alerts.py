@@ -13,6 +13,10 @@ Webhook requests are signed when `detect.alerts.webhook_secret` (or `_file`) is 
 "<timestamp>.<body>" with the secret>`; a receiver recomputes it and rejects old
 timestamps. Redirects are not followed. The URL is shown with any user, password and query
 values masked (tokens often travel there).
+
+Operators can silence alerts (snoozes and maintenance windows, `mad.detect.operator`): the
+dispatcher asks its `Silencer` first, and a change it silences goes to no sink, is recorded
+as silenced with the reason, and counts as done (it is not sent later).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import httpx
 import orjson
 
 from mad.config import Settings
-from mad.detect.model import IncidentChange
+from mad.detect.model import Anomaly, IncidentChange
 from mad.errors import ConfigError, MadError, TerminalError, TransientError
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,20 @@ class AlertSink(Protocol):
 
     def send(self, change: IncidentChange) -> None:
         """Deliver one alert; raise TransientError to have it retried on the next pass."""
+
+
+class Silencer(Protocol):
+    """Which changes operators silenced; `silence` records them and returns
+    `{dedup_key: reason}` for those not to send."""
+
+    def silence(self, changes: Sequence[IncidentChange]) -> dict[str, str]: ...
+
+
+class NoSilences:
+    """The silencer that silences nothing (no state database to ask)."""
+
+    def silence(self, changes: Sequence[IncidentChange]) -> dict[str, str]:
+        return {}
 
 
 class SentLog(Protocol):
@@ -85,28 +103,62 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if value == value else "NaN"
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """`1 incident`, `2 incidents`, `0 anomalies` (with `many` for irregular words)."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def anomalies_text(n: int) -> str:
+    return plural(n, "anomaly", "anomalies")
+
+
+def rule_of(anomaly: Anomaly) -> str | None:
+    """The threshold rule behind an anomaly (`rule:<name>` detectors), or None for a
+    statistical detection."""
+    rules = [d.removeprefix("rule:") for d in anomaly.detectors if d.startswith("rule:")]
+    return ", ".join(rules) if rules else None
+
+
+def _what(a: Anomaly) -> str:
+    """The anomaly in words: a rule names itself and its threshold, a detector its band."""
+    head = f"{a.service} {a.series} {a.stat} {_fmt(a.observed)} at {a.window_start:%H:%M} UTC"
+    rule = rule_of(a)
+    if rule is None:
+        return (f"{head}, expected {_fmt(a.expected)} "
+                f"(normal {_fmt(a.lower)}..{_fmt(a.upper)})")
+    side = ("above" if a.observed > a.expected else "below" if a.observed < a.expected
+            else "at")
+    return f"{head}, {side} rule threshold {_fmt(a.expected)} (rule {rule})"
+
+
+def _named_after(incident_id: str) -> str:
+    """The service in an id `inc-<started>-<service>[-n]`, or "" for another form."""
+    parts = incident_id.split("-")
+    return parts[2] if len(parts) >= 3 and parts[0] == "inc" else ""
+
+
 def summary(change: IncidentChange) -> str:
     """One line a person reads first: what changed, where, and by how much."""
     inc = change.incident
     services = ", ".join(inc.services) or inc.origin
     head = f"[{inc.severity.upper()}] incident {inc.id} {change.change}"
+    if _named_after(inc.id) not in ("", inc.origin):
+        head += f" (origin now {inc.origin})"  # the id was sent before the origin moved
     if change.change == "resolved":
         minutes = (inc.last_seen - inc.started).total_seconds() / 60
         return (f"{head}: quiet since {inc.last_seen:%Y-%m-%d %H:%M} UTC after "
-                f"{minutes:.0f} min, {inc.anomalies} anomalies on {services} "
+                f"{minutes:.0f} min, {anomalies_text(inc.anomalies)} on {services} "
                 f"(origin {inc.origin})")
     a = change.anomaly
-    what = ""
-    if a is not None:
-        what = (f": {a.service} {a.series} {a.stat} {_fmt(a.observed)} at "
-                f"{a.window_start:%H:%M} UTC, expected {_fmt(a.expected)} "
-                f"(normal {_fmt(a.lower)}..{_fmt(a.upper)});")
+    what = f": {_what(a)};" if a is not None else ""
     return f"{head}{what} origin {inc.origin}, services {services}"
 
 
 def alert_body(change: IncidentChange) -> dict[str, Any]:
-    """The JSON object every sink sends: the incident, the series and its values."""
+    """The JSON object every sink sends: the incident, the series and its values (and, for
+    a threshold rule, the rule and its threshold)."""
     a = change.anomaly
+    rule = rule_of(a) if a is not None else None
     return {
         "dedup_key": change.dedup_key,
         "change": change.change,
@@ -116,6 +168,8 @@ def alert_body(change: IncidentChange) -> dict[str, Any]:
         "series": a.key if a is not None else None,
         "observed": a.observed if a is not None else None,
         "expected": a.expected if a is not None else None,
+        "rule": rule,
+        "threshold": a.expected if a is not None and rule is not None else None,
         "anomaly": a.to_dict() if a is not None else None,
     }
 
@@ -242,19 +296,27 @@ class Failure:
 class Dispatcher:
     """Sends each change to each sink unless the SentLog has it, and marks it after success.
 
-    A failing sink does not stop the others. After a transient failure the sink's remaining
-    alerts of this pass are not tried (they would wait out the same outage, and would arrive
-    out of order); they count as failures too and stay unmarked, so the next pass sends them.
+    Changes not yet done are first offered to the `silencer`: those it silences go to no
+    sink (`silenced` holds their dedup keys and reasons). A failing sink does not stop the
+    others. After a transient failure the sink's remaining alerts of this pass are not tried
+    (they would wait out the same outage, and would arrive out of order); they count as
+    failures too and stay unmarked, so the next pass sends them.
     """
 
     sinks: Sequence[AlertSink]
     sent: SentLog
+    silencer: Silencer = field(default_factory=NoSilences)
     failures: list[Failure] = field(default_factory=list)  # of the last dispatch
+    silenced: dict[str, str] = field(default_factory=dict)  # of the last dispatch
 
     def dispatch(self, changes: Iterable[IncidentChange]) -> int:
         """Deliver what is not yet delivered; return how many deliveries succeeded."""
         changes = list(changes)
         self.failures = []
+        todo = [c for c in changes
+                if not all(self.sent.seen(f"{s.name}:{c.dedup_key}") for s in self.sinks)]
+        self.silenced = self.silencer.silence(todo) if todo else {}
+        changes = [c for c in changes if c.dedup_key not in self.silenced]
         delivered = 0
         for sink in self.sinks:
             down = ""

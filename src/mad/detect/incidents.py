@@ -25,9 +25,12 @@ Rules (docs/detection.md, "Incidents"):
 - `advance(now)` resolves incidents whose last anomaly is more than `resolve_after_s` before
   `now`. `now` is the data clock (the end of the latest window processed), so a backfill
   resolves incidents exactly as a live run would.
-- Ids come from the content, `inc-<started %Y%m%dT%H%M>-<service of the first anomaly>`, with
-  `-2`, `-3`, ... on collision, so replaying the same anomalies gives the same ids and
-  alert dedup keys. An id never changes after it was sent, even when the origin moves.
+- Ids come from the content, `inc-<started %Y%m%dT%H%M>-<origin>`, the origin when the
+  incident is first alerted (after its whole first window start is applied, so a gateway
+  anomaly sorted before the payments one of the same minute does not name it), with `-2`,
+  `-3`, ... on collision, so replaying the same anomalies gives the same ids and alert dedup
+  keys. An id never changes after it was sent, even when the origin moves later (the alert
+  summary then says `origin now <service>`).
 """
 
 from __future__ import annotations
@@ -204,8 +207,10 @@ class IncidentTracker:
                 item.confirmed, item.windows = True, set()
                 seen.services, seen.rank_before = set(), -1
                 change: Change = "opened"
+                self._name(item)
             elif seen.new:
                 change = "opened"
+                self._name(item)
             elif (_RANK.get(inc.severity, 0) > seen.rank_before
                   or set(inc.services) - seen.services):
                 change = "escalated"
@@ -237,6 +242,17 @@ class IncidentTracker:
         item = _Open(inc, window_s=window_seconds(a.window), confirmed=self.confirm == 1)
         self._open.append(item)
         return item
+
+    def _name(self, item: _Open) -> None:
+        """Name an incident about to be alerted first after its origin (see module doc)."""
+        inc = item.incident
+        base = f"inc-{inc.started:%Y%m%dT%H%M}-{inc.origin}"
+        taken = set(self._recent) | {o.incident.id for o in self._open if o is not item}
+        ident, n = base, 1
+        while ident in taken:
+            n += 1
+            ident = f"{base}-{n}"
+        inc.id = ident
 
     @staticmethod
     def _add(item: _Open, t: datetime, a: Anomaly) -> None:
