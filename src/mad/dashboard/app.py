@@ -1,9 +1,10 @@
 """The dashboard page: a sidebar (tab, time range, live refresh) and the chosen tab.
 
 Streamlit runs this file as the page script (`dashboard_body`, or `streamlit run` on it);
-importing it runs nothing. The tab is also in the URL (`?tab=services`), so a link opens it.
-The time range can be given the same way (`?range=last 24 h`). With live refresh on, only the tab's body re-runs every `dashboard.refresh_s` seconds
-(`st.fragment(run_every=...)`), not the whole page.
+importing it runs nothing. The tab and the time range are also in the URL
+(`?tab=services&range=last 24 h`), so a link opens them. With live refresh on, only the
+tab's body re-runs every `dashboard.refresh_s` seconds (`st.fragment(run_every=...)`), not
+the whole page.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What every tab shares: the time range, reads that become a one-line warning instead of a
-traceback, tables from rows, and the empty-state message."""
+traceback (or the empty state when there is no lake yet), tables from rows, the empty-state
+message, and how numbers and times are written."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
+
+from mad.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -53,9 +56,19 @@ def read(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None
     (a part that cannot be read must not take the page down)."""
     try:
         return fn(*args, **kwargs)
-    except Exception as err:  # any failure of a read is shown, never raised
+    except ConfigError as err:  # no lake or no state database yet: the empty state
+        st.info(f"{EMPTY} ({err})")
+    except Exception as err:  # any other failure of a read is shown, never raised
         st.warning(f"{what} cannot be read: {one_line(err)}")
-        return None
+    return None
+
+
+def clamp(period: TimeRange, max_days: float) -> TimeRange:
+    """The newest `max_days` of `period` (a query reads at most so many days at once)."""
+    longest = timedelta(days=max_days)
+    if period.end - period.start <= longest:
+        return period
+    return TimeRange(period.end - longest, period.end, f"last {max_days:g} d")
 
 
 def frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None

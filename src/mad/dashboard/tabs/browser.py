@@ -28,11 +28,11 @@ def render(settings: Settings, period: TimeRange) -> None:
     sets = read("the datasets", q.datasets, settings)
     if sets is None:
         return
-    if not sets:
+    st.dataframe(frame(sets), hide_index=True, width="stretch")
+    names = [name_of(d, "name", "dataset") for d in sets if d.get("files")]
+    if not names:
         st.info(EMPTY)
         return
-    st.dataframe(frame(sets), hide_index=True, width="stretch")
-    names = [name_of(d, "name", "dataset") for d in sets]
     dataset = st.selectbox("Dataset", names, key="db_dataset")
     parts = read("the partitions", q.partitions, settings, dataset) or []
     if not parts:
@@ -62,7 +62,13 @@ def preview(settings: Settings, q: Any, key: str) -> None:
     page = read(f"file {key}", q.preview, settings, key, offset=offset, limit=PAGE_ROWS)
     if page is None:
         return
-    last = max(0, (page.total - 1) // PAGE_ROWS * PAGE_ROWS)
+    shown = len(page.rows)
+    if page.total is None:  # not counted: there is more while a page comes back full
+        last = offset + PAGE_ROWS if shown == PAGE_ROWS else offset
+        of = ""
+    else:
+        last = max(0, (page.total - 1) // PAGE_ROWS * PAGE_ROWS)
+        of = f" of {number(page.total)}"
     prev_col, info, next_col = st.columns([1, 4, 1])
     if prev_col.button("◀ Previous", disabled=offset <= 0, key="db_prev"):
         st.session_state["db_offset"] = max(0, offset - PAGE_ROWS)
@@ -70,9 +76,9 @@ def preview(settings: Settings, q: Any, key: str) -> None:
     if next_col.button("Next ▶", disabled=offset >= last, key="db_next"):
         st.session_state["db_offset"] = min(last, offset + PAGE_ROWS)
         st.rerun(scope="fragment")
-    shown = len(page.rows)
-    info.markdown(f"Rows {number(offset + 1 if shown else 0)}–{number(offset + shown)} "
-                  f"of {number(page.total)}")
+    info.markdown(f"Rows {number(offset + 1 if shown else 0)}–{number(offset + shown)}{of}")
+    for note in getattr(page, "notes", None) or []:
+        st.caption(str(note))
     st.dataframe(frame(table_rows(page.columns, page.rows), page.columns),
                  hide_index=True, width="stretch")
 

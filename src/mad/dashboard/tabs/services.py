@@ -11,7 +11,7 @@ import streamlit as st
 
 from mad.config import Settings
 from mad.dashboard import charts
-from mad.dashboard.ui import EMPTY, TimeRange, frame, read
+from mad.dashboard.ui import EMPTY, TimeRange, clamp, frame, read
 
 WINDOWS = ("1m", "5m", "1h")
 SUMMARY_COLUMNS = ("service", "request_rate", "error_rate", "p50_ms", "p95_ms", "p99_ms")
@@ -40,6 +40,11 @@ def render(settings: Settings, period: TimeRange) -> None:
     top = st.columns([1, 3])
     window = top[0].segmented_control("Window", WINDOWS, default="1m", key="svc_window") or "1m"
     service = top[1].selectbox("Service", names, key="svc_service")
+    limit = getattr(q, "MAX_DAYS", {}).get(window)
+    if limit is not None and clamp(period, limit) != period:
+        period = clamp(period, limit)
+        st.caption(f"{window} windows: showing the {period.label}; pick a larger window "
+                   "for a longer range.")
     rows = read("the service metrics", q.service_metrics, settings, window,
                 period.start, period.end)
     if rows is None:
