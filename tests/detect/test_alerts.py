@@ -278,3 +278,75 @@ def test_summary_of_each_change() -> None:
     assert summary(opened).startswith("[CRITICAL] incident inc-20261127T0300-accounts opened")
     assert "services accounts, payments" in summary(escalated)
     assert "resolved" in summary(resolved) and "origin accounts" in summary(resolved)
+
+
+def test_a_rule_alert_names_the_rule_and_its_threshold() -> None:
+    from mad.detect.rules import Rule, RuleCounters
+
+    rule = Rule("error_rate_high", "error_rate", "avg", ">", 0.05, 2, (), "critical")
+    counters = RuleCounters()
+    found = []
+    for minute, value in enumerate((0.2, 0.31)):
+        found = counters.evaluate([rule], "1m", T0.replace(minute=minute), "payments",
+                                  "error_rate", {"avg": value})
+    (a,) = found
+    tr = IncidentTracker(gap_s=900, resolve_after_s=1800)
+    (opened,) = tr.observe([a])
+    text = summary(opened)
+    assert ("payments error_rate avg 0.31 at 03:01 UTC, above rule threshold 0.05 "
+            "(rule error_rate_high)") in text
+    assert "normal" not in text and "expected" not in text
+    body = JsonlBody.of(opened)
+    assert (body["rule"], body["threshold"], body["observed"]) == ("error_rate_high", 0.05, 0.31)
+    stat = changes()[0]  # a statistical detector keeps its band
+    assert "expected 120 (normal 80..160)" in summary(stat)
+    assert JsonlBody.of(stat)["rule"] is None and JsonlBody.of(stat)["threshold"] is None
+
+
+class JsonlBody:
+    @staticmethod
+    def of(change: IncidentChange) -> dict[str, Any]:
+        from mad.detect.alerts import alert_body
+
+        return orjson.loads(orjson.dumps(alert_body(change)))
+
+
+def test_an_incident_is_named_after_its_origin() -> None:
+    def at(minute: int, service: str) -> Anomaly:
+        return Anomaly(service, "error_rate", "avg", "1m", T0.replace(minute=minute), 0.9,
+                       "warning", 0.3, 0.01, 0.0, 0.02, ("holt",))
+
+    tr = IncidentTracker(gap_s=900, resolve_after_s=1800)
+    (opened,) = tr.observe([at(0, "gateway"), at(0, "payments")])  # gateway sorts first
+    assert opened.incident.origin == "payments"
+    assert opened.incident.id == "inc-20261127T0300-payments"
+    assert "origin now" not in summary(opened)
+    # the origin moves after the id was sent: the id stays, the summary says so
+    tr = IncidentTracker(gap_s=900, resolve_after_s=1800)
+    opened, moved = tr.observe([at(0, "gateway"), at(1, "accounts")])
+    assert moved.incident.id == opened.incident.id == "inc-20261127T0300-gateway"
+    assert summary(moved).startswith(
+        "[WARNING] incident inc-20261127T0300-gateway escalated (origin now accounts):")
+    # the name of a resolved incident is not reused: late anomalies get the next free one
+    tr = IncidentTracker(gap_s=900, resolve_after_s=1800)
+    (first,) = tr.observe([at(0, "payments")])
+    tr.advance(T0.replace(hour=5))
+    (late,) = tr.observe([at(0, "gateway"), at(0, "payments")])
+    assert first.incident.id == "inc-20261127T0300-payments"
+    assert late.incident.id == "inc-20261127T0300-payments-2"
+    assert "origin now" not in summary(late)
+
+
+def test_counts_in_alert_texts_are_singular_or_plural() -> None:
+    from mad.detect.alerts import plural
+
+    assert [plural(n, "incident") for n in (0, 1, 2)] == [
+        "0 incidents", "1 incident", "2 incidents"]
+    assert plural(1, "anomaly", "anomalies") == "1 anomaly"
+    assert plural(3, "anomaly", "anomalies") == "3 anomalies"
+    tr = IncidentTracker(gap_s=900, resolve_after_s=1800)
+    tr.observe([Anomaly("auth", "latency_ms", "avg", "1m", T0, 0.9, "warning", 9.0, 1.0, 0.5,
+                        1.5, ("holt",))])
+    (resolved,) = tr.advance(T0.replace(hour=5))
+    assert "1 anomaly on auth" in summary(resolved)
+    assert "2 anomalies on accounts, payments" in summary(changes()[2])
