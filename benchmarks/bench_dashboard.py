@@ -1,0 +1,188 @@
+"""Time to show each dashboard tab: the `mad.query` reads alone, the whole tab in AppTest,
+and first paint in headless Chromium, p50 and p95 over repeated runs.
+
+Run: `.venv/bin/python benchmarks/bench_dashboard.py [--days 7] [--rate 1] [--runs 10]`
+
+The lake is built once by the pipeline (backfill of `--days` ending at the current hour at
+`--rate` events/s, raw lake, one ETL pass with 1m/5m/1h aggregates, one detection pass) and
+cached under the temporary folder. The range shown is the whole lake (`last 7 d`). The aim
+(issue 11): every tab under 1 s at p95 from the query functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from screenshots import (
+    CHROMIUM,
+    LAUNCH_ARGS,
+    build_demo_lake,
+    demo_settings,
+    serve,
+)
+
+from mad.config import Settings
+from mad.dashboard.ui import time_range
+
+TABS = ("overview", "services", "data", "jobs", "anomalies")
+
+
+def lake(days: int, rate: float) -> Settings:
+    """The cached bench lake (built on first use)."""
+    root = Path(tempfile.gettempdir()) / f"mad-bench-dashboard-{days}d-{rate:g}"
+    done = root / "built"
+    if done.exists():
+        end = datetime.fromisoformat(done.read_text().strip())
+        return demo_settings(root, hours=days * 24, rate=rate, end=end)
+    settings = demo_settings(root, hours=days * 24, rate=rate)
+    started = time.perf_counter()
+    print(f"building {days} d at {rate:g} events/s in {root} ...", file=sys.stderr)
+    build_demo_lake(settings)
+    end = settings.generate.start.timestamp() + settings.generate.duration_s
+    done.write_text(datetime.fromtimestamp(end, UTC).isoformat())
+    print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return settings
+
+
+def reads(settings: Settings, range_label: str) -> dict[str, Callable[[], Any]]:
+    """What each tab reads, as the tab reads it."""
+    from mad.query import datasets, incidents, jobs, overview, services
+
+    period = time_range(range_label)
+    s, e = period.start, period.end
+
+    def data() -> None:
+        listed = [d["name"] for d in datasets.datasets(settings) if d["files"]]
+        name = next(n for n in listed if "transformed" in n)
+        part = datasets.partitions(settings, name)[0]["partition"]
+        key = datasets.files(settings, name, part)[0]["key"]
+        datasets.preview(settings, key, offset=0, limit=50)
+
+    def anomalies() -> None:
+        found = incidents.incidents(settings, s, e)
+        if found:
+            incidents.incident_detail(settings, found[0]["id"])
+
+    def service_tab() -> None:
+        names = services.services(settings)
+        services.service_metrics(settings, "1m", *clamped(s, e, 8))
+        services.anomalies(settings, s, e, service=names[0], window="1m")
+
+    return {
+        "overview": lambda: (overview.overview(settings), overview.rates(settings, s, e, "1m")),
+        "services": service_tab,
+        "data": data,
+        "jobs": lambda: (jobs.jobs(settings, s, e), jobs.job_rates(settings, s, e, "1h")),
+        "anomalies": anomalies,
+    }
+
+
+def clamped(start: datetime, end: datetime, days: float) -> tuple[datetime, datetime]:
+    from datetime import timedelta
+
+    return max(start, end - timedelta(days=days)), end
+
+
+def timed(fn: Callable[[], Any], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def apptest(settings: Settings, tab: str, range_label: str) -> Callable[[], Any]:
+    from streamlit.testing.v1 import AppTest
+
+    from mad.dashboard.context import use_settings
+    from mad.dashboard.server import APP_SCRIPT
+
+    def run() -> None:
+        use_settings(settings)
+        at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
+        at.query_params["tab"] = tab
+        at.query_params["range"] = range_label
+        at.run()
+        if at.exception:
+            raise SystemExit(f"{tab}: {at.exception[0].value}")
+
+    return run
+
+
+def first_paint(settings: Settings, range_label: str, runs: int) -> dict[str, list[float]]:
+    """Seconds from navigation to the tab drawn and the script finished, per tab."""
+    from playwright.sync_api import sync_playwright
+
+    from mad.dashboard.app import TABS as TITLES
+
+    child, url = serve(settings)
+    out: dict[str, list[float]] = {tab: [] for tab in TABS}
+    try:
+        with sync_playwright() as play:
+            browser = play.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            try:
+                for _ in range(runs):
+                    for tab in TABS:
+                        page = browser.new_page(viewport={"width": 1280, "height": 900})
+                        page.set_default_timeout(120_000)
+                        t = time.perf_counter()
+                        page.goto(f"{url}/?tab={tab}&range={quote(range_label)}")
+                        page.get_by_role("heading", name=TITLES[tab][0]).first.wait_for()
+                        page.wait_for_function("() => !document.querySelector("
+                                               "'[data-testid=\"stStatusWidget\"]')")
+                        out[tab].append(time.perf_counter() - t)
+                        page.close()
+            finally:
+                browser.close()
+    finally:
+        child.stop(30)
+    return out
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--rate", type=float, default=1.0, help="events/s of the backfill")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--browser-runs", type=int, default=5)
+    parser.add_argument("--range", default="last 7 d")
+    args = parser.parse_args()
+    settings = lake(args.days, args.rate)
+    query = {tab: timed(fn, args.runs) for tab, fn in reads(settings, args.range).items()}
+    app = {tab: timed(apptest(settings, tab, args.range), args.runs) for tab in TABS}
+    paint = first_paint(settings, args.range, args.browser_runs) if Path(CHROMIUM).exists() \
+        else {}
+    print(f"lake: {args.days} d at {args.rate:g} events/s, range {args.range!r}; "
+          f"{args.runs} runs ({args.browser_runs} in the browser); seconds")
+    print(f"{'tab':<10} {'query p50':>10} {'query p95':>10} {'AppTest p50':>12} "
+          f"{'AppTest p95':>12} {'paint p50':>10} {'paint p95':>10}")
+    for tab in TABS:
+        shown = paint.get(tab) or [float("nan")]
+        print(f"{tab:<10} {p(query[tab], .5):>10.3f} {p(query[tab], .95):>10.3f} "
+              f"{p(app[tab], .5):>12.3f} {p(app[tab], .95):>12.3f} "
+              f"{p(shown, .5):>10.3f} {p(shown, .95):>10.3f}")
+    worst = max(p(v, .95) for v in query.values())
+    print(f"slowest tab at p95 from the query functions: {worst:.3f} s "
+          f"({'under' if worst < 1 else 'over'} the 1 s aim); "
+          f"median of medians {statistics.median(p(v, .5) for v in query.values()):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
