@@ -350,3 +350,14 @@ def test_counts_in_alert_texts_are_singular_or_plural() -> None:
     (resolved,) = tr.advance(T0.replace(hour=5))
     assert "1 anomaly on auth" in summary(resolved)
     assert "2 anomalies on accounts, payments" in summary(changes()[2])
+
+
+def test_the_pass_line_counts_in_the_right_number() -> None:
+    from mad.detect.summary import DetectSummary
+
+    one = DetectSummary("1m", batches=1, windows=1, points=1, anomalies=1, changes=1, alerts=1)
+    assert one.line() == ("detect 1m: 1 batch, 1 window, 1 series window scored, 1 anomaly, "
+                          "1 incident change, 1 alert sent")
+    two = DetectSummary("1m", batches=2, windows=2, points=4, anomalies=0, changes=2, alerts=3)
+    assert two.line().startswith("detect 1m: 2 batches, 2 windows, 4 series windows scored, "
+                                 "0 anomalies, 2 incident changes, 3 alerts sent")

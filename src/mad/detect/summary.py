@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from mad.detect.alerts import plural
+
 
 @dataclass
 class DetectSummary:
@@ -23,14 +25,18 @@ class DetectSummary:
     held: str = ""  # why the pass stopped before the newest data, if it did
 
     def line(self) -> str:
-        text = (f"detect {self.window}: {self.batches} batches, {self.windows} windows, "
-                f"{self.points} series windows scored, {self.anomalies} anomalies, "
-                f"{self.changes} incident changes, {self.alerts} alerts sent")
+        text = (f"detect {self.window}: {plural(self.batches, 'batch', 'batches')}, "
+                f"{plural(self.windows, 'window')}, "
+                f"{plural(self.points, 'series window')} scored, "
+                f"{plural(self.anomalies, 'anomaly', 'anomalies')}, "
+                f"{plural(self.changes, 'incident change')}, "
+                f"{plural(self.alerts, 'alert')} sent")
         if self.pending:
             text += f" ({self.pending} waiting)"
         if self.duplicates or self.bad_rows or self.bad_values:
-            text += (f"; skipped {self.duplicates} duplicate rows, {self.bad_rows} rows "
-                     f"without keys, {self.bad_values} bad values")
+            text += (f"; skipped {plural(self.duplicates, 'duplicate row')}, "
+                     f"{plural(self.bad_rows, 'row')} without keys, "
+                     f"{plural(self.bad_values, 'bad value')}")
         if self.watermark is not None:
             text += f"; scored up to {self.watermark:%Y-%m-%d %H:%M} UTC"
         return text + (f"; held back: {self.held}" if self.held else "")
