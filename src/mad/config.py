@@ -371,6 +371,14 @@ class SupervisorSettings(Section):
     loop_stop_s: float = Field(60.0, gt=0, le=3600, description="time an ETL or detection "
                                "pass gets to finish when stopping (a pass cut short is "
                                "finished or undone at the next start)")
+    status_host: str = Field("127.0.0.1", description="bind address of the supervisor's "
+                             "status endpoint (GET /health, /metrics) under `mad up`")
+    status_port: int = Field(8030, ge=1, le=65535)
+    backfill_hours: float = Field(3.0, ge=0, le=168, description="hours of labelled traffic "
+                                  "`mad up` posts once, on its first start, before going live "
+                                  "(0: none)")
+    backfill_rate: float | None = Field(None, gt=0, le=1000, description="events/s of that "
+                                        "backfill; default generate.rate")
 
 
 class DashboardSettings(Section):

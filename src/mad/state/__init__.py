@@ -8,6 +8,7 @@ every table created.
 """
 
 from mad.state.checkpoints import Checkpoint, CheckpointStore
+from mad.state.components import Components as Components
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
 from mad.state.detect_runs import DetectPass, DetectRuns
 from mad.state.detect_state import DetectStore, SentAlerts, SeriesState

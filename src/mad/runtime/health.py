@@ -1,0 +1,131 @@
+"""The health of the supervised components: what the supervisor knows of each one (`Board`,
+in memory, read by `GET /health`) and the thread that copies it into the state database
+(`Reporter`, `runtime_components`) about every 2 s and at each change.
+
+A component that is switched off, or a one-shot job that finished (the backfill), is listed
+but not `required`: `/health` is 200 when every required component is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+from mad.errors import MadError
+from mad.state.components import Components, Report, Status
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("simulator", "ingest API", "stream", "raw writer", "etl", "detection",
+              "dashboard", "backfill")
+"""Every component `mad up` supervises, in the order they are shown."""
+REPORT_EVERY_S = 2.0
+MIN_GAP_S = 0.5  # between two reports, however often the board changes
+
+
+@dataclass(frozen=True)
+class State:
+    """One component as the supervisor sees it."""
+
+    status: Status
+    pid: int | None = None
+    restarts: int = 0
+    last_exit: str | None = None
+    url: str | None = None
+    detail: str = ""
+    required: bool = True  # counts for /health
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "running" or not self.required
+
+    def public(self) -> dict[str, Any]:
+        return {"status": self.status, "pid": self.pid, "restarts": self.restarts,
+                "last_exit": self.last_exit, "url": self.url, "detail": self.detail,
+                "required": self.required}
+
+
+class Board:
+    """The current state of each component; thread-safe. `changed` is set at each change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, State] = {}
+        self.changed = threading.Event()
+
+    def set(self, name: str, status: Status, **fields: Any) -> None:
+        """Set `name`'s status; fields not given keep their value (restarts, url ...)."""
+        with self._lock:
+            old = self._states.get(name)
+            new = replace(old, status=status, **fields) if old is not None \
+                else State(status, **fields)
+            if new != old:
+                self._states[name] = new
+                self.changed.set()
+
+    def get(self, name: str) -> State | None:
+        with self._lock:
+            return self._states.get(name)
+
+    def snapshot(self) -> dict[str, State]:
+        """Every component, in `COMPONENTS` order (others after)."""
+        with self._lock:
+            states = dict(self._states)
+        order = {name: i for i, name in enumerate(COMPONENTS)}
+        return dict(sorted(states.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+    def healthy(self) -> bool:
+        return all(state.ok for state in self.snapshot().values())
+
+
+class Reporter:
+    """Copies the board into `runtime_components` every `every_s` and at each change, in a
+    thread of its own (a busy state database never holds up the supervisor's loop)."""
+
+    def __init__(self, board: Board, components: Components,
+                 every_s: float = REPORT_EVERY_S) -> None:
+        self.board, self.components, self.every_s = board, components, every_s
+        self._stop = threading.Event()
+        self._failing = False
+        self.thread = threading.Thread(target=self._run, name="mad-health-report",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.write()
+            self.board.changed.wait(self.every_s)
+            self._stop.wait(MIN_GAP_S)
+
+    def write(self) -> None:
+        """One report of every component; a failure is logged once, until it works again."""
+        self.board.changed.clear()
+        reports = [Report(name, s.status, s.pid, s.restarts, s.last_exit, s.url, s.detail)
+                   for name, s in self.board.snapshot().items()]
+        try:
+            self.components.report_many(reports)
+        except (MadError, OSError, ValueError) as err:
+            self._fail(str(err))
+        except Exception as err:  # a database error: SQLAlchemy's own classes
+            self._fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        else:
+            if self._failing:
+                log.info("component health: reported to the state database again")
+            self._failing = False
+
+    def _fail(self, why: str) -> None:
+        if not self._failing:
+            log.warning("component health: cannot report to the state database (%s); "
+                        "retrying", why)
+        self._failing = True
+
+    def close(self) -> None:
+        """Stop the thread, then write the final states (`stopped`, `failed`) once more."""
+        self._stop.set()
+        self.board.changed.set()
+        self.thread.join(timeout=30)
+        self.write()
