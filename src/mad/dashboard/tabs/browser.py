@@ -70,17 +70,20 @@ def preview(settings: Settings, q: Any, key: str) -> None:
         last = max(0, (page.total - 1) // PAGE_ROWS * PAGE_ROWS)
         of = f" of {number(page.total)}"
     prev_col, info, next_col = st.columns([1, 4, 1])
-    if prev_col.button("◀ Previous", disabled=offset <= 0, key="db_prev"):
-        st.session_state["db_offset"] = max(0, offset - PAGE_ROWS)
-        st.rerun(scope="fragment")
-    if next_col.button("Next ▶", disabled=offset >= last, key="db_next"):
-        st.session_state["db_offset"] = min(last, offset + PAGE_ROWS)
-        st.rerun(scope="fragment")
+    prev_col.button("◀ Previous", disabled=offset <= 0, key="db_prev", on_click=move,
+                    args=(max(0, offset - PAGE_ROWS),))
+    next_col.button("Next ▶", disabled=offset >= last, key="db_next", on_click=move,
+                    args=(min(last, offset + PAGE_ROWS),))
     info.markdown(f"Rows {number(offset + 1 if shown else 0)}–{number(offset + shown)}{of}")
     for note in getattr(page, "notes", None) or []:
         st.caption(str(note))
     st.dataframe(frame(table_rows(page.columns, page.rows), page.columns),
                  hide_index=True, width="stretch")
+
+
+def move(offset: int) -> None:
+    """Show the page at `offset` on the next run (a button's callback)."""
+    st.session_state["db_offset"] = offset
 
 
 def table_rows(columns: list[str], rows: list[Any]) -> list[dict[str, Any]]:
