@@ -1,6 +1,8 @@
 """The house rules, checked on the source: stages import no other stage, the state database
-imports no stage, only the lake contract spells dataset names, and only backend folders,
-registries and settings validation name a backend."""
+imports no stage, the read functions (`mad.query`) import only shared modules and the stages'
+read edges (never the runtime), and stages reach them only from their status modules; only
+the lake contract spells dataset names, and only backend folders, registries and settings
+validation name a backend."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ SHARED = {"config", "registry", "errors", "catalog", "events", "lake", "state", 
 # the folders where backends live: only these (and the registry, the settings) name them
 BACKEND_FOLDERS = ("stores", "ingest/streams", "etl/engines", "etl/publish")
 BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb")
+# what `mad.query` may take from the stages: their read edges, nothing that runs them
+QUERY_READS = {"mad.ingest.wiring", "mad.ingest.writer", "mad.etl.discover", "mad.etl.runner",
+               "mad.detect.lake_io", "mad.detect.operator"}
 
 
 def modules(package: str) -> list[Path]:
@@ -35,11 +40,42 @@ def imported(path: Path) -> set[str]:
     return found
 
 
+def imported_modules(path: Path) -> set[str]:
+    """The full `mad.x.y` names a module imports, at any depth of its code."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("mad."))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mad."):
+            found.add(node.module or "")
+    return found
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_stage_imports_only_shared_modules(stage: str) -> None:
     for path in modules(stage):
-        others = imported(path) - SHARED - {stage}
+        allowed = SHARED | {stage} | ({"query"} if path.name == "status.py" else set())
+        others = imported(path) - allowed
         assert not others, f"{path.relative_to(SRC)} imports mad.{sorted(others)}"
+
+
+def test_the_read_functions_import_shared_modules_and_read_edges_only() -> None:
+    assert modules("query"), "mad.query is missing"
+    for path in modules("query"):
+        for name in imported_modules(path):
+            top = name.split(".")[1]
+            assert top in SHARED | {"query"} or name in QUERY_READS or any(
+                name.startswith(f"{edge}.") for edge in QUERY_READS), (
+                f"{path.relative_to(SRC)} imports {name}")
+
+
+def test_only_status_modules_and_consumers_use_the_read_functions() -> None:
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in ("query", "dashboard", "runtime", "cli", "bench"):
+            continue
+        if "query" in imported(path):
+            assert rel.name == "status.py" and rel.parts[0] in STAGES, rel
 
 
 def test_the_state_package_imports_no_stage() -> None:
