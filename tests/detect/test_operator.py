@@ -140,6 +140,8 @@ def test_maintenance_silences_the_incidents_of_its_service_only(
     assert why is not None and why.startswith("maintenance of payments until")
     assert operator.silenced_by(settings, {"id": auth.incident.id, "services": ["auth"],
                                            "series": ["auth/latency_ms/avg"]}) is None
+    reasons = operator.silenced_reasons(settings, DetectStore(engine).incidents())
+    assert reasons[auth.incident.id] is None and reasons[pay.incident.id] == why
 
 
 def test_an_incident_is_silenced_only_when_all_its_series_are_snoozed(

@@ -261,14 +261,22 @@ def remove_silence(settings: Settings, silence_id: int) -> None:
 def silenced_by(settings: Settings, incident: Mapping[str, Any]) -> str | None:
     """Why `incident` (a dict as `DetectStore.incidents` returns it) is silenced now, or
     None when its alerts would be sent."""
+    return silenced_reasons(settings, [incident]).get(str(incident.get("id", "")))
+
+
+def silenced_reasons(settings: Settings, incidents: Sequence[Mapping[str, Any]]
+                     ) -> dict[str, str | None]:
+    """`silenced_by` of many incidents with one read: incident id -> reason or None."""
     now = datetime.now(UTC)
     engine = _open(settings)
     try:
         active = OperatorStore(engine).silences(active_at=now)
     finally:
         engine.dispose()
-    return covering(active, str(incident.get("id", "")), list(incident.get("services") or []),
-                    list(incident.get("series") or []), [now])
+    return {str(i.get("id", "")): covering(active, str(i.get("id", "")),
+                                           list(i.get("services") or []),
+                                           list(i.get("series") or []), [now])
+            for i in incidents}
 
 
 def silenced_count(settings: Settings) -> int:
