@@ -35,6 +35,8 @@ def test_overview_shows_the_query_numbers(dashboard_lake: BuiltLake) -> None:
     etl, det = data["etl"], data["detect"]
     assert raw["records"] > 0 and etl["rows_out"] > 0
     assert metric(at, "Raw records") == number(raw["records"])
+    assert metric(at, "Accepted at ingest") == number(data["ingest"]["accepted"])
+    assert metric(at, "Rejected at ingest") == number(data["ingest"]["rejected"])
     assert metric(at, "ETL rows out") == number(etl["rows_out"])
     assert metric(at, "ETL backlog (raw files)") == number(etl["pending_raw_files"])
     assert metric(at, "Duplicates") == number(etl["duplicates"])
@@ -42,9 +44,11 @@ def test_overview_shows_the_query_numbers(dashboard_lake: BuiltLake) -> None:
     assert metric(at, "Quarantined") == number(sum(etl["quarantined"].values()))
     assert metric(at, "Open incidents") == number(det["open_incidents"])
     assert metric(at, "Compression raw→Parquet") == f"{etl['compression_ratio']:.1f}x"
-    quarantine = next(df.value for df in at.dataframe if "reason" in df.value.columns)
+    quarantine, rejected = [df.value for df in at.dataframe if "reason" in df.value.columns]
     assert dict(zip(quarantine["reason"], quarantine["count"], strict=True)) \
         == etl["quarantined"]
+    assert dict(zip(rejected["reason"], rejected["count"], strict=True)) \
+        == data["ingest"]["rejected_by_reason"]
     stages = next(df.value for df in at.dataframe if "stage" in df.value.columns)
     assert list(stages["out"])[2] == etl["rows_out"]
     assert EMPTY not in texts(at)
@@ -129,8 +133,9 @@ def test_anomalies_shows_each_incident(dashboard_lake: BuiltLake) -> None:
     first = incident_detail(settings, found[0]["id"])
     assert metric(at, "Origin") == first["incident"]["origin"]
     assert metric(at, "Alerts sent") == number(found[0]["alerts_sent"])
-    assert len(at.get("vega_lite_chart")) == 1 + sum(
-        1 for points in first["series"].values() if points)
+    with_points = [s for s in first["series"] if s["points"]]
+    assert len(at.get("vega_lite_chart")) == 1 + min(4, len(with_points))
+    assert set(at.multiselect(key="inc_series").options) == {s["key"] for s in with_points}
 
 
 def test_thumbs_down_and_snooze_are_stored_and_shown(own_lake: BuiltLake) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-TIME_KEYS = ("window_start", "bucket", "ts", "time", "start", "started")
+TIME_KEYS = ("window_start", "bucket_start", "bucket", "ts", "time", "start", "started")
 HEIGHT = 220
 
 
@@ -46,18 +46,20 @@ def lines(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
 
 
 def band(df: pd.DataFrame, title: str) -> alt.LayerChart:
-    """An observed line over its expected band, anomalous windows as red points."""
+    """An observed line over its expected band (`lower`..`upper`), anomalous windows as red
+    points."""
     df = df.copy()
     df["window_start"] = pd.to_datetime(df["window_start"], utc=True)
     base = alt.Chart(df, title=title).encode(x=alt.X("window_start:T", title=None))
     area = base.mark_area(opacity=0.25, color="#9ecae1").encode(
-        y=alt.Y("band_lo:Q", title=None), y2="band_hi:Q")
+        y=alt.Y("lower:Q", title=None), y2="upper:Q")
     line = base.mark_line(color="#1f77b4").encode(
         y="observed:Q",
         tooltip=[alt.Tooltip("window_start:T", format="%Y-%m-%d %H:%M"),
                  alt.Tooltip("observed:Q", format=",.3f"),
-                 alt.Tooltip("band_lo:Q", format=",.3f"),
-                 alt.Tooltip("band_hi:Q", format=",.3f")])
+                 alt.Tooltip("expected:Q", format=",.3f"),
+                 alt.Tooltip("lower:Q", format=",.3f"),
+                 alt.Tooltip("upper:Q", format=",.3f")])
     points = base.transform_filter(alt.datum.anomaly).mark_point(
         color="#d62728", filled=True, size=60).encode(y="observed:Q")
     return (area + line + points).properties(height=HEIGHT)
@@ -82,12 +84,17 @@ def timeline(df: pd.DataFrame) -> alt.Chart:
     ).properties(height=max(120, 36 * df["origin"].nunique()))
 
 
-def bars(df: pd.DataFrame, x: str, columns: Sequence[str], title: str) -> alt.Chart:
-    """Stacked bars of `columns` over time (job outcomes per bucket)."""
+def bars(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
+         by: str | None = None) -> alt.Chart:
+    """Stacked bars of `columns` over time (job outcomes per bucket), split by the `by`
+    column's values when given."""
     df = df.copy()
     df[x] = pd.to_datetime(df[x], utc=True)
-    long = df.melt(id_vars=[x], value_vars=list(columns), var_name="outcome",
+    ids = [x] if by is None else [x, by]
+    long = df.melt(id_vars=ids, value_vars=list(columns), var_name="outcome",
                    value_name="runs")
+    if by is not None:
+        long["outcome"] = long[by].astype(str) + " " + long["outcome"]
     return alt.Chart(long, title=title).mark_bar().encode(
         x=alt.X(f"{x}:T", title=None), y=alt.Y("runs:Q", title="runs"),
         color=alt.Color("outcome:N", title=None, legend=alt.Legend(orient="bottom")),

@@ -19,7 +19,6 @@ T = TypeVar("T")
 EMPTY = "No data yet: is the ingest API up? Try `make run`, or `mad up`."
 RANGES_H: dict[str, float] = {
     "last 1 h": 1, "last 6 h": 6, "last 24 h": 24, "last 7 d": 24 * 7, "last 30 d": 24 * 30,
-    "last 365 d": 24 * 365,
 }
 
 
@@ -61,6 +60,12 @@ def read(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None
     except Exception as err:  # any other failure of a read is shown, never raised
         st.warning(f"{what} cannot be read: {one_line(err)}")
     return None
+
+
+def bucket_for(period: TimeRange) -> str:
+    """A bucket size that gives a readable number of bars or points over `period`."""
+    hours = (period.end - period.start).total_seconds() / 3600
+    return "1m" if hours <= 6 else "5m" if hours <= 24 else "1h" if hours <= 24 * 7 else "1d"
 
 
 def clamp(period: TimeRange, max_days: float) -> TimeRange:

@@ -22,6 +22,7 @@ SNOOZE_FOR: dict[str, timedelta] = {
     "1 hour": timedelta(hours=1), "4 hours": timedelta(hours=4),
     "24 hours": timedelta(hours=24), "7 days": timedelta(days=7),
 }
+CHARTS = 4  # series charts shown at first: those with the most anomalous windows
 VERDICTS = {"up": "👍 real incident", "down": "👎 false alarm"}
 
 
@@ -87,15 +88,21 @@ def detail(settings: Settings, q: Any, incident: Mapping[str, Any]) -> None:
     cols[3].metric("Peak score", number(inc.get("peak_score")))
     st.markdown(f"**Contributing detectors:** {', '.join(detectors) or '–'}  \n"
                 f"**Services:** {', '.join(inc.get('services') or []) or '–'} · "
-                f"**Status:** {inc.get('status', '–')} · "
-                f"**Expected band from:** {data.get('band_source') or '–'}")
-    series = data.get("series") or {}
+                f"**Status:** {inc.get('status', '–')}")
+    for problem in data.get("errors") or []:
+        st.warning(str(problem))
+    series = {str(item["key"]): item for item in data.get("series") or [] if item.get("points")}
+    flagged = sorted(series, key=lambda k: -sum(bool(p.get("anomaly"))
+                                                 for p in series[k]["points"]))
+    shown = st.multiselect("Series", flagged, default=flagged[:CHARTS], key="inc_series")
+    for i in range(0, len(shown), 2):
+        for col, name in zip(st.columns(2), shown[i:i + 2], strict=False):
+            item = series[name]
+            source = {str(p.get("band_source")) for p in item["points"]} - {"None"}
+            col.altair_chart(charts.band(frame(item["points"]),
+                                         f"{name} (band: {', '.join(sorted(source))})"),
+                             width="stretch")
     names = list(series)
-    for i in range(0, len(names), 2):
-        for col, name in zip(st.columns(2), names[i:i + 2], strict=False):
-            points = series[name]
-            if points:
-                col.altair_chart(charts.band(frame(points), name), width="stretch")
     actions(settings, incident, names)
 
 

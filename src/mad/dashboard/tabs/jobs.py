@@ -10,7 +10,7 @@ import streamlit as st
 
 from mad.config import Settings
 from mad.dashboard import charts
-from mad.dashboard.ui import EMPTY, TimeRange, frame, number, read
+from mad.dashboard.ui import EMPTY, TimeRange, bucket_for, frame, number, read
 
 COLUMNS = ("id", "kind", "plan", "status", "started", "ended", "duration_s", "rows_in",
            "rows_out", "duplicates", "late", "retries", "error")
@@ -20,7 +20,7 @@ KINDS = {"all": None, "ETL": "etl", "detection": "detect"}
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     """Runs, and how many ended ok and failed."""
     failed = sum(1 for r in rows if r.get("status") == "failed")
-    ok = sum(1 for r in rows if r.get("status") in ("ok", "succeeded", "success", "done"))
+    ok = sum(1 for r in rows if r.get("status") == "succeeded")
     return {"runs": len(rows), "ok": ok, "failed": failed}
 
 
@@ -41,13 +41,24 @@ def render(settings: Settings, period: TimeRange) -> None:
     cols[1].metric("Succeeded", number(total["ok"]))
     cols[2].metric("Failed", number(total["failed"]))
     cols[3].metric("Rows out", number(sum(int(r.get("rows_out") or 0) for r in rows)))
-    rates = read("the run rates", q.job_rates, settings, period.start, period.end, "1h")
+    bucket = "1h" if bucket_for(period) in ("1m", "5m") else "1d"
+    rates = read("the run rates", q.job_rates, settings, period.start, period.end, bucket)
     if rates:
         df = frame(rates)
         x = charts.time_column(df)
-        outcome = [c for c in ("ok", "failed", "succeeded", "runs_ok", "runs_failed")
-                   if c in df.columns]
-        if x is not None and outcome:
-            st.altair_chart(charts.bars(df, x, outcome, "Runs per hour, by outcome"),
+        outcome = [c for c in ("ok", "failed") if c in df.columns]
+        if x is not None and outcome and int(df[outcome].to_numpy().sum()):
+            by = "kind" if "kind" in df.columns else None
+            st.altair_chart(charts.bars(df, x, outcome, f"Runs per {bucket}, by outcome", by=by),
                             width="stretch")
-    st.dataframe(frame(rows, COLUMNS), hide_index=True, width="stretch")
+    st.dataframe(frame(table(rows), COLUMNS), hide_index=True, width="stretch")
+
+
+def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs as table rows: retries are the attempts after the first."""
+    out = []
+    for row in rows:
+        attempts = row.get("attempts")
+        retries = row.get("retries", None if attempts is None else max(0, int(attempts) - 1))
+        out.append({**row, "retries": retries})
+    return out

@@ -12,7 +12,16 @@ import streamlit as st
 
 from mad.config import Settings
 from mad.dashboard import charts
-from mad.dashboard.ui import EMPTY, TimeRange, frame, number, read, seconds, when
+from mad.dashboard.ui import (
+    EMPTY,
+    TimeRange,
+    bucket_for,
+    frame,
+    number,
+    read,
+    seconds,
+    when,
+)
 
 COMPONENT_COLUMNS = ("name", "status", "pid", "restarts", "last_exit", "url", "detail",
                      "started_at", "updated_at", "stale")
@@ -24,11 +33,6 @@ def raw_totals(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
             for key in ("files", "records", "bytes")}
 
 
-def ingest_count(ingest: Mapping[str, Any], *keys: str) -> Any:
-    """The first of `keys` that the ingest part has."""
-    return next((ingest[k] for k in keys if ingest.get(k) is not None), None)
-
-
 def stages(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Events in and out of each stage, as far as each part reports them."""
     ingest = data.get("ingest") or {}
@@ -36,8 +40,9 @@ def stages(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     raw = raw_totals(data.get("raw") or {})
     return [
         {"stage": "ingest API",
-         "in": ingest_count(ingest, "received", "records_in", "accepted"),
-         "out": ingest_count(ingest, "accepted", "records_out")},
+         "in": None if ingest.get("accepted") is None
+         else int(ingest["accepted"]) + int(ingest.get("rejected") or 0),
+         "out": ingest.get("accepted")},
         {"stage": "raw writer (raw lake)", "in": None, "out": raw["records"]},
         {"stage": "ETL (Parquet lake)", "in": etl.get("rows_in"), "out": etl.get("rows_out")},
     ]
@@ -74,29 +79,37 @@ def render(settings: Settings, period: TimeRange) -> None:
     quarantined = sum(int(v or 0) for v in (etl.get("quarantined") or {}).values())
     ratio = etl.get("compression_ratio")
     row = st.columns(6)
-    row[0].metric("Raw records", number(raw["records"]))
-    row[1].metric("ETL rows out", number(etl.get("rows_out")))
-    row[2].metric("ETL backlog (raw files)", number(etl.get("pending_raw_files")))
-    row[3].metric("Detection lag", seconds(det.get("lag_s")))
-    row[4].metric("Compression raw→Parquet", f"{ratio:.1f}x" if ratio else "–")
-    row[5].metric("Open incidents", number(det.get("open_incidents")))
+    ingest = data.get("ingest") or {}
     row = st.columns(6)
-    row[0].metric("Duplicates", number(etl.get("duplicates")))
-    row[1].metric("Late events", number(etl.get("late")))
-    row[2].metric("Quarantined", number(quarantined))
-    row[3].metric("ETL runs failed", number(etl.get("runs_failed")))
-    row[4].metric("Alerts pending", number(det.get("pending_alerts")))
-    row[5].metric("Alerts failed", number(det.get("failed_alerts")))
+    row[0].metric("Accepted at ingest", number(ingest.get("accepted")))
+    row[1].metric("Raw records", number(raw["records"]))
+    row[2].metric("ETL rows out", number(etl.get("rows_out")))
+    row[3].metric("Stream lag (records)", number(ingest.get("lag_records")))
+    row[4].metric("ETL backlog (raw files)", number(etl.get("pending_raw_files")))
+    row[5].metric("Detection lag", seconds(det.get("lag_s")))
+    row = st.columns(6)
+    row[0].metric("Rejected at ingest", number(ingest.get("rejected")))
+    row[1].metric("Duplicates", number(etl.get("duplicates")))
+    row[2].metric("Late events", number(etl.get("late")))
+    row[3].metric("Quarantined", number(quarantined))
+    row[4].metric("Compression raw→Parquet", f"{ratio:.1f}x" if ratio else "–")
+    row[5].metric("ETL runs failed", number(etl.get("runs_failed")))
+    row = st.columns(6)
+    row[0].metric("Open incidents", number(det.get("open_incidents")))
+    row[1].metric("Alerts pending", number(det.get("pending_alerts")))
+    row[2].metric("Alerts failed", number(det.get("failed_alerts")))
+    row[3].metric("Alerts silenced", number(det.get("silenced")))
 
     left, right = st.columns([3, 2])
     with left:
-        rows = read("the rates", q.rates, settings, period.start, period.end, "1m")
+        bucket = bucket_for(period)
+        rows = read("the rates", q.rates, settings, period.start, period.end, bucket)
         if rows:
             df = frame(rows)
             x = charts.time_column(df)
             values = [c for c in df.columns if c != x and df[c].dtype.kind in "fiu"]
             if x is not None and values:
-                st.altair_chart(charts.lines(df, x, values, "Rates per minute"),
+                st.altair_chart(charts.lines(df, x, values, f"Events per {bucket} bucket"),
                                 width="stretch")
         elif rows is not None:
             st.caption(f"No events in the {period.label}.")
@@ -116,7 +129,7 @@ def render(settings: Settings, period: TimeRange) -> None:
             st.caption("Nothing quarantined.")
     with right:
         st.subheader("Rejected at ingest, by reason")
-        rows = reasons((data.get("ingest") or {}).get("rejected"))
+        rows = reasons(ingest.get("rejected_by_reason"))
         if rows:
             st.dataframe(frame(rows), hide_index=True, width="stretch")
         else:
