@@ -13,6 +13,7 @@ import orjson
 import pytest
 from tests.detect.test_alerts import Receiver, receiver  # noqa: F401 (the fixture)
 from tests.detect.test_pipeline import make_settings, run, stored, synthetic_rows, write_aggregates
+from tests.pg_server import postgres_fixture
 
 from mad.cli import main
 from mad.config import Settings, load_settings
@@ -35,9 +36,13 @@ def anomaly(minute: int, service: str, series: str = LATENCY,
                    severity, 900.0, 100.0, 80.0, 120.0, ("holt",))  # type: ignore[arg-type]
 
 
+pg = postgres_fixture()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(env={}, overrides={"data_dir": str(tmp_path)})
+def settings(tmp_path: Path, state_url: str) -> Settings:
+    """Settings on a fresh state database: SQLite, then PostgreSQL."""
+    return load_settings(env={}, overrides={"data_dir": str(tmp_path), "state.url": state_url})
 
 
 class Detection:
@@ -308,6 +313,7 @@ def test_cli_feedback_and_silences(settings: Settings, detection: Detection,
                                    capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MAD_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("MAD_STATE__URL", settings.state_url)
     (opened,) = detection.observe(anomaly(0, "payments"))
     inc = opened.incident.id
     capsys.readouterr()
@@ -361,7 +367,8 @@ def test_cli_feedback_and_silences(settings: Settings, detection: Detection,
 
 def test_cli_errors_are_one_line_in_a_real_process(settings: Settings,
                                                    detection: Detection) -> None:
-    env = {"MAD_DATA_DIR": str(settings.data_dir), "PATH": "/usr/bin:/bin"}
+    env = {"MAD_DATA_DIR": str(settings.data_dir), "MAD_STATE__URL": settings.state_url,
+           "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-m", "mad.cli", "detect", "silence",
                            "maintenance", "payments", "--from", "2026-12-02T10:00:00+00:00",
                            "--to", "2026-12-01T10:00:00+00:00"],
