@@ -39,7 +39,7 @@ pytestmark = [
 EXPECTED = {
     "overview": ("Overview", ["Raw records", "In and out per stage", "Components"]),
     "services": ("Services", ["Latest 1m window per service", "anomalous window(s)"]),
-    "data": ("Data Browser", ["Dataset", "Partition", "of "]),
+    "data": ("Data Browser", ["Dataset", "Partition", "Rows 1–"]),
     "jobs": ("Jobs", ["Runs", "Succeeded", "Failed"]),
     "anomalies": ("Anomalies", ["Incident", "Operator actions", "Maintenance windows"]),
 }
