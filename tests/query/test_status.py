@@ -61,10 +61,11 @@ def test_texts_count_in_the_right_number(pipeline_lake: BuiltLake) -> None:
     text = detect_render(status)
     assert "1 incidents" not in text and "1 anomalies" not in text
     assert f"incidents: {plural(status['open_incidents'], 'incident')} open" in text
-    data: dict[str, Any] = {"stream": {"backend": "embedded", "disk_bytes": 10, "dropped_records": 1},
-            "shards": [], "lake": "x", "state_error": None, "datasets": {}, "errors": {},
-            "writer": {"pid": 1, "age_s": 1.0, "files": 1, "failing": {"lake": "full"},
-                       "failures": {"lake": 1}, "unrecorded_files": 1}}
+    data: dict[str, Any] = {
+        "stream": {"backend": "embedded", "disk_bytes": 10, "dropped_records": 1},
+        "shards": [], "lake": "x", "state_error": None, "datasets": {}, "errors": {},
+        "writer": {"pid": 1, "age_s": 1.0, "files": 1, "failing": {"lake": "full"},
+                   "failures": {"lake": 1}, "unrecorded_files": 1}}
     text = ingest_render(data)
     assert "1 record dropped" in text and "1 file written" in text and "1 failure," in text
     assert "wait to be recorded in the state database: 1" in text
