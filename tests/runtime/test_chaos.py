@@ -72,7 +72,8 @@ class Up:
         self.pids: set[int] = set()  # every process we saw, to check none is left
 
     def _start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "up", "--rate", "0"],
+        proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "up", "--rate", "0",
+                                 "--no-dashboard"],
                                 env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         port = int(self.env["MAD_INGEST__PORT"])
@@ -188,7 +189,8 @@ def test_everything_acknowledged_lands_once_through_random_kills(
            "MAD_DETECT__WATCH_INTERVAL_S": "3", "MAD_ETL__ENGINE__DUCKDB__MEMORY_LIMIT": "1GB",
            "MAD_ETL__ENGINE__DUCKDB__TEMP_DIRECTORY": str(spill),
            "MAD_SUPERVISOR__RESTART_BACKOFF_S": "0.2", "MAD_SUPERVISOR__MAX_BACKOFF_S": "2",
-           "MAD_SUPERVISOR__MAX_RESTARTS": "100"}
+           "MAD_SUPERVISOR__MAX_RESTARTS": "100", "MAD_SUPERVISOR__BACKFILL_HOURS": "0",
+           "MAD_SUPERVISOR__STATUS_PORT": str(free_port())}
     log = (work / "up.log").open("wb")
     up = Up(env, log)
     load = Load(port, lines, pace_s=CHAOS_S / (len(lines) / BATCH) * 0.9)

@@ -201,8 +201,10 @@ def test_mad_up_restarts_each_killed_child_and_leaves_none(tmp_path: Path,
     env = {**os.environ, "MAD_DATA_DIR": str(tmp_path / "data"), "MAD_INGEST__PORT": str(port),
            "MAD_SIMULATE__PORT": str(free_port()), "MAD_WRITER__FLUSH_INTERVAL_S": "0.5",
            "MAD_ETL__WATCH_INTERVAL_S": "1", "MAD_DETECT__WATCH_INTERVAL_S": "1",
-           "MAD_SUPERVISOR__RESTART_BACKOFF_S": "0.2"}
-    proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "up", "--rate", "0"], env=env,
+           "MAD_SUPERVISOR__RESTART_BACKOFF_S": "0.2", "MAD_SUPERVISOR__BACKFILL_HOURS": "0",
+           "MAD_SUPERVISOR__STATUS_PORT": str(free_port())}
+    proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "up", "--rate", "0",
+                             "--no-dashboard"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
