@@ -109,11 +109,23 @@ def serve(settings: Settings) -> tuple[Any, str]:
     raise SystemExit(f"the dashboard did not answer at {url}")
 
 
+DRAWN = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+  && !document.querySelector('[data-testid="stSkeleton"]')
+  && [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+       .every(e => e.querySelector('canvas, svg'))
+  && [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+       .every(e => e.querySelector('[data-testid="data-grid-canvas"]'))"""
+
+
 def settle(page: Any) -> None:
-    """Until Streamlit has finished running the script and drawing the charts."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    page.wait_for_timeout(1500)
+    """Until the script has finished and every chart and table is drawn, at full height
+    (Streamlit scrolls inside its main block, which a full-page screenshot misses)."""
+    page.wait_for_function(DRAWN)
+    height = page.evaluate("() => document.querySelector("
+                           "'[data-testid=\"stMainBlockContainer\"]').scrollHeight")
+    page.set_viewport_size({"width": WIDTH, "height": min(4000, max(800, int(height) + 40))})
+    page.wait_for_function(DRAWN)
+    page.wait_for_timeout(500)  # the charts' enter transitions
 
 
 def shoot(url: str, out: Path, range_label: str) -> list[Path]:
@@ -128,13 +140,14 @@ def shoot(url: str, out: Path, range_label: str) -> list[Path]:
         browser = play.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             for tab in TABS:
-                page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+                page = browser.new_page(viewport={"width": WIDTH, "height": 800},
+                                        timezone_id="UTC")
                 page.set_default_timeout(60_000)
                 page.goto(f"{url}/?tab={tab}&range={quote(range_label)}")
                 page.get_by_role("heading", name=TITLES[tab][0]).first.wait_for()
                 settle(page)
                 path = out / f"dashboard-{tab}.png"
-                page.screenshot(path=str(path), full_page=True)
+                page.screenshot(path=str(path))
                 shrink(path)
                 written.append(path)
                 page.close()

@@ -107,7 +107,7 @@ def tab_url(base: str, tab: str) -> str:
 
 def open_tab(browser: Any, base: str, tab: str) -> Any:
     """A new page on `tab`, once the script has finished and the tab's texts are shown."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
     page.set_default_timeout(WAIT_MS)
     page.goto(tab_url(base, tab))
     title, texts = EXPECTED[tab]
@@ -118,11 +118,26 @@ def open_tab(browser: Any, base: str, tab: str) -> Any:
     return page
 
 
+DRAWN = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+  && !document.querySelector('[data-testid="stSkeleton"]')
+  && [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+       .every(e => e.querySelector('canvas, svg'))
+  && [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+       .every(e => e.querySelector('[data-testid="data-grid-canvas"]'))"""
+
+
 def settle(page: Any) -> None:
-    """Until the app has stopped running (Streamlit's running indicator is gone)."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    page.wait_for_timeout(300)
+    """Until the script has finished and every chart and table is drawn."""
+    page.wait_for_function(DRAWN)
+
+
+def full_height(page: Any) -> None:
+    """Make the viewport as tall as the page, so a screenshot shows all of it (Streamlit
+    scrolls inside its main block, which a full-page screenshot does not follow)."""
+    height = page.evaluate("() => document.querySelector("
+                           "'[data-testid=\"stMainBlockContainer\"]').scrollHeight")
+    page.set_viewport_size({"width": 1280, "height": min(6000, max(900, int(height) + 40))})
+    page.wait_for_function(DRAWN)
 
 
 def test_every_tab_opens_and_shows_its_data(browser: Any, served: str) -> None:
@@ -135,7 +150,8 @@ def test_every_tab_opens_and_shows_its_data(browser: Any, served: str) -> None:
             assert text in body, (tab, text)
         for bad in ("Traceback", "cannot be read", "StreamlitAPIException"):
             assert bad not in body, (tab, bad)
-        page.screenshot(path=str(ARTIFACTS / f"dashboard-{tab}.png"), full_page=True)
+        full_height(page)
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{tab}.png"))
         page.close()
 
 
@@ -160,5 +176,6 @@ def test_thumbs_down_and_snooze_are_stored_and_shown(browser: Any, own_lake: Bui
         assert [s["target"] for s in snoozed] == [ident]
         assert snoozed[0]["reason"] == "known deploy"
         assert f"incident {ident}" in page.inner_text("body")
-        page.screenshot(path=str(ARTIFACTS / "dashboard-actions.png"), full_page=True)
+        full_height(page)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-actions.png"))
         page.close()

@@ -9,6 +9,12 @@ import pandas as pd
 
 TIME_KEYS = ("window_start", "bucket_start", "bucket", "ts", "time", "start", "started")
 HEIGHT = 220
+UTC_SCALE = alt.Scale(type="utc")  # times on the axes in UTC, as everywhere in mad
+
+
+def time_tip(field: str) -> alt.Tooltip:
+    """A tooltip line of a time, in UTC."""
+    return alt.Tooltip(field, format="%Y-%m-%d %H:%M UTC", formatType="utc")
 
 
 def time_column(df: pd.DataFrame) -> str | None:
@@ -30,17 +36,18 @@ def lines(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
         long = df.melt(id_vars=[x], value_vars=list(columns), var_name="series",
                        value_name="value")
     chart: alt.LayerChart | alt.Chart = alt.Chart(long, title=title).mark_line().encode(
-        x=alt.X(f"{x}:T", title=None),
+        x=alt.X(f"{x}:T", title=None, scale=UTC_SCALE),
         y=alt.Y("value:Q", title=y_title),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M"), "series:N",
+        tooltip=[time_tip(f"{x}:T"), "series:N",
                  alt.Tooltip("value:Q", format=",.3f")],
     ).properties(height=HEIGHT)
     if markers is not None and not markers.empty:
         marks = markers.copy()
         marks[x] = pd.to_datetime(marks[x], utc=True)
         rules = alt.Chart(marks).mark_rule(color="#d62728", strokeDash=[4, 3],
-                                           opacity=0.7).encode(x=f"{x}:T")
+                                           opacity=0.6).encode(x=alt.X(f"{x}:T",
+                                                                       scale=UTC_SCALE))
         chart = chart + rules
     return chart
 
@@ -50,12 +57,13 @@ def band(df: pd.DataFrame, title: str) -> alt.LayerChart:
     points."""
     df = df.copy()
     df["window_start"] = pd.to_datetime(df["window_start"], utc=True)
-    base = alt.Chart(df, title=title).encode(x=alt.X("window_start:T", title=None))
+    base = alt.Chart(df, title=title).encode(
+        x=alt.X("window_start:T", title=None, scale=UTC_SCALE))
     area = base.mark_area(opacity=0.25, color="#9ecae1").encode(
         y=alt.Y("lower:Q", title=None), y2="upper:Q")
     line = base.mark_line(color="#1f77b4").encode(
         y="observed:Q",
-        tooltip=[alt.Tooltip("window_start:T", format="%Y-%m-%d %H:%M"),
+        tooltip=[time_tip("window_start:T"),
                  alt.Tooltip("observed:Q", format=",.3f"),
                  alt.Tooltip("expected:Q", format=",.3f"),
                  alt.Tooltip("lower:Q", format=",.3f"),
@@ -74,13 +82,13 @@ def timeline(df: pd.DataFrame) -> alt.Chart:
     short = df["last_seen"] - df["started"] < pd.Timedelta(minutes=3)
     df.loc[short, "last_seen"] = df.loc[short, "started"] + pd.Timedelta(minutes=3)
     return alt.Chart(df, title="Incidents").mark_bar(cornerRadius=3).encode(
-        x=alt.X("started:T", title=None), x2="last_seen:T",
+        x=alt.X("started:T", title=None, scale=UTC_SCALE), x2="last_seen:T",
         y=alt.Y("origin:N", title="origin"),
         color=alt.Color("severity:N", scale=alt.Scale(domain=["warning", "critical"],
                                                       range=["#ff9f1c", "#d62728"])),
         tooltip=["id:N", "origin:N", "severity:N", "status:N",
-                 alt.Tooltip("started:T", format="%Y-%m-%d %H:%M"),
-                 alt.Tooltip("last_seen:T", format="%Y-%m-%d %H:%M")],
+                 time_tip("started:T"),
+                 time_tip("last_seen:T")],
     ).properties(height=max(120, 36 * df["origin"].nunique()))
 
 
@@ -96,7 +104,7 @@ def bars(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
     if by is not None:
         long["outcome"] = long[by].astype(str) + " " + long["outcome"]
     return alt.Chart(long, title=title).mark_bar().encode(
-        x=alt.X(f"{x}:T", title=None), y=alt.Y("runs:Q", title="runs"),
+        x=alt.X(f"{x}:T", title=None, scale=UTC_SCALE), y=alt.Y("runs:Q", title="runs"),
         color=alt.Color("outcome:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M"), "outcome:N", "runs:Q"],
+        tooltip=[time_tip(f"{x}:T"), "outcome:N", "runs:Q"],
     ).properties(height=HEIGHT)
