@@ -153,3 +153,83 @@ def test_a_status_command_on_a_mistyped_data_folder_creates_nothing(
                           env={**env, "MAD_DATA_DIR": str(tmp_path / "typo")})
     one_line_error(proc, "no ")
     assert not (tmp_path / "typo").exists()
+
+
+def test_ingest_post_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    one_line_error(mad("ingest", "post", str(tmp_path / "nope.jsonl")), "no file at")
+
+
+def test_ingest_post_refuses_a_url_that_is_not_http(tmp_path: Path) -> None:
+    (tmp_path / "e.jsonl").write_text("{}\n")
+    one_line_error(mad("ingest", "post", str(tmp_path / "e.jsonl"), "--url", "file:///x"),
+                   "--url")
+
+
+@pytest.mark.slow
+def test_ingest_post_splits_a_file_over_the_request_limits(tmp_path: Path) -> None:
+    """A file far over one request's limits: every record is answered, every accepted one
+    reaches the lake; with the API's limits unknown to the client (lower than its own
+    settings), requests answered 413 are split until they fit."""
+    import gzip
+    import re
+    import signal
+
+    from mad.config import load_settings
+    from mad.generate.backfill import run_backfill
+    from tests.runtime.test_supervisor import Serve, raw_ids
+
+    out = tmp_path / "gen"
+    run_backfill(load_settings(env={}, overrides={
+        "generate.duration": "4m", "generate.rate": 25, "generate.seed": 9,
+        "generate.start": "2026-11-06T08:00:00Z"}).generate, out, progress=False)
+    lines = (out / "events.jsonl").read_bytes().splitlines(keepends=True)
+    lines.append(lines[10])  # one more copy of an event already in the file
+    lines.append(b"\n")  # blank lines are skipped
+    lines.append(b'{"not": "an event"}\n')
+    first, second = tmp_path / "first.jsonl.gz", tmp_path / "second.jsonl"
+    first.write_bytes(gzip.compress(b"".join(lines[: len(lines) // 2])))
+    second.write_bytes(b"".join(lines[len(lines) // 2:]))
+    limits = {"MAD_INGEST__MAX_RECORDS": "300", "MAD_INGEST__MAX_BODY_BYTES": "65536"}
+    assert len(lines) > 3 * 300 and second.stat().st_size > 3 * 65536
+    serve = Serve(tmp_path, **limits)
+    url = f"http://127.0.0.1:{serve.port}/v1/events"
+    totals = []
+    try:
+        for path, env in ((first, {**serve.env}), (second, {**serve.env, **{
+                k: "" for k in limits}})):  # the client with its own, higher limits
+            env = {k: v for k, v in env.items() if v != ""}
+            proc = subprocess.run([*MAD, "ingest", "post", str(path), "--url", url],
+                                  capture_output=True, text=True, timeout=300, env=env)
+            assert proc.returncode == 0, proc.stderr
+            found = re.search(r"(\d+) records in (\d+) requests: (\d+) accepted, (\d+) "
+                              r"duplicates.*?(\d+) rejected", proc.stdout)
+            assert found, proc.stdout
+            totals.append([int(n) for n in found.groups()])
+    finally:
+        serve.proc.send_signal(signal.SIGTERM)
+        serve.output()
+    records = [r for r in lines if r.strip()]
+    assert sum(t[0] for t in totals) == len(records)
+    assert all(t[1] > 3 for t in totals)  # split into many requests
+    halves = [_ids_of(lines[: len(lines) // 2]), _ids_of(lines[len(lines) // 2:])]
+    in_lake = raw_ids(serve.lake)
+    assert in_lake <= halves[0] | halves[1]
+    # every accepted record is in the lake, none lost (a copy in each file counts in each)
+    assert sum(t[2] for t in totals) == len(in_lake) + len(halves[0] & halves[1] & in_lake)
+    assert sum(t[3] for t in totals) >= 1  # the copy within the second file
+    assert sum(t[4] for t in totals) >= 1  # the record that is not an event
+    assert sum(t[2] + t[3] + t[4] for t in totals) == len(records)
+
+
+def _ids_of(lines: list[bytes]) -> set[str]:
+    import orjson
+
+    ids: set[str] = set()
+    for line in lines:
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("event_id"), str):
+            ids.add(rec["event_id"])
+    return ids
