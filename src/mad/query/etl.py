@@ -41,7 +41,8 @@ def etl_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
             "aggregates_due": {day: windows for day, (_, windows)
                                in ledger.aggregates_due(settings.etl.windows).items()},
             "reused": counted.get("reused", 0),
-            "runs": [{**r, "reused": extra.get(r["run_id"], {}).get("reused"),
+            "runs": [{**{str(k): v for k, v in r.items()},
+                      "reused": extra.get(r["run_id"], {}).get("reused"),
                       "unreadable": extra.get(r["run_id"], {}).get("unreadable")}
                      for r in runs],
         }

@@ -89,7 +89,7 @@ def _rows(engine: Engine, start: datetime | None, end: datetime | None, status: 
         q = q.where(and_(*conds))
     q = q.order_by(desc(t.c.started), t.c.id).limit(limit)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+        rows = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
     for row in rows:
         row["services"] = orjson.loads(row["services"])
         row["series"] = orjson.loads(row["series"])

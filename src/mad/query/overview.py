@@ -203,7 +203,8 @@ def _components(settings: Settings) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     with state_db(settings) as engine:
         try:
-            rows: list[dict[str, Any]] = module.Components(engine).all()
+            rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()}
+                                          for r in module.Components(engine).all()]
         except DB_ERRORS:  # a state database the supervisor never wrote to
             return []
     for row in rows:

@@ -94,4 +94,4 @@ class DetectRuns:
             q = q.where(and_(*conds))
         q = q.order_by(desc(detect_runs.c.started_at), detect_runs.c.run_id).limit(limit)
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(q)]
+            return [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(q)]
