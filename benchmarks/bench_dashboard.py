@@ -33,7 +33,7 @@ from screenshots import (
 )
 
 from mad.config import Settings
-from mad.dashboard.ui import time_range
+from mad.dashboard.ui import bucket_for, time_range
 
 TABS = ("overview", "services", "data", "jobs", "anomalies")
 
@@ -61,6 +61,7 @@ def reads(settings: Settings, range_label: str) -> dict[str, Callable[[], Any]]:
 
     period = time_range(range_label)
     s, e = period.start, period.end
+    job_bucket = "1h" if bucket_for(period) in ("1m", "5m") else "1d"
 
     def data() -> None:
         listed = [d["name"] for d in datasets.datasets(settings) if d["files"]]
@@ -80,10 +81,12 @@ def reads(settings: Settings, range_label: str) -> dict[str, Callable[[], Any]]:
         services.anomalies(settings, s, e, service=names[0], window="1m")
 
     return {
-        "overview": lambda: (overview.overview(settings), overview.rates(settings, s, e, "1m")),
+        "overview": lambda: (overview.overview(settings),
+                             overview.rates(settings, s, e, bucket_for(period))),
         "services": service_tab,
         "data": data,
-        "jobs": lambda: (jobs.jobs(settings, s, e), jobs.job_rates(settings, s, e, "1h")),
+        "jobs": lambda: (jobs.jobs(settings, s, e),
+                         jobs.job_rates(settings, s, e, job_bucket)),
         "anomalies": anomalies,
     }
 

@@ -147,7 +147,7 @@ def test_thumbs_down_and_snooze_are_stored_and_shown(own_lake: BuiltLake) -> Non
     at.button(key="fb_down").click().run()
     assert not at.exception
     assert feedback(settings, [ident])[ident]["verdict"] == "down"
-    assert any("👎 false alarm" in s.value for s in at.success)
+    assert any(s.value.startswith("Label: false alarm (down)") for s in at.success)
     at.selectbox(key="sn_for").set_value("4 hours")
     at.text_input(key="sn_reason").input("known deploy")
     next(b for b in at.button if b.label == "Snooze").click().run()

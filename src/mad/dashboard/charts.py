@@ -37,7 +37,7 @@ def lines(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
                        value_name="value")
     chart: alt.LayerChart | alt.Chart = alt.Chart(long, title=title).mark_line().encode(
         x=alt.X(f"{x}:T", title=None, scale=UTC_SCALE),
-        y=alt.Y("value:Q", title=y_title),
+        y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=[time_tip(f"{x}:T"), "series:N",
                  alt.Tooltip("value:Q", format=",.3f")],
@@ -60,7 +60,7 @@ def band(df: pd.DataFrame, title: str) -> alt.LayerChart:
     base = alt.Chart(df, title=title).encode(
         x=alt.X("window_start:T", title=None, scale=UTC_SCALE))
     area = base.mark_area(opacity=0.25, color="#9ecae1").encode(
-        y=alt.Y("lower:Q", title=None), y2="upper:Q")
+        y=alt.Y("lower:Q", title=None, scale=alt.Scale(zero=False)), y2="upper:Q")
     line = base.mark_line(color="#1f77b4").encode(
         y="observed:Q",
         tooltip=[time_tip("window_start:T"),
@@ -93,18 +93,19 @@ def timeline(df: pd.DataFrame) -> alt.Chart:
 
 
 def bars(df: pd.DataFrame, x: str, columns: Sequence[str], title: str,
-         by: str | None = None) -> alt.Chart:
+         by: str | None = None, stacked: bool = True, unit: str = "runs") -> alt.Chart:
     """Stacked bars of `columns` over time (job outcomes per bucket), split by the `by`
     column's values when given."""
     df = df.copy()
     df[x] = pd.to_datetime(df[x], utc=True)
     ids = [x] if by is None else [x, by]
     long = df.melt(id_vars=ids, value_vars=list(columns), var_name="outcome",
-                   value_name="runs")
+                   value_name=unit)
     if by is not None:
         long["outcome"] = long[by].astype(str) + " " + long["outcome"]
-    return alt.Chart(long, title=title).mark_bar().encode(
-        x=alt.X(f"{x}:T", title=None, scale=UTC_SCALE), y=alt.Y("runs:Q", title="runs"),
+    return alt.Chart(long, title=title).mark_bar(opacity=1 if stacked else 0.75).encode(
+        x=alt.X(f"{x}:T", title=None, scale=UTC_SCALE),
+        y=alt.Y(f"{unit}:Q", title=unit, stack=True if stacked else None),
         color=alt.Color("outcome:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=[time_tip(f"{x}:T"), "outcome:N", "runs:Q"],
+        tooltip=[time_tip(f"{x}:T"), "outcome:N", f"{unit}:Q"],
     ).properties(height=HEIGHT)

@@ -23,7 +23,8 @@ SNOOZE_FOR: dict[str, timedelta] = {
     "24 hours": timedelta(hours=24), "7 days": timedelta(days=7),
 }
 CHARTS = 4  # series charts shown at first: those with the most anomalous windows
-VERDICTS = {"up": "👍 real incident", "down": "👎 false alarm"}
+VERDICTS = {"up": "Real incident", "down": "False alarm"}
+ICONS = {"up": ":material/thumb_up:", "down": ":material/thumb_down:"}
 
 
 def label(incident: Mapping[str, Any]) -> str:
@@ -117,17 +118,19 @@ def actions(settings: Settings, incident: Mapping[str, Any], series: list[str]) 
     with left:
         up, down = st.columns(2)
         verdict = None
-        if up.button(VERDICTS["up"], key="fb_up"):
+        if up.button(VERDICTS["up"], key="fb_up", icon=ICONS["up"], width="stretch"):
             verdict = "up"
-        if down.button(VERDICTS["down"], key="fb_down"):
+        if down.button(VERDICTS["down"], key="fb_down", icon=ICONS["down"], width="stretch"):
             verdict = "down"
         if verdict is not None:
             act("feedback", op.give_feedback, settings, ident, verdict)
         stored = read("the feedback", op.feedback, settings, [ident]) or {}
         mine = stored.get(ident)
         if mine:
-            st.success(f"Label: {VERDICTS.get(mine.get('verdict'), mine.get('verdict'))} "
-                       f"(by {mine.get('user', '?')}, {when(mine.get('at'))})")
+            verdict = str(mine.get("verdict"))
+            st.success(f"Label: {VERDICTS.get(verdict, verdict).lower()} ({verdict}), by "
+                       f"{mine.get('user', '?')} at {when(mine.get('at'))}",
+                       icon=ICONS.get(verdict))
         else:
             st.caption("No label yet.")
     series = sorted({"/".join(name.split("/")[:2]) for name in series})

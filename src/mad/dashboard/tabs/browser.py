@@ -70,9 +70,11 @@ def preview(settings: Settings, q: Any, key: str) -> None:
         last = max(0, (page.total - 1) // PAGE_ROWS * PAGE_ROWS)
         of = f" of {number(page.total)}"
     prev_col, info, next_col = st.columns([1, 4, 1])
-    prev_col.button("◀ Previous", disabled=offset <= 0, key="db_prev", on_click=move,
+    prev_col.button("Previous", icon=":material/chevron_left:", disabled=offset <= 0,
+                    key="db_prev", on_click=move,
                     args=(max(0, offset - PAGE_ROWS),))
-    next_col.button("Next ▶", disabled=offset >= last, key="db_next", on_click=move,
+    next_col.button("Next", icon=":material/chevron_right:", disabled=offset >= last,
+                    key="db_next", on_click=move,
                     args=(min(last, offset + PAGE_ROWS),))
     info.markdown(f"Rows {number(offset + 1 if shown else 0)}–{number(offset + shown)}{of}")
     for note in getattr(page, "notes", None) or []:

@@ -1,11 +1,13 @@
-"""Overview: events in and out per stage, stream lag, ETL backlog, rates, compression,
-rejected and quarantined counts by reason, component health and restarts
-(`mad.query.overview`)."""
+"""Overview: events in and out per stage, stream lag, ETL backlog, rates (traffic by event
+time, pipeline throughput by write time), compression, rejected and quarantined counts by
+reason, component health and restarts (`mad.query.overview`, traffic from
+`mad.query.services`)."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import streamlit as st
@@ -16,6 +18,7 @@ from mad.dashboard.ui import (
     EMPTY,
     TimeRange,
     bucket_for,
+    clamp,
     frame,
     number,
     read,
@@ -100,35 +103,27 @@ def render(settings: Settings, period: TimeRange) -> None:
     row[2].metric("Alerts failed", number(det.get("failed_alerts")))
     row[3].metric("Alerts silenced", number(det.get("silenced")))
 
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with left:
-        bucket = bucket_for(period)
-        rows = read("the rates", q.rates, settings, period.start, period.end, bucket)
-        if rows:
-            df = frame(rows)
-            x = charts.time_column(df)
-            values = [c for c in df.columns if c != x and df[c].dtype.kind in "fiu"]
-            if x is not None and values:
-                st.altair_chart(charts.lines(df, x, values, f"Events per {bucket} bucket"),
-                                width="stretch")
-        elif rows is not None:
-            st.caption(f"No events in the {period.label}.")
+        traffic(settings, period)
     with right:
+        throughput(settings, q, period)
+    stage_col, quarantine_col, rejected_col = st.columns([4, 3, 3])
+    with stage_col:
         st.subheader("In and out per stage")
         st.dataframe(frame(stages(data)), hide_index=True, width="stretch")
         st.caption(f"Detection scored to {when(det.get('scored_to'))}; newest window "
                    f"{when(det.get('newest_window'))}. Raw lake: {number(raw['files'])} "
                    f"files, {number(raw['bytes'])} bytes.")
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Quarantined, by reason")
+    with quarantine_col:
+        st.subheader("Quarantined")
         rows = reasons(etl.get("quarantined"))
         if rows:
             st.dataframe(frame(rows), hide_index=True, width="stretch")
         else:
             st.caption("Nothing quarantined.")
-    with right:
-        st.subheader("Rejected at ingest, by reason")
+    with rejected_col:
+        st.subheader("Rejected at ingest")
         rows = reasons(ingest.get("rejected_by_reason"))
         if rows:
             st.dataframe(frame(rows), hide_index=True, width="stretch")
@@ -140,3 +135,34 @@ def render(settings: Settings, period: TimeRange) -> None:
         st.dataframe(frame(components, COMPONENT_COLUMNS), hide_index=True, width="stretch")
     else:
         st.caption("No component has reported: `mad up` shows its parts here.")
+
+
+def traffic(settings: Settings, period: TimeRange) -> None:
+    """Requests per second of each service by event time, from the aggregates."""
+    q = read("mad.query.services", importlib.import_module, "mad.query.services")
+    if q is None:
+        return
+    window = "5m" if period.end - period.start <= timedelta(days=2) else "1h"
+    shown = clamp(period, getattr(q, "MAX_DAYS", {}).get(window, 40.0))
+    rows = read("the traffic", q.service_metrics, settings, window, shown.start, shown.end)
+    if rows:
+        st.altair_chart(charts.lines(frame(rows), "window_start", ["request_rate"],
+                                     f"Requests per second by event time ({window} windows)",
+                                     color="service"), width="stretch")
+    elif rows is not None:
+        st.caption(f"No aggregates in the {period.label}.")
+
+
+def throughput(settings: Settings, q: Any, period: TimeRange) -> None:
+    """What the raw writer and the ETL wrote per bucket, by the time they wrote it."""
+    bucket = bucket_for(period)
+    rows = read("the rates", q.rates, settings, period.start, period.end, bucket)
+    if not rows:
+        if rows is not None:
+            st.caption(f"Nothing written in the {period.label}.")
+        return
+    df = frame(rows)
+    values = [c for c in ("events_in", "rejected", "rows_out") if c in df.columns]
+    st.altair_chart(charts.bars(df, "bucket_start", values,
+                                f"Pipeline throughput per {bucket} (by write time)",
+                                stacked=False, unit="records"), width="stretch")
