@@ -23,13 +23,13 @@ install: $(VENV)/.installed-$(HASH)
 
 install-test: $(VENV)/.test-installed-$(HASH)
 
-## run: a labelled hour of traffic into $(DATA)/generated, then every stage wired together:
-##      live simulator (:8000) -> ingest API (:8010) -> stream -> raw writer -> $(DATA)/lake
-##      -> ETL every 30 s -> $(DATA)/lake/md-transformed-*, md-aggregates
-##      -> detection every 30 s -> md-anomalies, incidents, $(DATA)/alerts.jsonl
+## run: every stage wired together and supervised by `mad up`: on the first start, 3 h of
+##      labelled traffic (with incidents) posted once through the ingest API (labels in
+##      $(DATA)/backfill/labels.json), then the live simulator (:8000) -> ingest API (:8010)
+##      -> stream -> raw writer -> $(DATA)/lake -> ETL every 30 s -> md-transformed-*,
+##      md-aggregates -> detection every 30 s -> md-anomalies, incidents, $(DATA)/alerts.jsonl;
+##      the dashboard on :8020, GET /health on :8030; Ctrl-C stops it all cleanly
 run: install
-	$(BIN)/mad generate --start $$(date -u -d '1 hour ago' +%Y-%m-%dT%H:00:00Z) --duration 1h \
-		--out $(DATA)/generated
 	MAD_DATA_DIR=$(DATA) MAD_WRITER__FLUSH_INTERVAL_S=30 MAD_ETL__WATCH_INTERVAL_S=30 MAD_DETECT__WATCH_INTERVAL_S=30 \
 		$(BIN)/mad up --rate 50
 
