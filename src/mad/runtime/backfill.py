@@ -60,9 +60,10 @@ class FirstBackfill:
     """Generates the backfill chunk by chunk and posts it to the ingest API at `url`."""
 
     def __init__(self, settings: Settings, hours: float, url: str, token: str | None,
-                 marks: Backfills, on_progress: Callable[[str], None] = lambda _: None) -> None:
+                 open_marks: Callable[[], Backfills],
+                 on_progress: Callable[[str], None] = lambda _: None) -> None:
         self.settings, self.hours, self.url, self.token = settings, hours, url, token
-        self.marks = marks
+        self.open_marks = open_marks
         self.on_progress = on_progress
         ing = settings.ingest
         self.max_records = min(ing.max_records, BATCH_LINES)  # the sink splits at its own
@@ -70,13 +71,14 @@ class FirstBackfill:
 
     def run(self, stop: threading.Event) -> tuple[bool, str]:
         """Post what is left of the backfill; (done, one line). Not done: `stop` was set."""
-        mark = self.marks.get(MARK)
+        marks = self.open_marks()
+        mark = marks.get(MARK)
         if mark is not None and mark.done:
             return True, f"made before: {_describe(mark)}"
         if mark is None:
             first, last = plan_range(self.hours, time.time())
             rate = self.settings.supervisor.backfill_rate or self.settings.generate.rate
-            mark = self.marks.begin(MARK, first, last, rate, self.settings.generate.seed)
+            mark = marks.begin(MARK, first, last, rate, self.settings.generate.seed)
         elif mark.chunks_done:
             log.info("backfill: resuming %s after chunk %d", _range(mark), mark.chunks_done)
         gs = generate_settings(self.settings, mark)
@@ -102,7 +104,7 @@ class FirstBackfill:
                                        "the next start")
                     sink.send(batch)
                 lines_done += len(lines)
-                self.marks.progress(MARK, i + 1, lines_done)
+                marks.progress(MARK, i + 1, lines_done)
                 percent = (i + 1) * 100 // total
                 if percent // 10 != shown // 10:
                     shown = percent
@@ -113,9 +115,9 @@ class FirstBackfill:
         labels = make_labels(gs, sim, delivery, start, end)
         labels["backfill"] = {"posted_to": self.url, "lines_posted": lines_done}
         write_json_atomic(labels_path(self.settings), labels)
-        self.marks.finish(MARK, lines_done, int(labels["valid_events"]),
+        marks.finish(MARK, lines_done, int(labels["valid_events"]),
                           len(labels["incidents"]))
-        done = self.marks.get(MARK)
+        done = marks.get(MARK)
         return True, f"done: {_describe(done) if done else _range(mark)}"
 
 

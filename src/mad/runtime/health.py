@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,9 +85,11 @@ class Reporter:
     """Copies the board into `runtime_components` every `every_s` and at each change, in a
     thread of its own (a busy state database never holds up the supervisor's loop)."""
 
-    def __init__(self, board: Board, components: Components,
+    def __init__(self, board: Board, open_components: Callable[[], Components],
                  every_s: float = REPORT_EVERY_S) -> None:
-        self.board, self.components, self.every_s = board, components, every_s
+        self.board, self.every_s = board, every_s
+        self.open_components = open_components  # called until it works (the database may
+        self.components: Components | None = None  # be down when the supervisor starts)
         self._stop = threading.Event()
         self._failing = False
         self.thread = threading.Thread(target=self._run, name="mad-health-report",
@@ -107,6 +110,8 @@ class Reporter:
         reports = [Report(name, s.status, s.pid, s.restarts, s.last_exit, s.url, s.detail)
                    for name, s in self.board.snapshot().items()]
         try:
+            if self.components is None:
+                self.components = self.open_components()
             self.components.report_many(reports)
         except (MadError, OSError, ValueError) as err:
             self._fail(str(err))

@@ -40,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
+
 from mad.config import Settings
 from mad.errors import MadError, ServiceFailed
 from mad.ingest.streams import Stream
@@ -108,9 +110,8 @@ class Service:
         dashboard_body = _dashboard_body() if parts.dashboard else None
         self.board = Board()
         self.pid = os.getpid()
-        engine = open_state(settings.state_url)
-        self.reporter = Reporter(self.board, Components(engine))
-        self.backfills = Backfills(engine)
+        self.state = StateOnDemand(settings.state_url)
+        self.reporter = Reporter(self.board, lambda: Components(self.state.engine()))
         ing = settings.ingest
         self.token = read_token(ing.auth_token, ing.auth_token_file, "ingest.auth_token")
         self.stream: Stream = open_configured_stream(settings)
@@ -183,7 +184,8 @@ class Service:
             self._start_simulator_api()
         if self.parts.backfill_hours > 0:
             job = FirstBackfill(self.settings, self.parts.backfill_hours,
-                                f"{self.api.url}/v1/events", self.token, self.backfills)
+                                f"{self.api.url}/v1/events", self.token,
+                                lambda: Backfills(self.state.engine()))
             self.backfill = BackfillThread(job, self.board, self.settings, self.stop_event)
             self.backfill.start()
         if self.parts.status:
@@ -323,6 +325,22 @@ class Service:
             self.board.set(name, "stopped", pid=None)
         if show:
             stopped.append(name)
+
+
+class StateOnDemand:
+    """The state database, opened at first use and again after a failure, so a database
+    that is down when the service starts delays the reports, never the service."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = open_state(self.url)
+            return self._engine
 
 
 def _dashboard_body() -> Body:

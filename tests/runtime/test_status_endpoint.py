@@ -1,0 +1,73 @@
+"""The supervisor's status endpoint on a real server (a free loopback port), over a board
+the test sets: 200 only when every required part runs, Prometheus text, bad requests
+answered, never served to a foreign Host; and the batching that keeps requests under the
+ingest API's limits."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from mad.runtime.health import Board
+from mad.runtime.poster import batches, read_lines
+from mad.runtime.servers import ServerThread
+from mad.runtime.status import create_app
+from tests.conftest import free_port
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Board, str]]:
+    board = Board()
+    port = free_port()
+    server = ServerThread(create_app(board, "127.0.0.1"), "127.0.0.1", port, "mad-status")
+    server.start()
+    yield board, f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_health_is_200_only_when_every_required_part_runs(served: tuple[Board, str]) -> None:
+    board, url = served
+    board.set("etl", "running", pid=12, restarts=0)
+    board.set("dashboard", "stopped", required=False, detail="off")
+    resp = httpx.get(f"{url}/health")
+    assert resp.status_code == 200 and resp.json()["status"] == "ok"
+    assert resp.json()["components"]["etl"] == {
+        "status": "running", "pid": 12, "restarts": 0, "last_exit": None, "url": None,
+        "detail": "", "required": True}
+    board.set("etl", "restarting", pid=None, restarts=1, last_exit="was killed by signal 9")
+    resp = httpx.get(f"{url}/health")
+    assert resp.status_code == 503 and resp.json()["status"] == "degraded"
+    assert resp.json()["components"]["etl"]["restarts"] == 1
+    metrics = httpx.get(f"{url}/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'mad_component_restarts_total{component="etl"} 1' in metrics.text
+    assert 'mad_component_up{component="etl"} 0' in metrics.text
+    assert 'mad_component_up{component="dashboard"} 0' in metrics.text
+
+
+def test_bad_requests_are_answered_not_crashed(served: tuple[Board, str]) -> None:
+    board, url = served
+    board.set("etl", "running")
+    assert httpx.post(f"{url}/health").status_code == 405
+    assert httpx.get(f"{url}/nope").status_code == 404
+    assert httpx.get(f"{url}/health", headers={"host": "evil.example"}).status_code == 421
+    assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_batches_stay_under_both_limits() -> None:
+    lines = [b"x" * n + b"\n" for n in (10, 20, 30, 5, 5, 100, 1, 1, 1)]
+    groups = list(batches(lines, max_records=3, max_bytes=40))
+    assert [line for g in groups for line in g] == lines  # all, in order
+    for group in groups:
+        assert len(group) <= 3
+        assert sum(map(len, group)) <= 40 or len(group) == 1  # a long line goes alone
+    assert [len(g) for g in groups] == [2, 2, 1, 1, 3]
+
+
+def test_read_lines_skips_blank_lines_and_flags_long_ones() -> None:
+    data = b'{"a": 1}\n\n   \n' + b"y" * 500 + b"\n" + b'{"b": 2}'
+    got = list(read_lines(io.BytesIO(data), max_bytes=100))
+    assert got == [b'{"a": 1}\n', None, b'{"b": 2}\n']
