@@ -59,7 +59,7 @@ from mad.state.components import Backfills, Components
 from mad.web import read_token
 
 if TYPE_CHECKING:
-    from mad.generate.live import LiveController
+    from mad.runtime.simulator import LiveSimulator
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,8 @@ class Service:
         ) if c is not None]
         self.keeper = Keeper(self.children, settings.supervisor, stop=stop)
         self.status_server: ServerThread | None = None
-        self.simulator: ServerThread | None = None
-        self.controller: LiveController | None = None
-        self.sim_budget = Restarts("simulator", settings.supervisor)
-        self.sim_due: float | None = None
+        self.simulator: LiveSimulator | None = None
         self.backfill: BackfillThread | None = None
-        self.api_stopped = False
         self._initial_board()
 
     # -- starting -------------------------------------------------------------------------
@@ -181,7 +177,11 @@ class Service:
                                               sup.status_host, sup.status_port, "mad-status")
             self.status_server.start()
         if self.parts.simulate_rate > 0:
-            self._start_simulator_api()
+            from mad.runtime.simulator import LiveSimulator
+
+            self.simulator = LiveSimulator(self.settings, self.parts.simulate_rate,
+                                           f"{self.api.url}/v1/events", self.board)
+            self.simulator.start_api(waits_for_backfill=self.parts.backfill_hours > 0)
         if self.parts.backfill_hours > 0:
             job = FirstBackfill(self.settings, self.parts.backfill_hours,
                                 f"{self.api.url}/v1/events", self.token,
@@ -191,36 +191,6 @@ class Service:
         if self.parts.status:
             print(banner(self.settings, self.parts, self), flush=True)
         self.tick()
-
-    def _start_simulator_api(self) -> None:
-        from mad.generate.live import LiveController
-        from mad.generate.live import create_app as simulator_app
-
-        sim_settings = self.settings.model_copy(deep=True)
-        sim_settings.simulate.sink = f"{self.api.url}/v1/events"
-        self.controller = LiveController(sim_settings)
-        cfg = self.settings.simulate
-        self.simulator = ServerThread(simulator_app(sim_settings, self.controller), cfg.host,
-                                      cfg.port, "mad-simulator")
-        self.simulator.start()
-        detail = "starts when the backfill is done" if self.backfill is not None or \
-            self.parts.backfill_hours > 0 else ""
-        self.board.set("simulator", "starting", pid=self.pid, url=self.simulator.url,
-                       detail=detail)
-
-    def _start_live_run(self) -> None:
-        from mad.generate.live import StartRequest
-
-        if self.controller is None:
-            return
-        rate = self.parts.simulate_rate
-        self.controller.start(StartRequest(interval_seconds=1.0,
-                                           logs_per_interval=max(1, round(rate)),
-                                           duration_seconds=0))
-        if self.sim_budget.total == 0:
-            print(f"simulator control API on {self.simulator.url if self.simulator else ''}"
-                  f" -> {rate:g} events/s", flush=True)
-        self.board.set("simulator", "running", detail=f"{rate:g} events/s")
 
     # -- watching -------------------------------------------------------------------------
 
@@ -238,37 +208,10 @@ class Service:
                 self.board.set(self.keeper.failed, "failed", detail=str(err),
                                last_exit=self.keeper.last_exit.get(self.keeper.failed))
             raise
-        self._watch_simulator()
+        if self.simulator is not None:
+            self.simulator.watch(may_run=self.backfill is None or self.backfill.finished())
         for child in self.children:
             self._observe(child)
-
-    def _watch_simulator(self) -> None:
-        if self.controller is None or self.stop_event.is_set():
-            return
-        run = self.controller.run
-        if run is None:
-            if self.backfill is None or self.backfill.finished():
-                self._start_live_run()
-            return
-        if self.controller.running():
-            self.board.set("simulator", "running")
-            return
-        if run.stop_flag.is_set():  # stopped through its control API: the operator's call
-            self.board.set("simulator", "stopped", required=False,
-                           detail="stopped through its control API (POST "
-                           "/api/continuous/start starts it again)")
-            return
-        if self.sim_due is None:
-            why = f"run ended unexpectedly ({run.last_error or 'no error recorded'})"
-            delay = self.sim_budget.next_delay(why)
-            log.warning("simulator %s; restarting it in %.1f s (restart %d)", why, delay,
-                        self.sim_budget.total)
-            self.sim_due = self.keeper.clock() + delay
-            self.board.set("simulator", "restarting", restarts=self.sim_budget.total,
-                           last_exit=why)
-        elif self.keeper.clock() >= self.sim_due:
-            self.sim_due = None
-            self._start_live_run()
 
     def _observe(self, child: ChildProcess) -> None:
         name = child.name
@@ -297,8 +240,6 @@ class Service:
         if self.dashboard is not None and self.dashboard.started:
             self.dashboard.stop(min(DASHBOARD_STOP_S, cfg.loop_stop_s))
             self._stopped("dashboard", stopped)
-        if self.controller is not None:
-            self.controller.close()
         if self.simulator is not None:
             self.simulator.stop()
             self._stopped("simulator", stopped)
