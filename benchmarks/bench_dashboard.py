@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -62,6 +62,7 @@ def reads(settings: Settings, range_label: str) -> dict[str, Callable[[], Any]]:
     period = time_range(range_label)
     s, e = period.start, period.end
     job_bucket = "1h" if bucket_for(period) in ("1m", "5m") else "1d"
+    traffic_window = "5m" if e - s <= timedelta(days=2) else "1h"
 
     def data() -> None:
         listed = [d["name"] for d in datasets.datasets(settings) if d["files"]]
@@ -82,7 +83,9 @@ def reads(settings: Settings, range_label: str) -> dict[str, Callable[[], Any]]:
 
     return {
         "overview": lambda: (overview.overview(settings),
-                             overview.rates(settings, s, e, bucket_for(period))),
+                             overview.rates(settings, s, e, bucket_for(period)),
+                             services.service_metrics(settings, traffic_window,
+                                                      *clamped(s, e, 40))),
         "services": service_tab,
         "data": data,
         "jobs": lambda: (jobs.jobs(settings, s, e),
@@ -92,8 +95,6 @@ def reads(settings: Settings, range_label: str) -> dict[str, Callable[[], Any]]:
 
 
 def clamped(start: datetime, end: datetime, days: float) -> tuple[datetime, datetime]:
-    from datetime import timedelta
-
     return max(start, end - timedelta(days=days)), end
 
 
