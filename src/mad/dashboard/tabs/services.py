@@ -14,6 +14,14 @@ from mad.dashboard import charts
 from mad.dashboard.ui import EMPTY, TimeRange, clamp, frame, read
 
 WINDOWS = ("1m", "5m", "1h")
+SHOWN_DAYS = {"1m": 2.0, "5m": 10.0, "1h": 31.0}
+"""The longest stretch a window size is drawn over (a week of 1m windows is 60k points)."""
+
+
+def default_window(period: TimeRange) -> str:
+    """The smallest window size that draws the whole period."""
+    days = (period.end - period.start).total_seconds() / 86400
+    return next((w for w in WINDOWS if days <= SHOWN_DAYS[w]), "1h")
 SUMMARY_COLUMNS = ("service", "request_rate", "error_rate", "p50_ms", "p95_ms", "p99_ms")
 
 
@@ -38,10 +46,12 @@ def render(settings: Settings, period: TimeRange) -> None:
         st.info(EMPTY)
         return
     top = st.columns([1, 3])
-    window = top[0].segmented_control("Window", WINDOWS, default="1m", key="svc_window") or "1m"
+    fitting = default_window(period)
+    window = top[0].segmented_control("Window", WINDOWS, default=fitting,
+                                      key="svc_window") or fitting
     service = top[1].selectbox("Service", names, key="svc_service")
-    limit = getattr(q, "MAX_DAYS", {}).get(window)
-    if limit is not None and clamp(period, limit) != period:
+    limit = min(SHOWN_DAYS[window], getattr(q, "MAX_DAYS", {}).get(window, SHOWN_DAYS[window]))
+    if clamp(period, limit) != period:
         period = clamp(period, limit)
         st.caption(f"{window} windows: showing the {period.label}; pick a larger window "
                    "for a longer range.")
