@@ -247,4 +247,5 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=30)
+        if self.thread.ident is not None:  # started (a failed start stops nothing)
+            self.thread.join(timeout=30)
