@@ -15,7 +15,7 @@ import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +91,20 @@ def write_rejected(settings: Settings, when: datetime) -> None:
         ledger.engine.dispose()
 
 
-def build_lake(root: Path) -> BuiltLake:
+def build_lake(root: Path, start: datetime | None = None) -> BuiltLake:
+    """Run the pipeline into `root` (see the module doc); the simulated hours start at
+    `start` (default the generator's, 2026-11-01 00:00 UTC)."""
     from mad.detect.pipeline import DetectRunner
     from mad.etl.runner import EtlRunner
     from mad.generate.backfill import run_backfill
     from mad.generate.raw_lake import split_backfill
 
-    settings = lake_settings(root)
+    extra = {} if start is None else {"generate.start": start.isoformat()}
+    settings = lake_settings(root, **extra)
     run_backfill(settings.generate, root / "generated", progress=False)
     files = split_backfill(root / "generated" / "events.jsonl", Path(settings.lake_url))
     record_raw_files(settings, files)
-    write_rejected(settings, datetime(2026, 11, 1, 1, 30, tzinfo=UTC))
+    write_rejected(settings, settings.generate.start + timedelta(minutes=90))
     etl = EtlRunner(settings)
     try:
         etl.run_once()
@@ -126,3 +129,15 @@ def copy_lake(built: BuiltLake, to: Path) -> BuiltLake:
     """A private copy of a built lake and state database, for tests that change them."""
     shutil.copytree(built.root, to, ignore=shutil.ignore_patterns("generated"))
     return BuiltLake(lake_settings(to), to, built.labels)
+
+
+def duck(query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of a DuckDB query on a connection of its own (the module-level default one is
+    shared with the code under test, and a failed statement there aborts it for all)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return con.execute(query, params or []).fetchall()
+    finally:
+        con.close()

@@ -8,7 +8,6 @@ import gzip
 import sqlite3
 from pathlib import Path
 
-import duckdb
 import orjson
 import pytest
 
@@ -16,7 +15,7 @@ from mad.errors import ConfigError
 from mad.query.access import QueryError
 from mad.query.datasets import DATASETS, datasets, files, partitions, preview
 from mad.query.preview import MAX_LIMIT, MAX_LINE_BYTES
-from tests.query.conftest import BuiltLake, copy_lake, lake_settings
+from tests.query.conftest import BuiltLake, copy_lake, duck, lake_settings
 
 
 def data_files(folder: Path) -> list[Path]:
@@ -41,8 +40,8 @@ def test_every_dataset_with_its_files_bytes_and_rows(pipeline_lake: BuiltLake) -
         elif d["kind"] == "anomalies":
             assert d["rows"] is None  # no ledger counts them
         else:
-            [(rows,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake / name}/**/"
-                                   "*.parquet')").fetchall()
+            [(rows,)] = duck(f"SELECT count(*) FROM read_parquet('{lake / name}/**/"
+                                   "*.parquet')")
             assert d["rows"] == rows, name
 
 
@@ -108,8 +107,8 @@ def test_a_gzipped_jsonl_page(pipeline_lake: BuiltLake) -> None:
 def test_a_parquet_page_is_its_row_range(pipeline_lake: BuiltLake) -> None:
     lake = pipeline_lake.lake
     path = max(data_files(lake / "md-transformed-metrics"), key=lambda p: p.stat().st_size)
-    want = duckdb.sql(f"SELECT event_id FROM read_parquet('{path}', "
-                      "hive_partitioning=false)").fetchall()
+    want = duck(f"SELECT event_id FROM read_parquet('{path}', "
+                      "hive_partitioning=false)")
     page = preview(pipeline_lake.settings, path.relative_to(lake).as_posix(), 1000, 25)
     assert [r["event_id"] for r in page.rows] == [w[0] for w in want[1000:1025]]
     assert page.total == len(want) and page.format == "parquet"

@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from mad.errors import ConfigError
 from mad.query.access import QueryError
 from mad.query.incidents import AROUND, BAND_MADS, incident_detail, incidents
-from tests.query.conftest import BuiltLake, copy_lake, lake_settings
+from tests.query.conftest import BuiltLake, copy_lake, duck, lake_settings
 
 
 def sql(db: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -56,13 +55,13 @@ def test_an_incident_in_full(pipeline_lake: BuiltLake) -> None:
     got = incident_detail(pipeline_lake.settings, inc["id"])
     assert got["errors"] == [] and got["incident"]["id"] == inc["id"]
     lake = pipeline_lake.lake
-    want = duckdb.execute(f"""
+    want = duck(f"""
         SELECT window_start, service, series, stat, observed FROM read_parquet(
             '{lake}/md-anomalies/*/part-{inc['window']}.parquet')
         WHERE window_start BETWEEN ? AND ? AND list_contains(?, service || '/' || series
               || '/' || stat) ORDER BY 1, 2, 3, 4""", [
         inc["started"].replace(tzinfo=None), inc["last_seen"].replace(tzinfo=None),
-        inc["series"]]).fetchall()
+        inc["series"]])
     assert [(a["window_start"], a["service"], a["series"], a["stat"], a["observed"])
             for a in got["anomalies"]] == [(w.replace(tzinfo=UTC), *r) for w, *r in want]
     assert len(got["anomalies"]) == inc["anomalies"]
@@ -70,12 +69,12 @@ def test_an_incident_in_full(pipeline_lake: BuiltLake) -> None:
         :len(got["series"])]
     flagged = {(a["key"], a["window_start"]): a for a in got["anomalies"]}
     for s in got["series"][:3]:
-        observed = dict(duckdb.execute(f"""
+        observed = dict(duck(f"""
             SELECT window_start, "{s['stat']}" FROM read_parquet(
                 '{lake}/md-aggregates/window={inc['window']}/*/*.parquet')
             WHERE service = ? AND series = ? AND window_start >= ? AND window_start <= ?""", [
             s["service"], s["series"], (inc["started"] - AROUND).replace(tzinfo=None),
-            (inc["last_seen"] + AROUND).replace(tzinfo=None)]).fetchall())
+            (inc["last_seen"] + AROUND).replace(tzinfo=None)]))
         points = s["points"]
         assert {p["window_start"].replace(tzinfo=None): p["observed"] for p in points} == \
             observed

@@ -3,14 +3,16 @@ failed detection pass is recorded with its error."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mad.detect.pipeline import DetectRunner
 from mad.errors import ConfigError
 from mad.query.access import QueryError
 from mad.query.jobs import job_rates, jobs
@@ -84,12 +86,11 @@ def test_a_failed_detection_pass_is_a_failed_job(tmp_path: Path,
     con.close()
     [anomalies] = list((built.lake / "md-anomalies").rglob("*.parquet"))
     anomalies.write_bytes(b"not parquet")  # the pass must merge into it, and cannot
-    runner = DetectRunner(built.settings)
-    try:
-        with pytest.raises(Exception):  # noqa: B017 (whatever DuckDB raises for it)
-            runner.run_once()
-    finally:
-        runner.db.engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAD_")}
+    env.update({"MAD_DATA_DIR": str(built.root), "MAD_DETECT__DETECTOR__ENSEMBLE__WARMUP": "30"})
+    proc = subprocess.run([sys.executable, "-m", "mad.cli", "detect", "run"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stdout
     [failed] = jobs(built.settings, kind="detect")
     assert failed["status"] == "failed" and failed["error"]
     assert "\n" not in failed["error"]

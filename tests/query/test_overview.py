@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from mad.errors import ConfigError
 from mad.query.access import QueryError
 from mad.query.overview import overview, rates
-from tests.query.conftest import REJECTED, BuiltLake, lake_settings
+from tests.query.conftest import REJECTED, BuiltLake, duck, lake_settings
 
 
 def sql(built: BuiltLake, query: str) -> list[tuple[Any, ...]]:
@@ -56,8 +55,8 @@ def test_overview_numbers_are_what_the_lake_and_state_hold(pipeline_lake: BuiltL
     assert (etl["rows_in"], etl["rows_out"], etl["duplicates"], etl["late"]) == (
         rows_in, rows_out, dups, late)
     assert etl["pending_raw_files"] == 0
-    reasons = dict(duckdb.sql(f"SELECT reason, count(*) FROM read_parquet("
-                              f"'{lake}/md-quarantine/*/*/*.parquet') GROUP BY 1").fetchall())
+    reasons = dict(duck(f"SELECT reason, count(*) FROM read_parquet("
+                              f"'{lake}/md-quarantine/*/*/*.parquet') GROUP BY 1"))
     assert etl["quarantined"] == reasons and sum(reasons.values()) > 0
     raw_bytes = sum(folder_bytes(lake / d) for d in ("md-raw-logs", "md-raw-metrics",
                                                     "md-raw-apm"))
@@ -68,8 +67,8 @@ def test_overview_numbers_are_what_the_lake_and_state_hold(pipeline_lake: BuiltL
     assert etl["compression_ratio"] == pytest.approx(raw_bytes / parquet)
 
     detect = got["detect"]
-    [(newest,)] = duckdb.sql(f"SELECT max(window_start) FROM read_parquet("
-                             f"'{lake}/md-aggregates/window=1m/*/*.parquet')").fetchall()
+    [(newest,)] = duck(f"SELECT max(window_start) FROM read_parquet("
+                             f"'{lake}/md-aggregates/window=1m/*/*.parquet')")
     [(marks, last_mark)] = sql(pipeline_lake, "SELECT count(*), max(watermark) FROM "
                                               "detect_series WHERE window = '1m'")
     assert detect["newest_window"] == newest.replace(tzinfo=UTC)

@@ -6,7 +6,6 @@ import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from mad.catalog import SERVICES
@@ -21,7 +20,7 @@ from mad.query.services import (
     service_metrics,
     services,
 )
-from tests.query.conftest import BuiltLake, lake_settings
+from tests.query.conftest import BuiltLake, duck, lake_settings
 
 DAY = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -40,9 +39,9 @@ def test_the_latency_series_is_a_catalog_series_every_service_has() -> None:
 
 
 def test_services_are_those_in_the_aggregates(pipeline_lake: BuiltLake) -> None:
-    names = {r[0] for r in duckdb.sql(
+    names = {r[0] for r in duck(
         f"SELECT DISTINCT service FROM read_parquet('{pipeline_lake.lake}/md-aggregates/"
-        "window=1m/date=2026-11-01/*.parquet')").fetchall()}
+        "window=1m/date=2026-11-01/*.parquet')")}
     got = services(pipeline_lake.settings)
     assert set(got) == names and got == [s for s in SERVICES if s in names]
 
@@ -51,7 +50,7 @@ def test_services_are_those_in_the_aggregates(pipeline_lake: BuiltLake) -> None:
 def test_service_metrics_are_the_aggregates(pipeline_lake: BuiltLake, window: str) -> None:
     start, end = DAY + timedelta(minutes=30), DAY + timedelta(hours=1, minutes=30)
     got = service_metrics(pipeline_lake.settings, window, start, end)
-    want = duckdb.execute(f"""
+    want = duck(f"""
         SELECT window_start, service,
                max(avg) FILTER (series = 'events'), max(avg) FILTER (series = 'error_rate'),
                max(p50) FILTER (series = ?), max(p95) FILTER (series = ?),
@@ -59,7 +58,7 @@ def test_service_metrics_are_the_aggregates(pipeline_lake: BuiltLake, window: st
         FROM read_parquet('{pipeline_lake.lake}/md-aggregates/window={window}/*/*.parquet')
         WHERE window_start >= ? AND window_start < ?
         GROUP BY 1, 2 ORDER BY 1, 2""", [LATENCY_SERIES] * 3 + [
-        start.replace(tzinfo=None), end.replace(tzinfo=None)]).fetchall()
+        start.replace(tzinfo=None), end.replace(tzinfo=None)])
     assert len(got) == len(want) > 0
     for row, (when, service, events, errors, p50, p95, p99) in zip(got, want, strict=True):
         assert row["window_start"] == when.replace(tzinfo=UTC)
@@ -89,8 +88,8 @@ def test_service_metrics_reject_bad_arguments(pipeline_lake: BuiltLake) -> None:
 
 def test_anomalies_are_what_detection_stored(pipeline_lake: BuiltLake) -> None:
     path = f"{pipeline_lake.lake}/md-anomalies/*/*.parquet"
-    want = duckdb.sql(f"SELECT window_start, service, series, stat, score FROM "
-                      f"read_parquet('{path}') ORDER BY 1, 2, 3, 4").fetchall()
+    want = duck(f"SELECT window_start, service, series, stat, score FROM "
+                      f"read_parquet('{path}') ORDER BY 1, 2, 3, 4")
     got = anomalies(pipeline_lake.settings, DAY - timedelta(days=1), DAY + timedelta(days=1))
     assert [(a["window_start"], a["service"], a["series"], a["stat"], a["score"])
             for a in got] == [(w.replace(tzinfo=UTC), *rest) for w, *rest in want]
@@ -112,3 +111,17 @@ def test_a_missing_lake_is_one_error_and_creates_nothing(tmp_path: Path) -> None
         with pytest.raises(ConfigError, match="no lake at"):
             call()
     assert not (tmp_path / "typo").exists()
+
+
+def test_an_unreadable_file_fails_its_call_only(tmp_path: Path,
+                                                pipeline_lake: BuiltLake) -> None:
+    from mad.errors import MadError
+    from tests.query.conftest import copy_lake
+
+    built = copy_lake(pipeline_lake, tmp_path / "copy")
+    [path] = list((built.lake / "md-anomalies").rglob("*.parquet"))
+    path.write_bytes(b"not parquet")
+    with pytest.raises(MadError, match="cannot read md-anomalies/") as err:
+        anomalies(built.settings, DAY, DAY + timedelta(days=1))
+    assert "\n" not in str(err.value)
+    assert anomalies(pipeline_lake.settings, DAY, DAY + timedelta(days=1))  # still reads

@@ -14,6 +14,7 @@ Only looks: a missing lake or state database is a ConfigError (nothing is create
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,12 @@ from sqlalchemy import Engine
 
 from mad import lake
 from mad.config import Settings
-from mad.detect.lake_io import UnreadableAggregates, aggregate_days, newest_start, read_anomalies
-from mad.query.access import DB_ERRORS, open_lake, state_db, utc
+from mad.detect.lake_io import aggregate_days
+from mad.detect.model import Anomaly
+from mad.errors import MadError
+from mad.query.access import DB_ERRORS, open_lake, parquet_rows, state_db, utc
 from mad.state import DetectRuns, DetectStore, SentAlerts, safe_url
-from mad.stores import ObjectNotFound, ObjectStore
+from mad.stores import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,29 @@ def newest_window(store: ObjectStore, window: str) -> datetime | None:
     if not days:
         return None
     try:
-        return newest_start(store, days[max(days)])
-    except (ObjectNotFound, UnreadableAggregates):
+        rows = parquet_rows(store, days[max(days)], "SELECT max(window_start) AS t FROM data")
+    except MadError:  # being replaced by the ETL, or not Parquet
         return None
+    newest = rows[0]["t"] if rows else None
+    return newest if isinstance(newest, datetime) else None
+
+
+def read_anomalies(store: ObjectStore, keys: list[str]) -> list[Anomaly]:
+    """The anomalies stored in `keys` (files of `md-anomalies`), each read on a connection
+    of its own (an unreadable file fails this call only)."""
+    rows = parquet_rows(store, keys, 'SELECT window_start, "window", service, series, stat, '
+                        "score, severity, observed, expected, lower, upper, detectors "
+                        "FROM data")
+    return [Anomaly(service=r["service"], series=r["series"], stat=r["stat"],
+                    window=r["window"], window_start=r["window_start"], score=_num(r["score"]),
+                    severity=r["severity"], observed=_num(r["observed"]),
+                    expected=_num(r["expected"]), lower=_num(r["lower"]),
+                    upper=_num(r["upper"]), detectors=tuple(r["detectors"] or ()))
+            for r in rows]
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def anomaly_keys(store: ObjectStore, window: str | None = None) -> list[str]:

@@ -2,7 +2,7 @@
 incident in full (its anomalies, and each affected series around it with an expected band).
 
 Feedback and silences come from `mad.detect.operator` when it is installed (`feedback`,
-`silences` + `covering`, else `silenced_by`); without it they are None. Alerts sent are the
+`silenced_reasons`, else `silenced_by` per incident); without it they are None. Alerts sent are the
 `detect_alerts_sent` keys `<sink>:<incident id>:<seq>:<change>` of the incident.
 A missing state database is a ConfigError; a missing lake leaves `incident_detail` without
 anomalies and points, with the reason in `errors`.
@@ -15,7 +15,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Engine, and_, desc, select
 
 from mad.config import Settings
-from mad.detect.lake_io import STATS, aggregate_days, read_anomalies
+from mad.detect.lake_io import STATS, aggregate_days
 from mad.errors import MadError
 from mad.query.access import (
     DB_ERRORS,
@@ -38,7 +38,7 @@ from mad.query.access import (
     state_db,
     utc,
 )
-from mad.query.detection import anomaly_keys
+from mad.query.detection import anomaly_keys, read_anomalies
 from mad.state.detect_state import detect_alerts_sent, detect_incidents
 from mad.stores import ObjectStore
 
@@ -110,28 +110,23 @@ def _alerts_sent(engine: Engine, ids: Sequence[str]) -> Counter[str]:
 
 def _annotate(settings: Settings, rows: list[dict[str, Any]], errors: list[str]) -> None:
     """Add `feedback` and `silenced` from the operator module (None without it)."""
-    op = _operator()
-    labels: dict[str, Any] | None = None
-    silences: list[Any] | None = None
-    if op is not None:
-        try:
-            labels = op.feedback(settings, [r["id"] for r in rows])
-            if hasattr(op, "silences") and hasattr(op, "covering"):
-                silences = op.silences(settings, active_at=datetime.now(UTC))
-        except (MadError, *DB_ERRORS) as err:
-            errors.append(f"operator actions: {first_line(err)}")
-            op = None
-    now = datetime.now(UTC)
     for row in rows:
-        row["feedback"] = None if labels is None else labels.get(row["id"])
-        row["silenced"] = None
-        if op is None:
-            continue
-        if silences is not None:
-            row["silenced"] = op.covering(silences, row["id"], row["services"], row["series"],
-                                          [now])
+        row["feedback"] = row["silenced"] = None
+    op = _operator()
+    if op is None or not rows:
+        return
+    try:
+        labels = op.feedback(settings, [r["id"] for r in rows])
+        if hasattr(op, "silenced_reasons"):  # one read of the silences for all
+            reasons = op.silenced_reasons(settings, rows)
         else:
-            row["silenced"] = op.silenced_by(settings, row)
+            reasons = {r["id"]: op.silenced_by(settings, r) for r in rows}
+    except (MadError, *DB_ERRORS) as err:
+        errors.append(f"operator actions: {first_line(err)}")
+        return
+    for row in rows:
+        row["feedback"] = labels.get(row["id"])
+        row["silenced"] = reasons.get(row["id"])
 
 
 def incidents(settings: Settings, start: datetime | None = None, end: datetime | None = None,

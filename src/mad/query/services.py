@@ -21,7 +21,7 @@ from typing import Any
 from mad import lake
 from mad.catalog import SERVICES
 from mad.config import Settings
-from mad.detect.lake_io import aggregate_days, read_anomalies
+from mad.detect.lake_io import aggregate_days
 from mad.query.access import (
     QueryError,
     check_range,
@@ -31,7 +31,7 @@ from mad.query.access import (
     parquet_rows,
     plain,
 )
-from mad.query.detection import anomaly_keys
+from mad.query.detection import anomaly_keys, read_anomalies
 
 WINDOWS = ("1m", "5m", "1h")
 WINDOW_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
