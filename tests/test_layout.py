@@ -18,9 +18,10 @@ SHARED = {"config", "registry", "errors", "catalog", "events", "lake", "state", 
 # the folders where backends live: only these (and the registry, the settings) name them
 BACKEND_FOLDERS = ("stores", "ingest/streams", "etl/engines", "etl/publish")
 BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb")
-# what `mad.query` may take from the stages: their read edges, nothing that runs them
+# what `mad.query` may take from the stages: their read edges and records, nothing that
+# runs them
 QUERY_READS = {"mad.ingest.wiring", "mad.ingest.writer", "mad.etl.discover", "mad.etl.runner",
-               "mad.detect.lake_io", "mad.detect.operator"}
+               "mad.detect.lake_io", "mad.detect.model", "mad.detect.operator"}
 
 
 def modules(package: str) -> list[Path]:
