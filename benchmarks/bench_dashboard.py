@@ -51,8 +51,8 @@ def lake(days: int, rate: float) -> Settings:
     started = time.perf_counter()
     print(f"building {days} d at {rate:g} events/s in {root} ...", file=sys.stderr)
     build_demo_lake(settings)
-    end = settings.generate.start.timestamp() + settings.generate.duration_s
-    done.write_text(datetime.fromtimestamp(end, UTC).isoformat())
+    end_s = settings.generate.start.timestamp() + settings.generate.duration_s
+    done.write_text(datetime.fromtimestamp(end_s, UTC).isoformat())
     print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return settings
 
