@@ -188,7 +188,9 @@ def test_mad_up_wires_simulator_to_lake(env: dict[str, str]) -> None:
     port = int(env["PORT"])
     sim_port = free_port()
     data = Path(env["MAD_DATA_DIR"])
-    proc = start(["up", "--rate", "150"], {**env, "MAD_SIMULATE__PORT": str(sim_port)}, port)
+    proc = start(["up", "--rate", "150", "--no-dashboard", "--backfill-hours", "0"],
+                 {**env, "MAD_SIMULATE__PORT": str(sim_port),
+                  "MAD_SUPERVISOR__STATUS_PORT": str(free_port())}, port)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = httpx.get(f"http://127.0.0.1:{sim_port}/api/status").json()
