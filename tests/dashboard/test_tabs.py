@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from mad.config import load_settings
@@ -17,6 +18,8 @@ from tests.dashboard.conftest import RANGE, metric, page
 from tests.query.conftest import BuiltLake
 
 TABS = ("overview", "services", "data", "jobs", "anomalies")
+# Streamlit's own conversion of tz-aware columns, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:Series.values returning an ndarray")
 
 
 def texts(at: AppTest) -> list[str]:
