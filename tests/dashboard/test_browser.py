@@ -18,6 +18,7 @@ import pytest
 
 from mad.config import Settings
 from mad.dashboard.server import dashboard_body
+from mad.dashboard.ui import time_range
 from mad.runtime.children import ChildProcess
 from tests.dashboard.conftest import RANGE
 from tests.query.conftest import BuiltLake
@@ -67,11 +68,11 @@ def wait_healthy(url: str, child: ChildProcess, timeout_s: float = 60) -> None:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[str]:
+def serve(settings: Settings, refresh_s: int = 3600) -> Iterator[str]:
     """The dashboard over `settings` in a child process on a free port; its URL."""
     port = free_port()
     settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(
-        update={"port": port, "refresh_s": 3600})})
+        update={"port": port, "refresh_s": refresh_s})})
     child = ChildProcess("dashboard", dashboard_body, settings)
     child.start()
     try:
@@ -178,4 +179,22 @@ def test_thumbs_down_and_snooze_are_stored_and_shown(browser: Any, own_lake: Bui
         assert f"incident {ident}" in page.inner_text("body")
         full_height(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard-actions.png"))
+        page.close()
+
+
+def test_live_refresh_shows_what_changed_without_a_click(browser: Any, own_lake: BuiltLake
+                                                         ) -> None:
+    from mad.detect.operator import give_feedback
+    from mad.query.incidents import incidents
+
+    settings = own_lake.settings
+    with serve(settings, refresh_s=2) as url:
+        page = open_tab(browser, url, "anomalies")
+        page.get_by_text("No label yet.").first.wait_for()
+        period = time_range(RANGE)
+        first = incidents(settings, period.start, period.end)[0]["id"]  # the one shown
+        give_feedback(settings, first, "up", user="someone-else")
+        # no click, no reload: the tab's fragment runs again and reads the new label
+        page.get_by_text("Label: real incident (up), by someone-else").first.wait_for()
+        assert page.get_by_role("heading", name="Anomalies").count() == 1
         page.close()
