@@ -29,7 +29,7 @@ import pytest
 from tests.pg_server import postgres_fixture
 
 from mad.config import AwsSettings, Settings, load_settings
-from mad.detect.lake_io import read_anomalies
+from mad.detect.lake_io import UnreadableAnomalies, read_anomalies
 from mad.detect.model import Anomaly
 from mad.detect.pipeline import DetectBusy, DetectRunner
 from mad.lake import ANOMALIES_DATASET as ANOMALIES
@@ -225,6 +225,25 @@ def test_bad_input_is_counted_not_fatal(tmp_path: Path) -> None:
     assert held.points == 0 and "cannot read aggregates" in held.held
     (folder / "zz-broken.parquet").unlink()
     assert run(settings).points > 0  # once the file is fixed, detection goes on
+
+
+def test_a_corrupt_anomalies_file_is_a_one_line_error_and_poisons_nothing(
+        tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+    write_aggregates(Path(settings.lake_url), synthetic_rows(240))
+    assert run(settings).anomalies > 0
+    key = next(k for k in open_store(settings.lake_url, settings.aws).list(f"{ANOMALIES}/"))
+    (Path(settings.lake_url) / key).write_bytes(b"not parquet")
+    write_aggregates(Path(settings.lake_url), synthetic_rows(300), "part-1.parquet")
+    proc = mad_cli(settings, "detect", "run")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("mad: error:")]
+    assert len(errors) == 1 and key in errors[0]
+    # in one process: the failed read leaves later reads of good files working
+    with pytest.raises(UnreadableAnomalies):
+        stored(settings)
+    (Path(settings.lake_url) / key).unlink()
+    assert run(settings).windows > 0 and duckdb.sql("SELECT 1").fetchone() == (1,)
 
 
 def test_one_process_scores_a_window_size_at_a_time(tmp_path: Path) -> None:

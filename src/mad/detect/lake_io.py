@@ -46,6 +46,15 @@ class UnreadableAggregates(TerminalError):
     """An aggregates file that is not Parquet or lacks the key columns."""
 
 
+class UnreadableAnomalies(TerminalError):
+    """An `md-anomalies` file that is not Parquet (or not one this version wrote)."""
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 @dataclass
 class Windows:
     """Rows read from a set of aggregate files, one per window start x service x series."""
@@ -132,11 +141,15 @@ def newest_start(store: ObjectStore, keys: list[str]) -> datetime | None:
         return None
     with tempfile.TemporaryDirectory(prefix="mad-detect-") as tmp:
         paths = _fetch(store, keys, Path(tmp))
+        con = duckdb.connect()  # its own: a failed statement must not poison later reads
         try:
-            row = duckdb.sql(f"SELECT max(window_start) FROM read_parquet({paths!r}, "
-                             "union_by_name=true, hive_partitioning=false)").fetchone()
+            row = con.sql(f"SELECT max(window_start) FROM read_parquet({paths!r}, "
+                          "union_by_name=true, hive_partitioning=false)").fetchone()
         except duckdb.Error as err:
-            raise UnreadableAggregates(f"cannot read aggregates {keys}: {err}") from None
+            raise UnreadableAggregates(f"cannot read aggregates {keys}: "
+                                       f"{_first_line(err)}") from None
+        finally:
+            con.close()
     return None if row is None or row[0] is None else _utc(row[0])
 
 
@@ -150,9 +163,18 @@ def read_anomalies(store: ObjectStore, keys: list[str]) -> list[Anomaly]:
         return []
     with tempfile.TemporaryDirectory(prefix="mad-detect-") as tmp:
         paths = _fetch(store, keys, Path(tmp))
-        rows = duckdb.sql(f"SELECT window_start, \"window\", service, series, stat, score, "
-                          f"severity, observed, expected, lower, upper, detectors FROM "
-                          f"read_parquet({paths!r}, hive_partitioning=false)").fetchall()
+        con = duckdb.connect()  # its own: a failed statement must not poison later reads
+        try:
+            rows = con.sql(f"SELECT window_start, \"window\", service, series, stat, score, "
+                           f"severity, observed, expected, lower, upper, detectors FROM "
+                           f"read_parquet({paths!r}, hive_partitioning=false)").fetchall()
+        except duckdb.Error as err:
+            raise UnreadableAnomalies(
+                f"anomalies file {', '.join(keys)} is unreadable ({_first_line(err)}); move "
+                "it aside to go on (its anomalies are lost; incidents keep their counts)"
+            ) from None
+        finally:
+            con.close()
     return [Anomaly(service=r[2], series=r[3], stat=r[4], window=r[1],
                     window_start=_utc(r[0]), score=_num(r[5]), severity=r[6],
                     observed=_num(r[7]), expected=_num(r[8]), lower=_num(r[9]),
