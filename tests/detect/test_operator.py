@@ -24,6 +24,8 @@ from mad.detect.incidents import IncidentTracker
 from mad.detect.model import Anomaly, IncidentChange
 from mad.detect.operator import BadAction, StateSilencer
 from mad.detect.outbox import Outbox
+from mad.detect.status import render
+from mad.query.detection import detect_status
 from mad.state import DetectStore, OperatorStore, SentAlerts, open_state
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -192,6 +194,9 @@ def test_the_pipeline_records_anomalies_but_sends_nothing_in_maintenance(
     assert len(stored(settings)) == summary.anomalies  # recorded all the same
     assert receiver.requests == [] and not settings.alerts_path.exists()
     assert operator.silenced_count(settings) == summary.changes
+    status = detect_status(settings)
+    assert status["silenced_alerts"] == summary.changes
+    assert f"{summary.changes} alerts silenced" in render(status)
 
 
 # -- silences: what is refused ----------------------------------------------------------

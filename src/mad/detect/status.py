@@ -34,7 +34,8 @@ def render(data: dict[str, Any], limit: int = 10) -> str:
         lines.append("series scored: none yet (run `mad detect run`)")
     lines.append(f"incidents: {plural(data['open_incidents'], 'incident')} open; "
                  f"{plural(data['pending_alerts'], 'alert')} waiting for delivery, "
-                 f"{plural(data['failed_alerts'], 'alert')} refused for good")
+                 f"{plural(data['failed_alerts'], 'alert')} refused for good, "
+                 f"{plural(data.get('silenced_alerts', 0), 'alert')} silenced")
     last = data.get("last_run")
     if last is not None:
         lines.append(f"last pass: {last['status']} at {last['finished_at']}, "
@@ -49,7 +50,10 @@ def render(data: dict[str, Any], limit: int = 10) -> str:
                      f"{plural(i['anomalies'], 'anomaly')} on {', '.join(i['services'])}")
     lines.append(f"recent anomalies: {len(data['anomalies'])}")
     for a in data["anomalies"]:
+        rules = [d.removeprefix("rule:") for d in a["detectors"] if d.startswith("rule:")]
+        versus = (f"threshold {a['expected']:.4g} (rule {', '.join(rules)})" if rules
+                  else f"expected {a['expected']:.4g}")
         lines.append(f"  {a['window_start']}  {a['service']}/{a['series']}/{a['stat']}  "
-                     f"{a['observed']:.4g} (expected {a['expected']:.4g})  score "
+                     f"{a['observed']:.4g} ({versus})  score "
                      f"{a['score']:.2f} {a['severity']}  {','.join(a['detectors'])}")
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from mad.detect.lake_io import aggregate_days
 from mad.detect.model import Anomaly
 from mad.errors import MadError
 from mad.query.access import DB_ERRORS, open_lake, parquet_rows, state_db, utc
-from mad.state import DetectRuns, DetectStore, SentAlerts, safe_url
+from mad.state import DetectRuns, DetectStore, OperatorStore, SentAlerts, safe_url
 from mad.stores import ObjectStore
 
 
@@ -135,7 +135,8 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     """What `mad detect status --format json` prints: `window`, `lake`, `state` (password
     masked), `newest_window` and `scored_to` (ISO text or None), `series` (service, series,
     watermark, points, lag_s; most behind first), `open_incidents`, `pending_alerts`,
-    `failed_alerts` and the newest `alert_failures`, the newest `limit` `incidents` and
+    `failed_alerts`, `silenced_alerts` (held back by a silence) and the newest
+    `alert_failures`, the newest `limit` `incidents` and
     recent `anomalies` (ISO text times), and `last_run` (the newest recorded pass or None)."""
     window = settings.detect.window
     store = open_lake(settings)
@@ -146,6 +147,7 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         open_incidents = db.incidents(1000, status="open")
         pending = len(db.pending_alerts())
         failed, failures = SentAlerts(engine).failures(limit)
+        silenced = _silenced_count(engine)
         runs = _recent_runs(engine, window, 1)
     newest = newest_window(store, window)
     series: list[dict[str, Any]] = []
@@ -161,7 +163,7 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "newest_window": newest.isoformat() if newest is not None else None,
         "scored_to": scored_to.isoformat() if scored_to is not None else None,
         "series": series, "open_incidents": len(open_incidents), "pending_alerts": pending,
-        "failed_alerts": failed,
+        "failed_alerts": failed, "silenced_alerts": silenced,
         "alert_failures": [{"key": f["key"], "failed_at": f["failed_at"].isoformat(),
                             "error": f["error"]} for f in failures],
         "incidents": [{**i, **{k: (i[k].isoformat() if i[k] is not None else None)
@@ -170,6 +172,15 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         "anomalies": [a.to_dict() for a in reversed(recent)],
         "last_run": _run_text(runs[0]) if runs else None,
     }
+
+
+def _silenced_count(engine: Engine) -> int:
+    """Alerts held back by a snooze or maintenance window, ever (0 in a database that
+    detection has not opened since silences exist)."""
+    try:
+        return OperatorStore(engine).silenced_count()
+    except DB_ERRORS:
+        return 0
 
 
 def _run_text(run: dict[str, Any]) -> dict[str, Any]:
