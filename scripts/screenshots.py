@@ -91,7 +91,7 @@ def serve(settings: Settings) -> tuple[Any, str]:
 
     port = free_port()
     settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(
-        update={"port": port, "refresh_s": 3600})})
+        update={"port": port})})
     child = ChildProcess("dashboard", dashboard_body, settings)
     child.start()
     url = f"http://127.0.0.1:{port}"

@@ -46,7 +46,8 @@ def stages(data: Mapping[str, Any]) -> list[dict[str, Any]]:
          "in": None if ingest.get("accepted") is None
          else int(ingest["accepted"]) + int(ingest.get("rejected") or 0),
          "out": ingest.get("accepted")},
-        {"stage": "raw writer (raw lake)", "in": None, "out": raw["records"]},
+        {"stage": "raw writer (raw lake)", "in": ingest.get("accepted"),
+         "out": raw["records"]},  # in: what the stream holds for it; the rest is lag
         {"stage": "ETL (Parquet lake)", "in": etl.get("rows_in"), "out": etl.get("rows_out")},
     ]
 
