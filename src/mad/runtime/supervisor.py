@@ -315,10 +315,10 @@ def banner(settings: Settings, parts: Parts, service: Service) -> str:
     lines = ["mad up: every part is supervised; Ctrl-C stops them all cleanly"]
     lines += [f"  {name:<18} {url}" for name, url in rows]
     if service.backfill is not None:
-        lines.append(f"first start: posting {parts.backfill_hours:g} h of labelled traffic "
-                     "(with incidents) through the ingest API, once; labels in "
-                     f"{settings.data_dir / 'backfill' / 'labels.json'}; the live simulator "
-                     "starts when it is done")
+        lines.append(f"backfill: {parts.backfill_hours:g} h of labelled traffic (with "
+                     "incidents), posted through the ingest API on the first start only "
+                     f"(labels in {settings.data_dir / 'backfill' / 'labels.json'}); the live "
+                     "simulator starts after it")
     lines.append("next:")
     if service.dashboard is not None:
         lines.append(f"  open the dashboard: {rows[0][1]}")
