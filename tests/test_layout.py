@@ -14,7 +14,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mad"
 STAGES = ("generate", "ingest", "etl", "detect")
-SHARED = {"config", "registry", "errors", "catalog", "events", "lake", "state", "stores", "web"}
+SHARED = {"config", "registry", "errors", "catalog", "events", "lake", "state", "stores", "web",
+          "words"}
 # the folders where backends live: only these (and the registry, the settings) name them
 BACKEND_FOLDERS = ("stores", "ingest/streams", "etl/engines", "etl/publish")
 BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb")

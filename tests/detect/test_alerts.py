@@ -338,7 +338,7 @@ def test_an_incident_is_named_after_its_origin() -> None:
 
 
 def test_counts_in_alert_texts_are_singular_or_plural() -> None:
-    from mad.detect.alerts import plural
+    from mad.words import plural
 
     assert [plural(n, "incident") for n in (0, 1, 2)] == [
         "0 incidents", "1 incident", "2 incidents"]

@@ -97,7 +97,7 @@ def test_mad_etl_compact_merges_small_files_and_keeps_every_row(tmp_path: Path) 
     proc = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "compact"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("1 partitions compacted"), proc.stdout
+    assert proc.stdout.strip().endswith("1 partition compacted"), proc.stdout
     runner = EtlRunner(settings_for(tmp_path, url))
     try:
         assert len(runner.lake.files(quarantine)) == 1

@@ -200,5 +200,5 @@ def test_mad_etl_run_and_status_on_an_s3_lake(tmp_path: Path, bucket_url: str,
     status = subprocess.run([sys.executable, "-m", "mad.cli", "etl", "status"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert "backlog: 1 raw files" in status.stdout and "succeeded" in status.stdout
+    assert "backlog: 1 raw file," in status.stdout and "succeeded" in status.stdout
     assert "0 quarantined whole, 1 waiting" in status.stdout

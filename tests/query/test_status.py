@@ -12,7 +12,7 @@ from mad.detect.pipeline import DetectRunner
 from mad.detect.status import collect as detect_collect
 from mad.detect.status import render as detect_render
 from mad.ingest.status import render as ingest_render
-from mad.query.words import plural
+from mad.words import plural
 from tests.query.conftest import BuiltLake, copy_lake, lake_settings
 
 

@@ -36,10 +36,10 @@ def detect_run(
     """Score new aggregate windows; write md-anomalies, incidents; send alerts."""
     import threading
 
-    from mad.detect.alerts import plural
     from mad.detect.pipeline import BatchReport, DetectRunner
     from mad.runtime.signals import stop_on_signals
     from mad.runtime.watch import watch as watch_loop
+    from mad.words import plural
 
     if watch and once:
         raise MadError("--watch and --once exclude each other")
@@ -102,7 +102,7 @@ def detect_feedback(
     import orjson
 
     from mad.detect import operator
-    from mad.detect.alerts import plural
+    from mad.words import plural
 
     settings = settings_from(config)
     if export:

@@ -111,6 +111,7 @@ def etl_compact(
     """Rewrite partitions with many small (or far too large) files toward
     etl.target_file_bytes; waits for a running pass, rows stay exactly as they are."""
     from mad.etl.runner import EtlRunner
+    from mad.words import plural
 
     runner = EtlRunner(settings_from(config, **{"lake.url": lake}))
     try:
@@ -119,6 +120,6 @@ def etl_compact(
         runner.close()
     for partition in done:
         typer.echo(f"compacted {partition}")
-    typer.echo(f"{len(done)} partitions compacted")
+    typer.echo(f"{plural(len(done), 'partition')} compacted")
 
 

@@ -38,6 +38,7 @@ import orjson
 from mad.config import Settings
 from mad.detect.model import Anomaly, IncidentChange
 from mad.errors import ConfigError, MadError, TerminalError, TransientError
+from mad.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,6 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 def _fmt(value: float) -> str:
     return f"{value:.4g}" if value == value else "NaN"
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """`1 incident`, `2 incidents`, `0 anomalies` (with `many` for irregular words)."""
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def anomalies_text(n: int) -> str:

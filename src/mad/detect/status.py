@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mad.query.detection import detect_status as collect
-from mad.query.words import plural
+from mad.words import plural
 
 __all__ = ["collect", "render"]
 

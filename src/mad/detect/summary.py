@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mad.detect.alerts import plural
+from mad.words import plural
 
 
 @dataclass

@@ -60,6 +60,7 @@ from mad.etl.quarantine import drop_known
 from mad.etl.screen import Screen, Screened
 from mad.etl.transforms.events import events_plan, partitions_plan
 from mad.state import EtlLedger, UnreadableFiles, Written, open_state
+from mad.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +92,20 @@ class PassSummary:
     stopped: bool = False  # the disk is full: the rest of the pass was not tried
 
     def line(self) -> str:
-        text = (f"{self.runs} runs over {self.files} raw files: {self.rows_in} lines in, "
-                f"{self.rows_out} new events, {self.duplicates} duplicates, "
-                f"{self.quarantined} quarantined, {self.late} late; aggregates recomputed "
-                f"for {len(self.days_aggregated)} days")
+        text = (f"{plural(self.runs, 'run')} over {plural(self.files, 'raw file')}: "
+                f"{plural(self.rows_in, 'line')} in, {plural(self.rows_out, 'new event')}, "
+                f"{plural(self.duplicates, 'duplicate')}, {self.quarantined} quarantined, "
+                f"{self.late} late; aggregates recomputed for "
+                f"{plural(len(self.days_aggregated), 'day')}")
         if self.reused:
-            text += f"; {self.reused} reused event ids quarantined"
+            text += f"; {plural(self.reused, 'reused event id')} quarantined"
         if self.unreadable or self.waiting:
-            text += (f"; {self.unreadable} unreadable raw files quarantined whole, "
+            text += (f"; {plural(self.unreadable, 'unreadable raw file')} quarantined whole, "
                      f"{self.waiting} left for the next pass")
         if self.compacted:
-            text += f"; {len(self.compacted)} partitions compacted"
+            text += f"; {plural(len(self.compacted), 'partition')} compacted"
         if self.failed:
-            text += f"; {len(self.failed)} runs failed"
+            text += f"; {plural(len(self.failed), 'run')} failed"
         return text
 
     def add(self, counts: dict[str, int]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from mad.config import Settings
 from mad.query.etl import etl_status
+from mad.words import plural
 
 COLUMNS = ("RUN", "STATUS", "FILES", "IN", "NEW", "DUPS", "QUARANTINED", "LATE", "REUSED",
            "UNREADABLE", "SECONDS", "ERROR")
@@ -30,7 +31,8 @@ def render_data(data: dict[str, Any], limit: int = 10) -> str:
     due = data["aggregates_due"]
     lines = [
         f"runs: {', '.join(f'{n} {s}' for s, n in sorted(totals.items())) or 'none yet'}",
-        f"backlog: {data['backlog_files']} raw files, {data['backlog_bytes']} bytes not read "
+        f"backlog: {plural(data['backlog_files'], 'raw file')}, {data['backlog_bytes']} bytes "
+        "not read "
         "yet",
         f"unreadable raw files: {data['unreadable_quarantined']} quarantined whole, "
         f"{len(waiting)} waiting for another attempt",
@@ -38,7 +40,7 @@ def render_data(data: dict[str, Any], limit: int = 10) -> str:
     lines += [f"  {r['key']}: {r['attempts']} of {data['unreadable_attempts']} attempts, "
               f"{r['reason']}" for r in waiting[:limit]]
     lines += [
-        f"aggregates due: {len(due)} days" + (f" ({', '.join(list(due)[:5])}"
+        f"aggregates due: {plural(len(due), 'day')}" + (f" ({', '.join(list(due)[:5])}"
                                               f"{', ...' if len(due) > 5 else ''})" if due else ""),
         f"event ids reused across event hours (quarantined as reused_event_id): "
         f"{data['reused']}",

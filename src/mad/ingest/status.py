@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mad.query.ingest import ingest_status as collect
-from mad.query.words import plural
+from mad.words import plural
 
 STALE_REPORT_S = 10.0
 """A writer that has not reported for this long is probably not running."""

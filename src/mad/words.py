@@ -1,5 +1,4 @@
-"""Counted nouns for the status texts built on the query functions: "1 incident",
-"2 incidents"."""
+"""Counted nouns for every text the project prints: "1 incident", "2 incidents"."""
 
 from __future__ import annotations
 
