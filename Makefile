@@ -50,7 +50,7 @@ spark-jars: install
 	@ls $(SPARK_JARS)/*.jar
 
 lint: install-test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
 ## system-deps: Prometheus' promtool (Debian package prometheus) lints /metrics in the tests.
