@@ -70,3 +70,13 @@ def test_a_bad_port_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "mad: error: bad setting dashboard.port=70000: Input should be less than or equal "
         "to 65535 (allowed: >= 1 and <= 65535)"]
+
+
+def test_a_bind_beyond_loopback_is_warned_about() -> None:
+    from mad.dashboard.server import exposure_warning
+
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert exposure_warning(host) is None
+    for host in ("0.0.0.0", "10.1.2.3", "dashboard.internal"):
+        warning = exposure_warning(host)
+        assert warning is not None and "no login" in warning and host in warning

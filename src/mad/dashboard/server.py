@@ -39,6 +39,17 @@ def streamlit_options(settings: Settings) -> dict[str, object]:
     }
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to say when the dashboard listens beyond loopback: it has no login of its own,
+    and its operator actions label and silence incidents."""
+    from mad.web import is_loopback
+
+    if is_loopback(host):
+        return None
+    return (f"dashboard bound to {host}: it has no login, and anyone who reaches it can "
+            "label incidents and silence alerts; put it behind an authenticating proxy")
+
+
 def dashboard_body(settings: Settings, stop: threading.Event) -> int:
     """Serve the dashboard on `settings.dashboard.host:port` until `stop` is set; 0 when
     stopped, 1 when the server could not start."""
@@ -47,6 +58,9 @@ def dashboard_body(settings: Settings, stop: threading.Event) -> int:
     from streamlit.web.server import Server
 
     use_settings(settings)
+    warning = exposure_warning(settings.dashboard.host)
+    if warning is not None:
+        log.warning("%s", warning)
     load_config_options({})
     for key, value in streamlit_options(settings).items():
         config.set_option(key, value, "mad dashboard settings")
