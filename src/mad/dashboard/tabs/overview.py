@@ -96,7 +96,9 @@ def render(settings: Settings, period: TimeRange) -> None:
     row[1].metric("Duplicates", number(etl.get("duplicates")))
     row[2].metric("Late events", number(etl.get("late")))
     row[3].metric("Quarantined", number(quarantined))
-    row[4].metric("Raw→Parquet", f"{ratio:.1f}x" if ratio else "–")
+    row[4].metric("Raw→Parquet", f"{ratio:.1f}x" if ratio else "–",
+                  help="bytes of the raw lake as written (gzip JSONL unless "
+                       "writer.gzip is off) over bytes of the Parquet lake")
     row[5].metric("ETL runs failed", number(etl.get("runs_failed")))
     row = st.columns(6)
     row[0].metric("Open incidents", number(det.get("open_incidents")))
