@@ -54,7 +54,9 @@ def test_overview_shows_the_query_numbers(dashboard_lake: BuiltLake) -> None:
     assert dict(zip(rejected["reason"], rejected["count"], strict=True)) \
         == data["ingest"]["rejected_by_reason"]
     stages = next(df.value for df in at.dataframe if "stage" in df.value.columns)
-    assert list(stages["out"])[2] == etl["rows_out"]
+    assert list(stages["out"]) == [data["ingest"]["accepted"], etl["rows_out"]]
+    assert list(stages["removed"]) == [data["ingest"]["rejected"],
+                                       etl["rows_in"] - etl["rows_out"]]
     assert EMPTY not in texts(at)
 
 

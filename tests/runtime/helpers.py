@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import duckdb
 import httpx
@@ -21,6 +21,8 @@ import pytest
 
 from mad import lake
 from tests.conftest import free_port
+
+T = TypeVar("T")
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -53,12 +55,13 @@ def mad_processes(data_dir: Path) -> list[int]:
             if name.startswith("mad-") and str(data_dir) in environ_of(pid)]
 
 
-def wait_for(check: Callable[[], object], limit_s: float = 60.0,
-             what: str = "condition") -> None:
+def wait_for(check: Callable[[], T], limit_s: float = 60.0, what: str = "condition") -> T:
+    """What `check()` returns once it is true; fails the test after `limit_s`."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if check():
-            return
+        found = check()
+        if found:
+            return found
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {what}")
 

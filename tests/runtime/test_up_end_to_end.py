@@ -1,19 +1,22 @@
 """`mad up` end to end, as an operator runs it: started in its own process group (live
 simulator and first-start backfill on), events posted by the test land in the raw lake, the
-transformed lake and the aggregates; a SIGTERM to the process group stops everything, a
-restart goes on from there: every acknowledged event_id is in the transformed lake, none
-twice, the backfill is not made again, and no process is left over."""
+transformed lake, the aggregates and the dashboard's query functions; a SIGTERM to the
+process group stops everything, a restart goes on from there: every acknowledged event_id is
+in the transformed lake, none twice, the backfill is not made again, counts go on, and no
+process is left over."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from mad.config import load_settings
 from mad.generate.backfill import run_backfill
+from mad.query.overview import overview
+from mad.query.services import service_metrics
 from tests.runtime.helpers import (
     Up,
     aggregate_count,
@@ -44,6 +47,25 @@ def _ids(data: Path) -> set[str]:
     return found[1] if found is not None else set()
 
 
+def shown(env: dict[str, str], rows_out: int) -> dict[str, int] | None:
+    """What the dashboard's Overview and Services read through `mad.query`, once its ETL
+    count has reached `rows_out` with every part reporting running; else None."""
+    settings = load_settings(env=env)
+    data = overview(settings)
+    etl, parts = data["etl"], {c["name"]: c for c in data["components"]}
+    raw = sum(d["records"] or 0 for d in data["raw"].values())
+    if etl["rows_out"] < rows_out or raw < rows_out:
+        return None
+    assert not data["errors"], data["errors"]
+    assert etl["runs_failed"] == 0 and data["ingest"]["accepted"] >= rows_out
+    for name in ("simulator", "ingest API", "stream", "raw writer", "etl", "detection"):
+        assert parts[name]["status"] == "running" and not parts[name]["stale"], parts[name]
+    now = datetime.now(UTC)
+    rows = service_metrics(settings, "1m", now - timedelta(hours=1), now + timedelta(minutes=1))
+    assert {r["service"] for r in rows} >= {"gateway", "payments"}
+    return {"rows_out": etl["rows_out"], "raw_records": raw}
+
+
 def test_mad_up_runs_stops_and_restarts_without_loss(tmp_path: Path,
                                                      lines: list[bytes]) -> None:
     data = tmp_path / "data"
@@ -64,6 +86,7 @@ def test_mad_up_runs_stops_and_restarts_without_loss(tmp_path: Path,
         wait_for(lambda: aggregate_count(data / "lake") > 0, 60, "the aggregates")
         before = len(_ids(data))
         aggregates = aggregate_count(data / "lake")
+        seen = wait_for(lambda: shown(env, len(first)), 60, "the dashboard's query functions")
         assert up.sigterm_group() == 0
         assert not mad_processes(data)
 
@@ -74,6 +97,9 @@ def test_mad_up_runs_stops_and_restarts_without_loss(tmp_path: Path,
         wait_for(lambda: (first | second) <= _ids(data), 120, "the second half")
         wait_for(lambda: aggregate_count(data / "lake") >= aggregates, 60, "the aggregates")
         assert len(_ids(data)) >= before + len(second - first)
+        again = wait_for(lambda: shown(env, seen["rows_out"] + len(second - first)), 60,
+                         "the query functions after the restart")
+        assert again["raw_records"] > seen["raw_records"]  # counts go on, none restart at 0
         assert up.sigterm_group() == 0
     except BaseException:
         up.kill_all()

@@ -37,18 +37,20 @@ def raw_totals(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 
 
 def stages(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Events in and out of each stage, as far as each part reports them."""
+    """Records in and out of each stage, from what each part has persisted: in = out +
+    removed (rejected, duplicates, quarantined) + waiting (in the stream, or raw lines the
+    ETL has not read yet)."""
     ingest = data.get("ingest") or {}
     etl = data.get("etl") or {}
-    raw = raw_totals(data.get("raw") or {})
+    good = int(ingest.get("accepted") or 0)  # records in the raw datasets
+    rejected = int(ingest.get("rejected") or 0)  # records in md-raw-errors
+    in_stream = int(ingest.get("lag_records") or 0)
+    rows_in, rows_out = int(etl.get("rows_in") or 0), int(etl.get("rows_out") or 0)
     return [
-        {"stage": "ingest API",
-         "in": None if ingest.get("accepted") is None
-         else int(ingest["accepted"]) + int(ingest.get("rejected") or 0),
-         "out": ingest.get("accepted")},
-        {"stage": "raw writer (raw lake)", "in": ingest.get("accepted"),
-         "out": raw["records"]},  # in: what the stream holds for it; the rest is lag
-        {"stage": "ETL (Parquet lake)", "in": etl.get("rows_in"), "out": etl.get("rows_out")},
+        {"stage": "ingest API + raw writer", "in": good + rejected + in_stream,
+         "out": good, "removed": rejected, "waiting": in_stream},
+        {"stage": "ETL (Parquet lake)", "in": good, "out": rows_out,
+         "removed": rows_in - rows_out, "waiting": max(0, good - rows_in)},
     ]
 
 
