@@ -25,14 +25,9 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from screenshots import (
-    CHROMIUM,
-    LAUNCH_ARGS,
-    build_demo_lake,
-    demo_settings,
-    serve,
-)
+from screenshots import CHROMIUM, LAUNCH_ARGS, demo_settings, serve
 
+from mad.bench.demo import build_demo_lake
 from mad.config import Settings
 from mad.dashboard.tabs.services import SHOWN_DAYS, default_window
 from mad.dashboard.ui import bucket_for, time_range
@@ -50,7 +45,7 @@ def lake(days: int, rate: float) -> Settings:
     settings = demo_settings(root, hours=days * 24, rate=rate)
     started = time.perf_counter()
     print(f"building {days} d at {rate:g} events/s in {root} ...", file=sys.stderr)
-    build_demo_lake(settings)
+    build_demo_lake(settings, progress=True)
     end_s = settings.generate.start.timestamp() + settings.generate.duration_s
     done.write_text(datetime.fromtimestamp(end_s, UTC).isoformat())
     print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mad.bench.demo import build_demo_lake
 from mad.config import Settings, load_settings
 
 TABS = ("overview", "services", "data", "jobs", "anomalies")
@@ -41,41 +42,6 @@ def demo_settings(root: Path, hours: float = 3, rate: float = 10.0,
         "data_dir": str(root), "generate.start": start.isoformat(),
         "generate.duration": f"{hours:g}h", "generate.rate": rate,
         "etl.engine.duckdb.threads": 2, "detect.detector.ensemble.warmup": 30})
-
-
-def build_demo_lake(settings: Settings) -> None:
-    """Backfill, raw lake (each file in the raw files ledger), one ETL and one detection pass."""
-    from mad import lake as names
-    from mad.detect.pipeline import DetectRunner
-    from mad.etl.runner import EtlRunner
-    from mad.generate.backfill import run_backfill
-    from mad.generate.raw_lake import split_backfill
-    from mad.state import RawFileLedger, open_state
-
-    out = settings.data_dir / "generated"
-    run_backfill(settings.generate, out, progress=True)
-    root = Path(settings.lake_url)
-    files = split_backfill(out / "events.jsonl", root)
-    ledger = RawFileLedger(open_state(settings.state_url), settings.writer.consumer)
-    try:
-        for path in files:
-            key = path.relative_to(root).as_posix()
-            part = names.parse_key(key)
-            lines = path.read_bytes().count(b"\n")
-            ledger.record(key, part.dataset, part.service, int(part.start), lines,
-                          path.stat().st_size, {part.kind or "log": lines})
-    finally:
-        ledger.engine.dispose()
-    etl = EtlRunner(settings)
-    try:
-        etl.run_once()
-    finally:
-        etl.close()
-    detect = DetectRunner(settings)
-    try:
-        detect.run_once()
-    finally:
-        detect.close()
 
 
 def free_port() -> int:
@@ -176,7 +142,7 @@ def main() -> None:
         if args.data is None:
             settings = demo_settings(Path(scratch) / "data")
             print("building a demo lake ...", file=sys.stderr)
-            build_demo_lake(settings)
+            build_demo_lake(settings, progress=True)
         else:
             if not args.data.is_dir():
                 raise SystemExit(f"screenshots: no data folder {args.data}")

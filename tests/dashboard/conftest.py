@@ -4,7 +4,6 @@ in `AppTest` on given settings."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,13 +14,7 @@ from streamlit.testing.v1 import AppTest
 from mad.config import Settings
 from mad.dashboard.context import use_settings
 from mad.dashboard.server import APP_SCRIPT
-from tests.query.conftest import (
-    BuiltLake,
-    copy_lake,
-    lake_settings,
-    record_raw_files,
-    write_rejected,
-)
+from tests.query.conftest import BuiltLake, build_lake, copy_lake
 
 RANGE = "last 6 h"  # the lake holds the 2 hours before the current hour
 
@@ -29,29 +22,8 @@ RANGE = "last 6 h"  # the lake holds the 2 hours before the current hour
 def build_recent_lake(root: Path) -> BuiltLake:
     """`tests/query/conftest.py`'s lake (2 h, 10 events/s, with incidents), ending at the
     start of the current hour, so that the dashboard's "last 6 h" shows all of it."""
-    from mad.detect.pipeline import DetectRunner
-    from mad.etl.runner import EtlRunner
-    from mad.generate.backfill import run_backfill
-    from mad.generate.raw_lake import split_backfill
-
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
-    settings = lake_settings(root, **{"generate.start": start.isoformat()})
-    run_backfill(settings.generate, root / "generated", progress=False)
-    files = split_backfill(root / "generated" / "events.jsonl", Path(settings.lake_url))
-    record_raw_files(settings, files)
-    write_rejected(settings, start + timedelta(minutes=30))
-    etl = EtlRunner(settings)
-    try:
-        etl.run_once()
-    finally:
-        etl.close()
-    detect = DetectRunner(settings)
-    try:
-        detect.run_once()
-    finally:
-        detect.close()
-    labels = json.loads((root / "generated" / "labels.json").read_text())
-    return BuiltLake(settings, root, labels)
+    return build_lake(root, start)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
+from mad.bench.demo import build_demo_lake
 from mad.config import Settings, load_settings
 
 REJECTED = (("invalid_json", b"{not json"), ("missing_field", b'{"kind": "log"}'),
@@ -52,24 +53,6 @@ def lake_settings(root: Path, **extra: Any) -> Settings:
         "detect.detector.ensemble.warmup": 30, **extra})
 
 
-def record_raw_files(settings: Settings, files: list[Path]) -> None:
-    """Record the raw files in the ledger as the raw writer does: records, bytes, kinds."""
-    from mad import lake as names
-    from mad.state import RawFileLedger, open_state
-
-    root = Path(settings.lake_url)
-    ledger = RawFileLedger(open_state(settings.state_url), settings.writer.consumer)
-    try:
-        for path in files:
-            key = path.relative_to(root).as_posix()
-            part = names.parse_key(key)
-            lines = path.read_bytes().splitlines()
-            ledger.record(key, part.dataset, part.service, int(part.start), len(lines),
-                          path.stat().st_size, {part.kind or "log": len(lines)})
-    finally:
-        ledger.engine.dispose()
-
-
 def write_rejected(settings: Settings, when: datetime) -> None:
     """One gzipped `md-raw-errors` file of rejected records, recorded in the ledger."""
     from mad import lake as names
@@ -94,27 +77,10 @@ def write_rejected(settings: Settings, when: datetime) -> None:
 def build_lake(root: Path, start: datetime | None = None) -> BuiltLake:
     """Run the pipeline into `root` (see the module doc); the simulated hours start at
     `start` (default the generator's, 2026-11-01 00:00 UTC)."""
-    from mad.detect.pipeline import DetectRunner
-    from mad.etl.runner import EtlRunner
-    from mad.generate.backfill import run_backfill
-    from mad.generate.raw_lake import split_backfill
-
     extra = {} if start is None else {"generate.start": start.isoformat()}
     settings = lake_settings(root, **extra)
-    run_backfill(settings.generate, root / "generated", progress=False)
-    files = split_backfill(root / "generated" / "events.jsonl", Path(settings.lake_url))
-    record_raw_files(settings, files)
+    build_demo_lake(settings)
     write_rejected(settings, settings.generate.start + timedelta(minutes=90))
-    etl = EtlRunner(settings)
-    try:
-        etl.run_once()
-    finally:
-        etl.close()
-    detect = DetectRunner(settings)
-    try:
-        detect.run_once()
-    finally:
-        detect.close()
     labels = json.loads((root / "generated" / "labels.json").read_text())
     return BuiltLake(settings, root, labels)
 
