@@ -33,29 +33,13 @@ from mad.etl.runner import EtlRunner
 from mad.generate.backfill import run_backfill
 from tests.conftest import free_port
 from tests.etl.helpers import float_blind, read_rows, same
+from tests.runtime.helpers import processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(1200)]
 
 CHAOS_S = 130.0  # at least two minutes of kills under load
 BATCH = 100
 PARTS = {"writer": "mad-raw-writer", "etl": "mad-etl", "detect": "mad-detection"}
-
-
-def processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, name) of every live process, from /proc."""
-    found: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z":
-            found[int(entry)] = (int(fields[1]), name)
-    return found
 
 
 def child_named(parent: int, name: str) -> int | None:

@@ -22,6 +22,7 @@ from mad.generate.backfill import run_backfill
 from mad.stores import open_store
 from tests.conftest import free_port
 from tests.ingest.test_end_to_end import post_all
+from tests.runtime.helpers import processes
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +39,7 @@ def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 def children(pid: int) -> list[int]:
     """Live child processes of `pid`, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return [child for child, (parent, _) in processes().items() if parent == pid]
 
 
 def alive(pid: int) -> bool:

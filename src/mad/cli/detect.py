@@ -16,6 +16,8 @@ silence_app = sub_app("Snooze an incident or a series, or set a service's mainte
                       "no alert is sent for what they cover.")
 UserOption = typer.Option("operator", "--user", help="Who does it (stored with it).")
 ReasonOption = typer.Option("", "--reason", help="Why (at most 500 characters).")
+ForOption = typer.Option(None, "--for", help="How long: 30m, 2h, 1d.")
+UntilOption = typer.Option(None, "--until", help="Until when (ISO-8601 with an offset).")
 
 
 def register(app: typer.Typer) -> None:
@@ -163,9 +165,8 @@ def _line(s: dict[str, Any]) -> str:
 @silence_app.command("incident")
 def silence_incident(
     incident_id: str = typer.Argument(..., help="The incident to snooze."),
-    for_: str | None = typer.Option(None, "--for", help="How long: 30m, 2h, 1d."),
-    until: str | None = typer.Option(None, "--until", help="Until when (ISO-8601 with an "
-                                     "offset)."),
+    for_: str | None = ForOption,
+    until: str | None = UntilOption,
     reason: str = ReasonOption,
     user: str = UserOption,
     config: Path | None = ConfigOption,
@@ -181,9 +182,8 @@ def silence_incident(
 def silence_series(
     target: str = typer.Argument(..., metavar="SERVICE/SERIES",
                                  help="e.g. payments/latency_ms."),
-    for_: str | None = typer.Option(None, "--for", help="How long: 30m, 2h, 1d."),
-    until: str | None = typer.Option(None, "--until", help="Until when (ISO-8601 with an "
-                                     "offset)."),
+    for_: str | None = ForOption,
+    until: str | None = UntilOption,
     reason: str = ReasonOption,
     user: str = UserOption,
     config: Path | None = ConfigOption,

@@ -129,3 +129,26 @@ def parquet_rows(store: ObjectStore, keys: Sequence[str], sql: str,
 def _list(paths: Sequence[str]) -> str:
     """A DuckDB list literal of paths this module made (temporary file names only)."""
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
+MAX_BUCKETS = 5000
+RATES_MAX_DAYS = 35.0
+
+
+def buckets(start: datetime, end: datetime,
+            bucket: str) -> tuple[datetime, datetime, datetime, int, int]:
+    """The buckets of `bucket` over `[start, end)` (at most RATES_MAX_DAYS and MAX_BUCKETS):
+    (start and end as checked, start of the first bucket, seconds each, how many); refuses
+    an unknown bucket or too many."""
+    if bucket not in BUCKETS:
+        raise QueryError(f"unknown bucket {bucket!r}; known: {', '.join(BUCKETS)}")
+    start, end = check_range(start, end, RATES_MAX_DAYS)
+    step = BUCKETS[bucket]
+    first = datetime.fromtimestamp(start.timestamp() // step * step, UTC)
+    count = math.ceil((end - first).total_seconds() / step)
+    if count > MAX_BUCKETS:
+        raise QueryError(f"{count} buckets of {bucket} from {start.isoformat()} to "
+                         f"{end.isoformat()}: at most {MAX_BUCKETS}; choose a larger bucket "
+                         "or a shorter range")
+    return start, end, first, step, count

@@ -9,24 +9,20 @@ detection passes.
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, desc, select
 
 from mad.config import Settings
-from mad.query.access import DB_ERRORS, QueryError, check_range, state_db, utc
+from mad.query.access import DB_ERRORS, QueryError, buckets, check_range, state_db, utc
 from mad.state import DetectRuns
 from mad.state.detect_runs import detect_runs
 from mad.state.etl_runs import etl_runs
 
 KINDS = ("etl", "detect")
 MAX_LIMIT = 5000
-BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
-MAX_BUCKETS = 5000
 MAX_DAYS = 400.0
-RATES_MAX_DAYS = 35.0
 
 
 def _check(kind: str | None, limit: int) -> None:
@@ -108,15 +104,7 @@ def job_rates(settings: Settings, start: datetime, end: datetime,
     """Per bucket of `[start, end)` (at most RATES_MAX_DAYS; every bucket, empty ones too)
     and kind, of the jobs started in it that are over: `bucket_start`, `kind`, `ok`,
     `failed` and `success_rate` (ok / (ok + failed), None for a bucket with none)."""
-    if bucket not in BUCKETS:
-        raise QueryError(f"unknown bucket {bucket!r}; known: {', '.join(BUCKETS)}")
-    start, end = check_range(start, end, RATES_MAX_DAYS)
-    step = BUCKETS[bucket]
-    first = datetime.fromtimestamp(start.timestamp() // step * step, UTC)
-    count = math.ceil((end - first).total_seconds() / step)
-    if count > MAX_BUCKETS:
-        raise QueryError(f"{count} buckets of {bucket} from {start.isoformat()} to "
-                         f"{end.isoformat()}: at most {MAX_BUCKETS}; choose a larger bucket")
+    start, end, first, step, count = buckets(start, end, bucket)
     tally = {(n, k): [0, 0] for n in range(count) for k in KINDS}
     with state_db(settings) as engine:
         outcomes = _outcomes(engine, start, end)

@@ -9,7 +9,6 @@ database (a ConfigError without it).
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +22,7 @@ from mad.etl.discover import pending
 from mad.etl.runner import PLAN
 from mad.query.access import (
     DB_ERRORS,
-    QueryError,
-    check_range,
+    buckets,
     first_line,
     open_lake,
     parquet_rows,
@@ -42,9 +40,6 @@ STALE_AFTER_S = 15.0
 QUARANTINE_SCAN_BYTES = 64 * 2**20
 """Quarantine reasons are counted from its Parquet files up to this size; past it, only the
 total from the ETL runs is given (under the reason `all`)."""
-BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
-MAX_BUCKETS = 5000
-RATES_MAX_DAYS = 35.0
 
 
 def _part(errors: list[str], name: str, read: Callable[[], dict[str, Any]],
@@ -220,15 +215,7 @@ def rates(settings: Settings, start: datetime, end: datetime,
     `events_in` (records the raw writer wrote, by file write time), `rejected` (records it
     wrote to the errors dataset) and `rows_out` (new rows of the ETL's events runs, by the
     time each run ended)."""
-    if bucket not in BUCKETS:
-        raise QueryError(f"unknown bucket {bucket!r}; known: {', '.join(BUCKETS)}")
-    start, end = check_range(start, end, RATES_MAX_DAYS)
-    step = BUCKETS[bucket]
-    first = datetime.fromtimestamp(start.timestamp() // step * step, UTC)
-    count = math.ceil((end - first).total_seconds() / step)
-    if count > MAX_BUCKETS:
-        raise QueryError(f"{count} buckets of {bucket}: at most {MAX_BUCKETS}; choose a "
-                         "larger bucket or a shorter range")
+    start, end, first, step, count = buckets(start, end, bucket)
     out: list[dict[str, Any]] = [
         {"bucket_start": first + timedelta(seconds=n * step), "events_in": 0, "rejected": 0,
          "rows_out": 0} for n in range(count)]
