@@ -8,7 +8,6 @@ database (a ConfigError without it).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from sqlalchemy import Engine, and_, select
 
 from mad import lake
 from mad.config import Settings
+from mad.detect.operator import silenced_count
 from mad.errors import MadError
 from mad.etl.discover import pending
 from mad.etl.runner import PLAN
@@ -30,7 +30,7 @@ from mad.query.access import (
 )
 from mad.query.detection import newest_window, scored_marks
 from mad.query.ingest import ingest_status, ledger_summary
-from mad.state import DetectStore, EtlLedger, SentAlerts
+from mad.state import Components, DetectStore, EtlLedger, SentAlerts
 from mad.state.etl_runs import etl_runs
 from mad.state.raw_files import raw_files
 from mad.stores import ObjectStore
@@ -179,11 +179,8 @@ def _detect(settings: Settings, store: ObjectStore | None,
     if newest is not None and scored_to is not None:
         out["lag_s"] = (newest - scored_to).total_seconds()
     try:
-        op = importlib.import_module("mad.detect.operator")
-        out["silenced"] = int(op.silenced_count(settings))
-    except ImportError:
-        pass
-    except (MadError, AttributeError, *DB_ERRORS) as err:
+        out["silenced"] = int(silenced_count(settings))
+    except (MadError, *DB_ERRORS) as err:
         errors.append(f"silences: {first_line(err)}")
     return out
 
@@ -191,15 +188,11 @@ def _detect(settings: Settings, store: ObjectStore | None,
 def _components(settings: Settings) -> list[dict[str, Any]]:
     """The supervisor's component reports, each with `stale`; none before the runtime
     records them."""
-    try:
-        module = importlib.import_module("mad.state.components")
-    except ImportError:
-        return []
     now = datetime.now(UTC)
     with state_db(settings) as engine:
         try:
             rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()}
-                                          for r in module.Components(engine).all()]
+                                          for r in Components(engine).all()]
         except DB_ERRORS:  # a state database the supervisor never wrote to
             return []
     for row in rows:
