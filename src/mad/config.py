@@ -391,6 +391,105 @@ class DashboardSettings(Section):
     default_range_h: int = Field(6, ge=1, le=24 * 31, description="time range shown first")
 
 
+class CheckSettings(Section):
+    """One quality check: on or off, what a failure means (`warn` or `error`), and whether a
+    failure holds the partition (`gate`; unset: error-severity failures hold)."""
+
+    enabled: bool = True
+    severity: Literal["warn", "error"] = "warn"
+    gate: bool | None = Field(None, description="hold a partition this check fails; "
+                              "default: when severity is error")
+
+    @property
+    def gates(self) -> bool:
+        return self.severity == "error" if self.gate is None else self.gate
+
+
+class CompletenessCheck(CheckSettings):
+    severity: Literal["warn", "error"] = "error"
+    max_null_rate: float = Field(0.05, ge=0, le=1, description="per required column")
+    max_missing_rate: float = Field(0.05, ge=0, le=1, description="lines of a run quarantined "
+                                    "for a missing envelope field")
+    columns: dict[str, list[str]] = Field(
+        default_factory=lambda: {"log": ["level", "host", "message"], "metric": ["host"],
+                                 "apm": ["host"]},
+        description="required flat columns per kind (the envelope is always required)")
+
+
+class UniquenessCheck(CheckSettings):
+    severity: Literal["warn", "error"] = "error"
+    max_duplicate_rate: float = Field(0.05, ge=0, le=1, description="raw lines of a run "
+                                      "dropped as re-sends; above: warn (a producer retrying)")
+
+
+class ValidityCheck(CheckSettings):
+    severity: Literal["warn", "error"] = "error"
+    max_invalid_rate: float = Field(0.01, ge=0, le=1, description="rows of a partition with "
+                                    "an unknown level, a negative measurement, a status code "
+                                    "outside 100-599 or a time in the future")
+    max_rejected_rate: float = Field(0.05, ge=0, le=1, description="lines of a run "
+                                     "quarantined as invalid (bad JSON, unknown type, ...)")
+    future_skew_s: float = Field(300.0, ge=0, le=86400, description="event times after the "
+                                 "end of their ingest hour by more than this are invalid")
+
+
+class FreshnessCheck(CheckSettings):
+    max_p95_s: float = Field(7200.0, gt=0, description="event time to lake time, p95")
+
+
+class VolumeCheck(CheckSettings):
+    severity: Literal["warn", "error"] = "error"
+    min_ratio: float = Field(0.5, ge=0, le=1, description="of the seasonal baseline")
+    max_ratio: float = Field(3.0, ge=1, description="of the seasonal baseline")
+    days: int = Field(7, ge=1, le=90, description="same hour on this many earlier days")
+    weeks: int = Field(4, ge=0, le=52, description="same hour of week on earlier weeks")
+    recent_hours: int = Field(6, ge=1, le=168, description="without seasonal history: the "
+                              "median of this many earlier hours")
+    min_history: int = Field(3, ge=1, le=100, description="points before judging")
+
+
+class DistributionCheck(CheckSettings):
+    max_shift: float = Field(0.5, gt=0, description="|value - baseline| / |baseline| of a "
+                             "series' mean and p95 (baseline as the volume check's)")
+    min_rows: int = Field(30, ge=1, description="values of a series before judging it")
+
+
+class SchemaCheck(CheckSettings):
+    max_retyped: int = Field(0, ge=0, description="values of a known field of the wrong "
+                             "JSON type per run")
+    examples: int = Field(3, ge=1, le=20)
+
+
+class ReconciliationCheck(CheckSettings):
+    severity: Literal["warn", "error"] = "error"
+
+
+class HistoryCheck(CheckSettings):
+    """Each watched metric's history, scored by a streaming detector: flags a drift or a
+    drop that crosses no fixed threshold."""
+
+    detector: str = Field("changepoint", description="a detector of `detect.detector`")
+    options: dict[str, Any] = Field(default_factory=lambda: {"reference": 48, "recent": 3},
+                                    description="its parameters")
+    threshold: float = Field(0.8, gt=0, lt=1, description="detector score that flags")
+    points: int = Field(168, ge=8, le=5000, description="history replayed per metric")
+
+
+class QualitySettings(Section):
+    """Stage 02 quality: checks after every ETL run, history, the write-audit-publish gate."""
+
+    enabled: bool = Field(True, description="run the checks after every ETL run")
+    completeness: CompletenessCheck = Field(default_factory=lambda: CompletenessCheck())
+    uniqueness: UniquenessCheck = Field(default_factory=lambda: UniquenessCheck())
+    validity: ValidityCheck = Field(default_factory=lambda: ValidityCheck())
+    freshness: FreshnessCheck = Field(default_factory=lambda: FreshnessCheck())
+    volume: VolumeCheck = Field(default_factory=lambda: VolumeCheck())
+    distribution: DistributionCheck = Field(default_factory=lambda: DistributionCheck())
+    schema_drift: SchemaCheck = Field(default_factory=lambda: SchemaCheck())
+    reconciliation: ReconciliationCheck = Field(default_factory=lambda: ReconciliationCheck())
+    history: HistoryCheck = Field(default_factory=lambda: HistoryCheck())
+
+
 class StateSettings(Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db"
@@ -409,6 +508,7 @@ class Settings(Section):
     state: StateSettings = Field(default_factory=lambda: StateSettings())
     etl: EtlSettings = Field(default_factory=lambda: EtlSettings())
     detect: DetectSettings = Field(default_factory=lambda: DetectSettings())
+    quality: QualitySettings = Field(default_factory=lambda: QualitySettings())
     supervisor: SupervisorSettings = Field(default_factory=lambda: SupervisorSettings())
     dashboard: DashboardSettings = Field(default_factory=lambda: DashboardSettings())
 

@@ -33,7 +33,11 @@ Counts (the row count of each `count_*` step): `count_in` non-blank lines read;
 duplicates; `count_reused` lines quarantined as `reused_event_id`; `count_unreadable` raw
 files quarantined whole; `count_new` events written; `count_late` new events whose event time
 is more than one hour before the start of their ingest hour (the raw partition they arrived
-in), i.e. at least one full hour late. Blank lines are skipped and not counted.
+in), i.e. at least one full hour late; `count_late_arrival` and `count_skewed`, from
+`mad.quality.arrival`: new events that arrived more than ten minutes behind their file's
+running newest event time, and events of hosts whose clock runs off their file's median by
+more than 15 s (an upper bound: on a service with two hosts, the partner of a skewed host
+can look skewed too). Blank lines are skipped and not counted.
 `count_in = count_new + count_duplicates + count_quarantined` always holds.
 
 Validation mirrors `mad.events.check`. Where SQL over JSON text cannot tell types apart the
@@ -61,6 +65,7 @@ from mad.etl.transforms.sql import (
     sql_str,
     values_table,
 )
+from mad.quality.arrival import arrival_steps
 
 # Flat columns taken from the nested event: (column, JSON path, SQL type).
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -407,6 +412,7 @@ def events_plan(kind: str | None = None,
         Step("count_late", f"""
             SELECT event_id FROM fresh WHERE event_time < ingest_hour - {LATE_AFTER}
         """),
+        *arrival_steps(),
     ]
     return Plan("events", tuple(steps), outputs=("events", "quarantine"),
                 datasets=("existing", "horizon"))
