@@ -33,9 +33,9 @@ Counts (the row count of each `count_*` step): `count_in` non-blank lines read;
 duplicates; `count_reused` lines quarantined as `reused_event_id`; `count_unreadable` raw
 files quarantined whole; `count_new` events written; `count_late` new events whose event time
 is more than one hour before the start of their ingest hour (the raw partition they arrived
-in), i.e. at least one full hour late; `count_late_arrival` and `count_skewed`, from
-`mad.quality.arrival`: new events that arrived more than ten minutes behind their file's
-running newest event time, and events of hosts whose clock runs off their file's median by
+in), i.e. at least one full hour late; `count_late_arrival` and `count_skewed` (see
+`mad.etl.transforms.arrival`): new events that arrived more than ten minutes behind their
+file's running newest event time, and events of hosts whose clock runs off their file's median by
 more than 15 s (an upper bound: on a service with two hosts, the partner of a skewed host
 can look skewed too). Blank lines are skipped and not counted.
 `count_in = count_new + count_duplicates + count_quarantined` always holds.
@@ -57,6 +57,7 @@ from datetime import datetime
 
 from mad.catalog import EVENT_TYPES, KINDS
 from mad.etl.plan import Plan, Step
+from mad.etl.transforms.arrival import arrival_steps
 from mad.etl.transforms.sql import (
     TIMESTAMP_SQL,
     quote,
@@ -65,7 +66,6 @@ from mad.etl.transforms.sql import (
     sql_str,
     values_table,
 )
-from mad.quality.arrival import arrival_steps
 
 # Flat columns taken from the nested event: (column, JSON path, SQL type).
 FIELDS: tuple[tuple[str, str, str], ...] = (
