@@ -468,9 +468,8 @@ class HistoryCheck(CheckSettings):
     """Each watched metric's history, scored by a streaming detector: flags a drift or a
     drop that crosses no fixed threshold."""
 
-    detector: str = Field("changepoint", description="a detector of `detect.detector`")
-    options: dict[str, Any] = Field(default_factory=lambda: {"reference": 48, "recent": 3},
-                                    description="its parameters")
+    detector: str = Field("cusum", description="a detector of `detect.detector`")
+    options: dict[str, Any] = Field(default_factory=dict, description="its parameters")
     threshold: float = Field(0.8, gt=0, lt=1, description="detector score that flags")
     points: int = Field(168, ge=8, le=5000, description="history replayed per metric")
 

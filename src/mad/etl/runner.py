@@ -59,6 +59,7 @@ from mad.etl.publish import PartitionStore, open_partition_store
 from mad.etl.quarantine import drop_known
 from mad.etl.screen import Screen, Screened
 from mad.etl.transforms.events import events_plan, partitions_plan
+from mad.quality.auditor import Audit, Auditor, StagedRun
 from mad.state import EtlLedger, UnreadableFiles, Written, open_state
 from mad.words import plural
 
@@ -127,6 +128,8 @@ class Staged:
     key: str  # names the run's appended quarantine files: a hash of its raw file list
     counts: dict[str, int]
     appended: list[str]  # the quarantine partitions it adds files to
+    engine_counts: dict[str, int] = field(default_factory=dict)  # every count_* step's
+    replaced_bytes: int = 0  # Parquet bytes of the lake partitions the stage replaces
 
 
 @dataclass
@@ -151,6 +154,9 @@ class EtlRunner:
                              settings.etl.unreadable_attempts)
         self.sleep = sleep
         self.reading = Reading()
+        self.auditor = Auditor(settings, self.engine, state) if settings.quality.enabled \
+            else None
+        self.audits: list[Audit] = []  # this pass's
 
     def run_once(self) -> PassSummary:
         """One pass (see the module docstring); raises `PassFailed` (one line) after a pass
@@ -318,6 +324,12 @@ class EtlRunner:
     def _transform(self, kind: str, screened: Screened,
                    run_id: str) -> tuple[dict[str, int], list[Written]]:
         staged = self.stage_events(kind, screened.read, run_id, whole=screened.whole)
+        if self.auditor is not None:  # audit before publish: a held partition is never seen
+            stage = self.lake.stage(run_id) / "out"
+            self.audits.append(self.auditor.audit_run(StagedRun(
+                run_id, kind, staged.dataset, staged.engine_counts,
+                [(self.lake.location(f.key), f.bytes, f.hour) for f in screened.read],
+                stage / "events", stage / "quarantine", staged.replaced_bytes)))
         replaced = self.lake.publish(run_id, {"events": staged.dataset},
                                      append={"quarantine": QUARANTINE}, key=staged.key)
         written = [self._measure(p) for p in replaced]
@@ -335,8 +347,9 @@ class EtlRunner:
         dataset = lake.transformed_dataset(kind)
         parts = sorted({(str(r["date"]), str(r["hour"])) for r in self.engine.query(
             partitions_plan(), files, {}, "partitions")}) if files else []
-        existing = self._parquet([k for date, hour in parts for k in sorted(
-            self.lake.files(f"{dataset}/{lake.event_hour(date, hour)}/"))])
+        sizes = {k: n for date, hour in parts
+                 for k, n in self.lake.files(f"{dataset}/{lake.event_hour(date, hour)}/").items()}
+        existing = self._parquet(sorted(sizes))
         horizon = self._parquet(horizon_keys(
             dataset, parts, self.settings.etl.dedup_horizon_hours,
             lambda prefix: self.lake.files(prefix)))
@@ -359,7 +372,9 @@ class EtlRunner:
         }
         appended = [f"{QUARANTINE}/{rel.as_posix()}"
                     for rel in pq.partition_dirs(out / "quarantine")]
-        return Staged(run_id, dataset, key, counts, appended)
+        return Staged(run_id, dataset, key, counts, appended,
+                      engine_counts={k: int(v) for k, v in raw.items()},
+                      replaced_bytes=sum(sizes.values()))
 
     def _parquet(self, keys: Sequence[str]) -> list[str]:
         """The locations of lake files about to be read, noted for a failure's reason."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-Status = Literal["pass", "warn", "fail", "skip"]
+Status = Literal["pass", "warn", "fail", "skip", "info"]
+"""`skip`: not judged (too little history, an hour still filling); `info`: a count shown
+beside the checks, never judged (quarantined lines per reason, compression, ...)."""
 Severity = Literal["warn", "error"]
 
 RUN = "*"  # the partition of a result that is about the whole run (or the whole dataset)

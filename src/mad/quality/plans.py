@@ -67,8 +67,10 @@ def partition_plan(kind: str, required: Sequence[str], run_files: Sequence[str],
     columns that must not be NULL, `run_files` the raw files of the run (freshness), `now`
     the lake time (UTC, naive)."""
     series = kind_series(kind)
-    aggs = ["count(*) AS n_rows", "count(DISTINCT event_id) AS n_ids"]
+    aggs = ["count(*) AS n_rows", "count(DISTINCT event_id) AS n_ids",
+            "max(epoch(event_time)) AS newest"]
     rows: list[str] = [_row("volume", "*", "rows", "n_rows"),
+                       _row("freshness", "event_time", "newest_s", "newest"),
                        _row("uniqueness", "event_id", "duplicates_in_lake", "n_rows - n_ids")]
     for i, col in enumerate(required):
         aggs.append(f"sum(CASE WHEN {quote(col)} IS NULL THEN 1 ELSE 0 END) AS null_{i}")

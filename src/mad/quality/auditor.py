@@ -1,0 +1,157 @@
+"""Write-audit-publish for the ETL: measure a run's stage, judge it, record it, gate it.
+
+`EtlRunner` calls `audit_run` after a run has staged its output and before it publishes:
+the measuring plans (`mad.quality.plans`) run on the configured engine over exactly the rows
+the lake is about to hold, `mad.quality.checks` judges them against thresholds and history,
+`mad.quality.score` scores them, and `QualityStore.record` stores the results with the gate's
+verdict in one transaction. A partition whose gating checks fail is then published but held:
+detection and the dashboard's reads leave it out until an operator accepts it or a later run
+passes. Each pass also reconciles the lake with the ledgers (`mad.quality.reconcile`).
+
+The audit never fails a run: a failure to measure (the engine could not read the stage, the
+state database refused the write) is logged and recorded as a failed `audit` result of the
+run, and the run publishes as it would have without the checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine as Database
+
+from mad.config import Settings
+from mad.etl.engines import Engine
+from mad.quality import plans
+from mad.quality.checks import Judge, RunFacts, partition_hour
+from mad.quality.model import RUN, Result
+from mad.quality.score import scores
+from mad.state import QualityStore
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_COLUMNS = ("event_id", "event_time", "service", "event_type", "kind")
+
+
+@dataclass
+class StagedRun:
+    """What the runner hands the audit: one events run, staged, not yet published."""
+
+    run_id: str
+    kind: str
+    dataset: str
+    counts: dict[str, int]  # every count the engine returned (count_in, count_new, ...)
+    raw_files: Sequence[tuple[str, int, float]]  # (location, bytes, ingest hour epoch s)
+    events_dir: Path  # the stage's events output (Hive partitions date=/hour=)
+    quarantine_dir: Path  # the stage's quarantine output
+    replaced_bytes: int = 0  # Parquet bytes of the lake partitions the stage replaces
+
+
+@dataclass
+class Audit:
+    run_id: str
+    results: list[Result] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)  # gate changes to `held`
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if r.failed]
+
+    def line(self) -> str:
+        bad = self.failed
+        warned = sum(r.status == "warn" for r in self.results)
+        text = f"quality: {len(bad)} failed, {warned} warned"
+        if self.held:
+            text += "; held " + ", ".join(f"{d}/{p}" for d, p in self.held)
+        return text
+
+
+class Auditor:
+    def __init__(self, settings: Settings, engine: Engine, state: Database) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = QualityStore(state)
+
+    def audit_run(self, run: StagedRun) -> Audit:
+        """Measure, judge, score and record `run` (see the module docstring)."""
+        started = time.perf_counter()
+        audit = Audit(run.run_id)
+        try:
+            audit.results = self._judge(run)
+            audit.held = self._record(run.run_id, audit.results)
+        except Exception as err:  # never fail the run; say so and keep the failure
+            log.error("quality checks of run %s failed: %s", run.run_id, err, exc_info=True)
+            audit.results = [Result(run.dataset, RUN, "audit", "*", "measured", 0.0,
+                                    status="fail", severity="warn",
+                                    detail=f"the checks could not run: {err}"[:500])]
+            try:
+                self.store.record(run.run_id, audit.results, [], {})
+            except Exception as again:
+                log.error("could not record the failed checks of run %s: %s", run.run_id,
+                          again)
+        audit.seconds = time.perf_counter() - started
+        if audit.failed or audit.held:
+            log.warning("run %s %s", run.run_id, audit.line())
+        return audit
+
+    def record(self, run_id: str, results: Sequence[Result]) -> list[tuple[str, str]]:
+        """Store results that are not of one events run (the pass's reconciliation)."""
+        return self._record(run_id, results)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _judge(self, run: StagedRun) -> list[Result]:
+        q = self.settings.quality
+        files = sorted(str(p) for p in run.events_dir.rglob("*.parquet"))
+        now = datetime.now(UTC)
+        measures: list[dict[str, Any]] = []
+        if files:
+            required = [*ENVELOPE_COLUMNS, *q.completeness.columns.get(run.kind, [])]
+            plan = plans.partition_plan(run.kind, required, [f[0] for f in run.raw_files],
+                                        now.replace(tzinfo=None), q.validity.future_skew_s)
+            measures = self.engine.query(plan, [], {"events": files}, "measures")
+        quarantined = sorted(str(p) for p in run.quarantine_dir.rglob("*.parquet"))
+        rows = self.engine.query(plans.quarantine_plan(), [], {"quarantine": quarantined},
+                                 "measures") if quarantined else []
+        staged_bytes = sum(Path(f).stat().st_size for f in files)
+        newest_hour = max((h for _, _, h in run.raw_files), default=None)
+        facts = RunFacts(
+            run.run_id, run.dataset, run.counts, measures, rows,
+            raw_bytes=sum(b for _, b, _ in run.raw_files),
+            parquet_bytes=max(staged_bytes - run.replaced_bytes, 0),
+            newest_ingest=None if newest_hour is None else datetime.fromtimestamp(
+                newest_hour, UTC),
+            newest_event=self._newest_known(run.dataset), now=now)
+        return Judge(q, self._history).judge(facts)
+
+    def _history(self, dataset: str, check: str, column: str, metric: str,
+                 partitions: Iterable[str]) -> dict[str, float]:
+        return self.store.latest(dataset, check, column, metric, partitions)
+
+    def _newest_known(self, dataset: str) -> float | None:
+        """The end of the newest hour measured so far: a late-only run does not make the
+        hours it touches look as if they were still filling."""
+        newest = self.store.latest(dataset, "volume", "*", "rows", limit=1)
+        hours = [h for p in newest if (h := partition_hour(p)) is not None]
+        return max(hours).timestamp() + 3600 if hours else None
+
+    def _record(self, run_id: str, results: Sequence[Result]) -> list[tuple[str, str]]:
+        """Store `results` and re-judge the gate of every partition they measured (a failed
+        gating check of the run as a whole holds every partition of its dataset)."""
+        judged: dict[tuple[str, str], list[Result]] = {}
+        run_gates = [r for r in results if r.partition == RUN and r.failed and r.gate]
+        for r in results:
+            if r.partition != RUN:
+                judged.setdefault((r.dataset, r.partition), [])
+        for (ds, part), failures in judged.items():
+            failures += [r for r in results
+                         if r.dataset == ds and r.partition == part and r.failed and r.gate]
+            failures += [r for r in run_gates if r.dataset == ds]
+        changes = self.store.record(run_id, results, scores(results), judged)
+        return [(ds, part) for ds, part, change in changes if change == "held"]
