@@ -7,8 +7,9 @@
 2. on its first pass (or after a failed one), loads every series' scorer state and
    watermark (the last window start it scored) and the tracker from the last checkpoint;
 3. reads the `date=` partitions from the day of the newest watermark on, in day order,
-   stopping at the first day that has not passed the quality gate (`PartitionGate`; until
-   the quality stage exists every day passes), that cannot be read, or that is being
+   stopping at the first day that has not passed the quality gate (`PartitionGate`: a day
+   with a transformed partition the quality checks hold, until an operator accepts it or a
+   re-run passes; `QualityGate`), that cannot be read, or that is being
    replaced by the ETL at that instant: detection never skips past data it could not see;
 4. scores each series' windows newer than its watermark, in window order, in batches of
    `detect.batch_windows` window starts. Per batch: the anomalies are written to
@@ -61,6 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from mad import lake
 from mad.config import Settings
 from mad.detect.alerts import AlertSink, Dispatcher, open_sinks
 from mad.detect.codec import change_to_dict
@@ -77,7 +79,15 @@ from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
 from mad.detect.summary import BatchReport, DetectSummary
-from mad.state import DetectPass, DetectRuns, DetectStore, SentAlerts, SeriesState, open_state
+from mad.state import (
+    DetectPass,
+    DetectRuns,
+    DetectStore,
+    QualityStore,
+    SentAlerts,
+    SeriesState,
+    open_state,
+)
 from mad.stores import ObjectNotFound, lake_store
 
 log = logging.getLogger(__name__)
@@ -93,10 +103,21 @@ class PartitionGate(Protocol):
 
 
 class OpenGate:
-    """Every partition passes: the gate until the quality stage records its verdicts."""
+    """Every partition passes (`quality.enabled: false`)."""
 
     def passed(self, window: str, day: str) -> bool:
         return True
+
+
+class QualityGate:
+    """A day passes unless the quality gate holds one of its transformed partitions (the
+    aggregates of every window are computed from them)."""
+
+    def __init__(self, quality: QualityStore) -> None:
+        self.quality = quality
+
+    def passed(self, window: str, day: str) -> bool:
+        return day not in self.quality.held_days(lake.TRANSFORMED_DATASETS.values())
 
 
 @dataclass
@@ -119,7 +140,8 @@ class DetectRunner:
         self.store = lake_store(settings)
         engine = open_state(settings.state_url)
         self.db = DetectStore(engine)
-        self.gate: PartitionGate = gate or OpenGate()
+        self.gate: PartitionGate = gate or (
+            QualityGate(QualityStore(engine)) if settings.quality.enabled else OpenGate())
         self.outbox = Outbox(self.db, Dispatcher(open_sinks(settings) if sinks is None
                                                  else sinks, SentAlerts(engine)))
         self.step = timedelta(seconds=window_seconds(self.cfg.window))
@@ -220,7 +242,8 @@ class DetectRunner:
             if day < first_day:
                 continue
             if not self.gate.passed(window, day):
-                summary.held = f"date={day} has not passed the quality checks"
+                summary.held = (f"date={day} is held by the quality gate (`mad quality "
+                                "report`; `mad quality accept PARTITION --reason ...`)")
                 return
             try:
                 got = read_windows(self.store, keys)

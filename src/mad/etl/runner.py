@@ -60,7 +60,8 @@ from mad.etl.quarantine import drop_known
 from mad.etl.screen import Screen, Screened
 from mad.etl.transforms.events import events_plan, partitions_plan
 from mad.quality.auditor import Audit, Auditor, StagedRun
-from mad.state import EtlLedger, UnreadableFiles, Written, open_state
+from mad.quality.model import RUN
+from mad.state import EtlLedger, RawFileLedger, UnreadableFiles, Written, open_state
 from mad.words import plural
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class PassSummary:
     days_aggregated: list[str] = field(default_factory=list)
     compacted: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # one line per failed run
+    held: list[str] = field(default_factory=list)  # partitions the quality gate now holds
+    missing: list[str] = field(default_factory=list)  # lake data the ledgers miss (lost)
     transient: bool = True  # every failure may pass by itself
     stopped: bool = False  # the disk is full: the rest of the pass was not tried
 
@@ -107,6 +110,11 @@ class PassSummary:
             text += f"; {plural(len(self.compacted), 'partition')} compacted"
         if self.failed:
             text += f"; {plural(len(self.failed), 'run')} failed"
+        if self.held:
+            text += (f"; the quality gate holds {plural(len(self.held), 'partition')} "
+                     "(mad quality report)")
+        if self.missing:
+            text += f"; reconciliation failed: {'; '.join(self.missing[:3])}"
         return text
 
     def add(self, counts: dict[str, int]) -> None:
@@ -148,6 +156,7 @@ class EtlRunner:
         self.lake: PartitionStore = open_partition_store(settings)
         self.store = self.lake.store
         state = open_state(settings.state_url)
+        self.state = state
         self.ledger = EtlLedger(state)
         self.engine = engine or _engine(settings, self.lake)
         self.screen = Screen(self.engine, self.lake, UnreadableFiles(state),
@@ -220,6 +229,7 @@ class EtlRunner:
         if agg.adopt_unversioned(self.ledger, self.lake):
             log.warning("versioned the event days of runs recorded before days had versions")
         summary = PassSummary()
+        self.audits = []
         todo = pending(self.store, self.ledger.done_keys(PLAN))
         written: list[Written] = []
         cfg = self.settings.etl
@@ -241,7 +251,24 @@ class EtlRunner:
         summary.compacted = self._compact(
             crowded, lambda sizes: comp.small_files(sizes, cfg.target_file_bytes)
             >= comp.AUTO_SMALL_FILES, summary)
+        if self.auditor is not None and not summary.stopped:
+            self._reconcile(summary)
         return summary
+
+    def _reconcile(self, summary: PassSummary) -> None:
+        """Compare the lake with the ETL's and the raw writer's ledgers; a partition short of
+        rows or a raw file gone is a failed check (logged, held, in the summary line)."""
+        assert self.auditor is not None
+        raw = RawFileLedger(self.state, consumer="etl")
+        audit = self.auditor.reconcile(
+            self.ledger.partitions(), self.lake.files,
+            lambda keys: self.engine.count_rows([self.lake.location(k) for k in keys]),
+            {ds: raw.files(ds) for ds in (*lake.RAW_DATASETS.values(), lake.ERRORS_DATASET)},
+            self.store.sizes)
+        self.audits.append(audit)
+        summary.held = sorted({f"{d}/{p}" for a in self.audits for d, p in a.held})
+        summary.missing += [f"{r.dataset}/{r.partition}: {r.detail}" for r in audit.failed
+                            if r.partition != RUN]
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from sqlalchemy import Engine as Database
 
 from mad.config import Settings
 from mad.etl.engines import Engine
-from mad.quality import plans
+from mad.quality import plans, reconcile
 from mad.quality.checks import Judge, RunFacts, partition_hour
 from mad.quality.model import RUN, Result
 from mad.quality.score import scores
@@ -100,9 +101,29 @@ class Auditor:
             log.warning("run %s %s", run.run_id, audit.line())
         return audit
 
-    def record(self, run_id: str, results: Sequence[Result]) -> list[tuple[str, str]]:
-        """Store results that are not of one events run (the pass's reconciliation)."""
-        return self._record(run_id, results)
+    def reconcile(self, recorded: Sequence[Mapping[str, Any]],
+                  listing: Callable[[str], dict[str, int]],
+                  count_rows: Callable[[list[str]], int],
+                  raw_recorded: Mapping[str, Mapping[str, int]],
+                  raw_listing: Callable[[str], dict[str, int]]) -> Audit:
+        """Reconcile the lake with the ledgers (`mad.quality.reconcile`) and record it as one
+        audit of its own; like `audit_run`, it never raises."""
+        cfg = self.settings.quality.reconciliation
+        audit = Audit(f"reconcile-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+        if not cfg.enabled:
+            return audit
+        started = time.perf_counter()
+        try:
+            audit.results = (reconcile.lake_results(recorded, listing, count_rows, cfg)
+                             + reconcile.raw_results(raw_recorded, raw_listing, cfg))
+            audit.held = self._record(audit.run_id, audit.results)
+        except Exception as err:
+            log.error("reconciling the lake failed: %s", err, exc_info=True)
+        audit.seconds = time.perf_counter() - started
+        for r in audit.failed:
+            if r.partition != RUN:
+                log.error("reconciliation: %s/%s: %s", r.dataset, r.partition, r.detail)
+        return audit
 
     # -- steps -----------------------------------------------------------------------------
 

@@ -70,6 +70,13 @@ class RawFileLedger:
                 errors.update(orjson.loads(counts))
         return {"datasets": datasets, "errors": dict(errors)}
 
+    def files(self, dataset: str) -> dict[str, int]:
+        """Every file recorded for `dataset`: key -> records (what reconciliation expects to
+        find in the lake)."""
+        q = select(raw_files.c.key, raw_files.c.records).where(raw_files.c.dataset == dataset)
+        with self.engine.connect() as conn:
+            return {str(k): int(n) for k, n in conn.execute(q)}
+
 
 class NullLedger:
     """Used when no state database is configured: records nothing."""
