@@ -134,7 +134,8 @@ class Judge:
                 out.append(self._limit(base, s.validity.max_invalid_rate, s.validity))
             elif chk == "schema" and s.schema_drift.enabled:
                 out.append(self._verdict(base, "warn" if v > 0 else "pass", 0.0,
-                                         s.schema_drift, str(m.get("detail") or "")))
+                                         s.schema_drift, f"new field {col!r} in {v:.0f} rows, "
+                                         f"e.g. {m.get('detail') or ''}"))
             elif chk == "volume" and s.volume.enabled:
                 out += self._volume(base, filling)
             elif chk == "distribution" and metric in ("mean", "p95") and s.distribution.enabled:
@@ -331,6 +332,9 @@ class Judge:
 
     def _limit(self, r: Result, limit: float, cfg: Any, detail: str = "") -> Result:
         status: Status = "pass" if r.value <= limit else _bad(cfg.severity)
+        if not detail:
+            detail = (f"{r.value:.2%} (at most {limit:.2%})" if r.metric.endswith("_rate")
+                      else f"{r.value:g} (at most {limit:g})")
         return self._verdict(r, status, limit, cfg, detail)
 
     def _verdict(self, r: Result, status: Status, threshold: float, cfg: Any,

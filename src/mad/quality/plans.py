@@ -120,8 +120,8 @@ def partition_plan(kind: str, required: Sequence[str], run_files: Sequence[str],
         """),
         Step("measures", " UNION ALL ".join([
             *rows,
-            _row("schema", "field", "new_field", "n", "extra_keys",
-                 "field || ': ' || substr(example, 1, 200)"),
+            "SELECT date, hour, 'schema' AS chk, field AS col, 'new_field' AS metric, "
+            "CAST(n AS DOUBLE) AS value, substr(example, 1, 200) AS detail FROM extra_keys",
             _row("freshness", "event_time", "lake_lag_p50_s", "p50", "fresh"),
             _row("freshness", "event_time", "lake_lag_p95_s", "p95", "fresh"),
         ])),

@@ -15,6 +15,7 @@ from mad.state.detect_state import DetectStore, SentAlerts, SeriesState
 from mad.state.etl_runs import EtlLedger, Written
 from mad.state.etl_unreadable import UnreadableFiles
 from mad.state.operator import OperatorStore as OperatorStore
+from mad.state.quality import NotHeld as NotHeld
 from mad.state.quality import QualityStore as QualityStore
 from mad.state.raw_files import NullLedger, RawFileLedger
 

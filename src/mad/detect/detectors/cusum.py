@@ -4,9 +4,11 @@ The first `warmup` points give the reference level and scale (median and MAD, th
 floored at `floor` times the level so a near-constant series does not alarm on noise). Each
 later point adds its standardised deviation, less the `slack` (in scale units), to an upper
 and a lower sum that never go below 0: `S+ = max(0, S+ + z - slack)`,
-`S- = max(0, S- - z - slack)`. A small deviation that lasts accumulates, so a slow drift that
-no single point makes visible crosses `limit`; a lone spike decays away. The score maps
-`S = max(S+, S-)` to [0, 1) as `S^2 / (S^2 + (limit / 2)^2)`: 0.8 at `S = limit`.
+`S- = max(0, S- - z - slack)`, with `z` clipped to +-3. A small deviation that lasts
+accumulates, so a slow drift that no single point makes visible crosses `limit`; a lone
+spike, however large, adds at most 3 - slack and decays away (a threshold check flags it).
+The score maps `S = max(S+, S-)` to [0, 1) as `S^2 / (S^2 + (limit / 2)^2)`: 0.8 at
+`S = limit`.
 
 The scale follows every point slowly (weight `alpha`, each deviation clipped at three scales);
 the level follows only while both sums are 0 (in control), so a level that wanders within the
@@ -25,6 +27,7 @@ from mad.detect.detectors._stats import MAD_TO_SIGMA, median
 from mad.detect.detectors.base import is_bad
 from mad.detect.detectors.registry import register
 
+CLIP = 3.0  # one point adds at most this many scales: a lone outlier cannot raise an alarm
 MEAN_ABS_TO_SIGMA = 1.2533  # sqrt(pi / 2): a normal's sigma from its mean absolute deviation
 
 
@@ -52,7 +55,7 @@ class Cusum:
 
     def _sums(self, x: float) -> tuple[float, float]:
         assert self.level is not None
-        z = (x - self.level) / self._scale()
+        z = max(-CLIP, min(CLIP, (x - self.level) / self._scale()))
         return max(0.0, self.high + z - self.slack), max(0.0, self.low - z - self.slack)
 
     def _scale(self) -> float:
