@@ -6,6 +6,8 @@ last-modified times from the state database where a ledger knows them: the raw f
 for the raw datasets (records per file, write time), `etl_partitions` for what the ETL
 writes. Unknown rows are None (a lake whose files no ledger recorded, the anomalies).
 A missing lake is a ConfigError; a missing state database only leaves rows None.
+Partitions the quality gate holds are left out (`mad.query.gate`): a held transformed hour,
+and the days of aggregates and anomalies it hides; each dataset says how many it `held`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mad import lake
 from mad.config import Settings
 from mad.errors import ConfigError, TransientError
 from mad.query.access import DB_ERRORS, QueryError, open_lake, state_db
+from mad.query.gate import Held, Shown, held_now
 from mad.query.preview import Page, file_format, preview
 from mad.state.etl_runs import etl_partitions
 from mad.state.raw_files import raw_files
@@ -55,8 +58,10 @@ def check_partition(partition: str) -> str:
     return partition
 
 
-def _listing(store: ObjectStore, dataset: str) -> dict[str, dict[str, int]]:
-    """partition -> {key: bytes} of the data files of `dataset` (hidden files skipped)."""
+def _listing(store: ObjectStore, dataset: str, gate: Held) -> tuple[
+        dict[str, dict[str, int]], set[str]]:
+    """partition -> {key: bytes} of the data files of `dataset` (hidden files skipped), and
+    the held partitions that hid some of them."""
     out: dict[str, dict[str, int]] = {}
     prefix = f"{dataset}/"
     for key, size in store.sizes(prefix).items():
@@ -64,7 +69,14 @@ def _listing(store: ObjectStore, dataset: str) -> dict[str, dict[str, int]]:
         if not folder or name.startswith((".", "_")) or file_format(name) is None:
             continue
         out.setdefault(folder, {})[key] = size
-    return out
+    held: set[str] = set()
+    if gate:
+        for folder in list(out):
+            hiding = gate.hiding(dataset, folder)
+            if hiding:
+                held.update(hiding)
+                del out[folder]
+    return out, held
 
 
 def _known(settings: Settings, datasets: Iterable[str]) -> tuple[
@@ -113,12 +125,14 @@ def _partition_rows(dataset: str, partition: str, keys: dict[str, int],
 def datasets(settings: Settings) -> list[dict[str, Any]]:
     """Every dataset of the lake, in pipeline order, present or not: `name`, `kind` (raw,
     errors, transformed, quarantine, aggregates, anomalies), `partitions`, `files`, `bytes`,
-    `rows` (None unless a ledger knows every partition's rows), `last_modified`."""
+    `rows` (None unless a ledger knows every partition's rows), `last_modified`, and `held`:
+    the partitions the quality gate holds that hid some of it (left out of the counts)."""
     store = open_lake(settings)
     raw, etl = _known(settings, DATASETS)
+    gate = held_now(settings)
     out = []
     for name, kind in DATASETS.items():
-        listing = _listing(store, name)
+        listing, held = _listing(store, name, gate)
         rows: int | None = 0
         times = []
         for partition, keys in listing.items():
@@ -130,29 +144,35 @@ def datasets(settings: Settings) -> list[dict[str, Any]]:
                     "files": sum(len(k) for k in listing.values()),
                     "bytes": sum(sum(k.values()) for k in listing.values()),
                     "rows": rows if listing else 0,
-                    "last_modified": max(times) if times else None})
+                    "last_modified": max(times) if times else None, "held": len(held)})
     return out
 
 
-def partitions(settings: Settings, dataset: str) -> list[dict[str, Any]]:
+def partitions(settings: Settings, dataset: str) -> Shown[dict[str, Any]]:
     """The partitions of one dataset, in path order: `partition` (its path under the
-    dataset), `files`, `bytes`, `rows` and `last_modified` (None when no ledger knows)."""
+    dataset), `files`, `bytes`, `rows` and `last_modified` (None when no ledger knows).
+    Those the quality gate holds are left out; `.held` names the held partitions."""
     check_dataset(dataset)
     store = open_lake(settings)
     raw, etl = _known(settings, [dataset])
+    listing, held = _listing(store, dataset, held_now(settings))
     out = []
-    for partition, keys in sorted(_listing(store, dataset).items()):
+    for partition, keys in sorted(listing.items()):
         rows, when = _partition_rows(dataset, partition, keys, raw, etl)
         out.append({"partition": partition, "files": len(keys), "bytes": sum(keys.values()),
                     "rows": rows, "last_modified": when})
-    return out
+    return Shown(out, held)
 
 
-def files(settings: Settings, dataset: str, partition: str) -> list[dict[str, Any]]:
+def files(settings: Settings, dataset: str, partition: str) -> Shown[dict[str, Any]]:
     """The data files of one partition, by key: `key` (what `preview` takes), `bytes`,
-    `format` (one of `FORMATS`); empty for a partition with none."""
+    `format` (one of `FORMATS`); empty for a partition with none, and for one the quality
+    gate holds (`.held` names what holds it)."""
     check_dataset(dataset)
     check_partition(partition)
+    held = held_now(settings).hiding(dataset, partition)
+    if held:
+        return Shown((), held)
     store = open_lake(settings)
     prefix = f"{dataset}/{partition}/"
     out = []
@@ -162,6 +182,6 @@ def files(settings: Settings, dataset: str, partition: str) -> list[dict[str, An
         if "/" in name or name.startswith((".", "_")) or fmt is None:
             continue
         out.append({"key": key, "bytes": size, "format": fmt})
-    return out
+    return Shown(out)
 
 

@@ -5,7 +5,8 @@ Feedback and silences come from `mad.detect.operator` when it is installed (`fee
 `silenced_reasons`, else `silenced_by` per incident); without it they are None. Alerts sent are the
 `detect_alerts_sent` keys `<sink>:<incident id>:<seq>:<change>` of the incident.
 A missing state database is a ConfigError; a missing lake leaves `incident_detail` without
-anomalies and points, with the reason in `errors`.
+anomalies and points, with the reason in `errors`. Days the quality gate holds are left out
+of `incident_detail`'s anomalies and points (`held` names the held partitions).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from mad.query.access import (
     utc,
 )
 from mad.query.detection import anomaly_keys, read_anomalies
+from mad.query.gate import held_now
 from mad.state.detect_state import detect_alerts_sent, detect_incidents
 from mad.stores import ObjectStore
 
@@ -171,24 +173,31 @@ def incident_detail(settings: Settings, incident_id: str) -> dict[str, Any]:
     _annotate(settings, rows, errors)
     incident = {**rows[0], "alerts_sent": sent.get(incident_id, 0)}
     window = str(incident["window"])
-    out: dict[str, Any] = {"incident": incident, "anomalies": [], "series": [],
+    out: dict[str, Any] = {"incident": incident, "anomalies": [], "series": [], "held": [],
                            "errors": errors}
     if window not in WINDOW_S:
         errors.append(f"incident window {window!r} is not one of {', '.join(WINDOW_S)}")
         return out
+    gate = held_now(settings)
+    hidden = set(gate.days(window))
+    step = timedelta(seconds=WINDOW_S[window])
+    out["held"] = gate.of_days(days_between(
+        incident["started"] - AROUND - BAND_HISTORY * step,
+        incident["last_seen"] + AROUND + 2 * step), window)
     try:
         store = open_lake(settings)
-        out["anomalies"] = _anomalies(store, incident)
-        out["series"] = _series(store, incident, out["anomalies"])
+        out["anomalies"] = _anomalies(store, incident, hidden)
+        out["series"] = _series(store, incident, out["anomalies"], hidden)
     except MadError as err:
         errors.append(f"lake: {first_line(err)}")
     return out
 
 
-def _anomalies(store: ObjectStore, incident: dict[str, Any]) -> list[dict[str, Any]]:
+def _anomalies(store: ObjectStore, incident: dict[str, Any],
+               hidden: set[str]) -> list[dict[str, Any]]:
     started, last = incident["started"], incident["last_seen"]
     keys_of = set(incident["series"])
-    days = days_between(started, last + timedelta(seconds=1))
+    days = days_between(started, last + timedelta(seconds=1)) - hidden
     files = [k for k in anomaly_keys(store, incident["window"])
              if k.split("/")[1].removeprefix("date=") in days]
     found = [a for a in read_anomalies(store, files)
@@ -198,8 +207,8 @@ def _anomalies(store: ObjectStore, incident: dict[str, Any]) -> list[dict[str, A
              "key": a.key} for a in found]
 
 
-def _series(store: ObjectStore, incident: dict[str, Any],
-            anomalies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _series(store: ObjectStore, incident: dict[str, Any], anomalies: list[dict[str, Any]],
+            hidden: set[str]) -> list[dict[str, Any]]:
     window = incident["window"]
     step = timedelta(seconds=WINDOW_S[window])
     first, last = incident["started"] - AROUND, incident["last_seen"] + AROUND + step
@@ -211,7 +220,7 @@ def _series(store: ObjectStore, incident: dict[str, Any],
             wanted.append(parts)
     if not wanted:
         return []
-    touched = days_between(read_from, last)
+    touched = days_between(read_from, last) - hidden
     files = [k for day, keys in aggregate_days(store, window).items() if day in touched
              for k in keys]
     stats = sorted({stat for _, _, stat in wanted})

@@ -30,6 +30,7 @@ from mad.query.access import (
 )
 from mad.query.detection import newest_window, scored_marks
 from mad.query.ingest import ingest_status, ledger_summary
+from mad.query.quality import counters
 from mad.state import Components, DetectStore, EtlLedger, SentAlerts
 from mad.state.etl_runs import etl_runs
 from mad.state.raw_files import raw_files
@@ -53,7 +54,8 @@ def _part(errors: list[str], name: str, read: Callable[[], dict[str, Any]],
 
 
 def overview(settings: Settings) -> dict[str, Any]:
-    """`ingest`, `raw`, `etl`, `detect`, `components` and `errors` (see docs/query.md)."""
+    """`ingest`, `raw`, `etl`, `detect`, `quality`, `components` and `errors` (see
+    docs/query.md)."""
     errors: list[str] = []
     ingest = _part(errors, "ingest", lambda: _ingest(settings, errors), _empty_ingest())
     try:
@@ -66,8 +68,21 @@ def overview(settings: Settings) -> dict[str, Any]:
     detect = _part(errors, "detect", lambda: _detect(settings, store, errors), _empty_detect())
     components = _part(errors, "components", lambda: {"rows": _components(settings)},
                        {"rows": []})["rows"]
-    return {"ingest": ingest, "raw": raw, "etl": etl, "detect": detect,
+    quality = _part(errors, "quality", lambda: _quality(settings), _empty_quality())
+    return {"ingest": ingest, "raw": raw, "etl": etl, "detect": detect, "quality": quality,
             "components": components, "errors": errors}
+
+
+def _empty_quality() -> dict[str, Any]:
+    return {"held": 0, "accepted": 0, "last_run_score": None}
+
+
+def _quality(settings: Settings) -> dict[str, Any]:
+    """Partitions the quality gate holds (left out of the dashboard's reads) and accepted,
+    and the newest run-level score."""
+    found = counters(settings)
+    return {"held": found["gate"]["held"], "accepted": found["gate"]["accepted"],
+            "last_run_score": found["last_run_score"]}
 
 
 def _empty_ingest() -> dict[str, Any]:

@@ -8,7 +8,9 @@ Series used (one row per window start x service):
   APM span duration ("time to serve the request"), the one latency series every service
   emits (its health-probe spans included).
 
-A missing lake is a ConfigError; a range with no aggregates is an empty list.
+A missing lake is a ConfigError; a range with no aggregates is an empty list. Days the
+quality gate holds are left out (`mad.query.gate`): `service_metrics` and `anomalies` return a
+`Shown` list whose `held` names the held partitions that hid them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mad.query.access import (
     plain,
 )
 from mad.query.detection import anomaly_keys, read_anomalies
+from mad.query.gate import Shown, held_now
 
 WINDOWS = ("1m", "5m", "1h")
 WINDOW_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
@@ -73,19 +76,22 @@ def services(settings: Settings) -> list[str]:
 
 
 def service_metrics(settings: Settings, window: str, start: datetime, end: datetime,
-                    services: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                    services: Sequence[str] | None = None) -> Shown[dict[str, Any]]:
     """One row per window start in `[start, end)` x service (all, or `services`), in time
     then service order: `window_start`, `service`, `events`, `request_rate` (events/s),
-    `error_rate`, `p50_ms`, `p95_ms`, `p99_ms` (None where the window has no such value)."""
+    `error_rate`, `p50_ms`, `p95_ms`, `p99_ms` (None where the window has no such value).
+    Days the quality gate holds are left out; `.held` says which partitions hid them."""
     check_window(window)
     start, end = check_range(start, end, MAX_DAYS[window])
     wanted = None if services is None else [check_service(s) for s in services]
     if wanted == []:
-        return []
+        return Shown()
     store = open_lake(settings)
     touched = days_between(start, end)
-    keys = [k for day, day_keys in aggregate_days(store, window).items() if day in touched
-            for k in day_keys]
+    gate = held_now(settings)
+    hidden, held = gate.days(window), gate.of_days(touched, window)
+    keys = [k for day, day_keys in aggregate_days(store, window).items()
+            if day in touched and day not in hidden for k in day_keys]
     where = "window_start >= ? AND window_start < ? AND series IN ('events', 'error_rate', ?)"
     params: list[Any] = [LATENCY_SERIES, LATENCY_SERIES, LATENCY_SERIES,
                          naive(start), naive(end), LATENCY_SERIES]
@@ -106,15 +112,17 @@ def service_metrics(settings: Settings, window: str, start: datetime, end: datet
         events = row["events"]
         row["events"] = None if events is None else int(events)
         row["request_rate"] = None if events is None else events / seconds
-    return [{k: row[k] for k in ("window_start", "service", "events", "request_rate",
-                                 "error_rate", "p50_ms", "p95_ms", "p99_ms")} for row in rows]
+    return Shown(({k: row[k] for k in ("window_start", "service", "events", "request_rate",
+                                       "error_rate", "p50_ms", "p95_ms", "p99_ms")}
+                  for row in rows), held)
 
 
 def anomalies(settings: Settings, start: datetime, end: datetime, service: str | None = None,
-              window: str | None = None) -> list[dict[str, Any]]:
+              window: str | None = None) -> Shown[dict[str, Any]]:
     """The anomalies detection stored with a window start in `[start, end)` (of one service,
     of one window size), oldest first: window_start, window, service, series, stat, score,
-    severity, observed, expected, lower, upper (None when not finite), detectors."""
+    severity, observed, expected, lower, upper (None when not finite), detectors. Days the
+    quality gate holds are left out; `.held` says which partitions hid them."""
     start, end = check_range(start, end, MAX_DAYS["1h"])
     if service is not None:
         check_service(service)
@@ -122,9 +130,12 @@ def anomalies(settings: Settings, start: datetime, end: datetime, service: str |
         check_window(window)
     store = open_lake(settings)
     touched = days_between(start, end)
+    gate = held_now(settings)
+    hidden, held = gate.days(window), gate.of_days(touched, window)
     prefix = lake.anomalies_prefix()
     keys = [k for k in anomaly_keys(store, window)
-            if k[len(prefix):].split("/")[0].removeprefix("date=") in touched]
+            if (day := k[len(prefix):].split("/")[0].removeprefix("date=")) in touched
+            and day not in hidden]
     out = []
     for a in read_anomalies(store, keys):
         if not start <= a.window_start < end or (service is not None and a.service != service):
@@ -133,4 +144,4 @@ def anomalies(settings: Settings, start: datetime, end: datetime, service: str |
         row["window_start"] = a.window_start
         out.append(row)
     out.sort(key=lambda r: (r["window_start"], r["service"], r["series"], r["stat"]))
-    return out
+    return Shown(out, held)
