@@ -1,6 +1,8 @@
 """The health of the supervised components: what the supervisor knows of each one (`Board`,
 in memory, read by `GET /health`) and the thread that copies it into the state database
-(`Reporter`, `runtime_components`) about every 2 s and at each change.
+(`Reporter`, `runtime_components`) about every 2 s and at each change. The same thread puts
+the quality counters (`mad.query.quality.counters`) on the board every COUNTERS_EVERY_S, so
+`GET /metrics` answers from memory whatever the size of the quality history.
 
 A component that is switched off, or a one-shot job that finished (the backfill), is listed
 but not `required`: `/health` is 200 when every required component is running.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +26,7 @@ COMPONENTS = ("simulator", "ingest API", "stream", "raw writer", "etl", "detecti
               "dashboard", "backfill")
 """Every component `mad up` supervises, in the order they are shown."""
 REPORT_EVERY_S = 2.0
+COUNTERS_EVERY_S = 15.0
 MIN_GAP_S = 0.5  # between two reports, however often the board changes
 
 
@@ -54,6 +58,7 @@ class Board:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, State] = {}
+        self._counters: dict[str, dict[str, Any]] = {}
         self.changed = threading.Event()
 
     def set(self, name: str, status: Status, **fields: Any) -> None:
@@ -80,14 +85,30 @@ class Board:
     def healthy(self) -> bool:
         return all(state.ok for state in self.snapshot().values())
 
+    def set_counters(self, name: str, values: dict[str, Any]) -> None:
+        """Keep the latest counters of `name` (e.g. `quality`) for `/metrics` and `/health`;
+        not a change of any component."""
+        with self._lock:
+            self._counters[name] = values
+
+    def counters(self, name: str) -> dict[str, Any] | None:
+        """The latest counters of `name`, None before the first read."""
+        with self._lock:
+            return self._counters.get(name)
+
 
 class Reporter:
     """Copies the board into `runtime_components` every `every_s` and at each change, in a
     thread of its own (a busy state database never holds up the supervisor's loop)."""
 
     def __init__(self, board: Board, open_components: Callable[[], Components],
-                 every_s: float = REPORT_EVERY_S) -> None:
+                 every_s: float = REPORT_EVERY_S,
+                 counters: dict[str, Callable[[], dict[str, Any]]] | None = None,
+                 counters_every_s: float = COUNTERS_EVERY_S) -> None:
         self.board, self.every_s = board, every_s
+        self.read_counters = counters or {}  # name -> read, put on the board
+        self.counters_every_s = counters_every_s
+        self._counters_due = 0.0
         self.open_components = open_components  # called until it works (the database may
         self.components: Components | None = None  # be down when the supervisor starts)
         self._stop = threading.Event()
@@ -101,6 +122,9 @@ class Reporter:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.write()
+            if time.monotonic() >= self._counters_due:
+                self.refresh_counters()
+                self._counters_due = time.monotonic() + self.counters_every_s
             self.board.changed.wait(self.every_s)
             self._stop.wait(MIN_GAP_S)
 
@@ -121,6 +145,15 @@ class Reporter:
             if self._failing:
                 log.info("component health: reported to the state database again")
             self._failing = False
+
+    def refresh_counters(self) -> None:
+        """Read each set of counters onto the board; one that cannot be read keeps its last
+        values (logged at debug level: the database may not have the tables yet)."""
+        for name, read in self.read_counters.items():
+            try:
+                self.board.set_counters(name, read())
+            except Exception as err:  # MadError, or a database error: SQLAlchemy's classes
+                log.debug("counters %s: cannot be read (%s)", name, err)
 
     def _fail(self, why: str) -> None:
         if not self._failing:

@@ -1,14 +1,18 @@
 """The supervisor's status endpoint (`supervisor.status_host:status_port`, 127.0.0.1:8030).
 
-`GET /health`: JSON with each component's status, pid, restarts, last exit, URL and detail;
-HTTP 200 when every required component is running, else 503. `GET /metrics`: restarts and
-up/down per component in the Prometheus text format. Read-only, answered from the
-supervisor's memory (never the database), so it costs the same whatever the load.
+`GET /health`: JSON with each component's status, pid, restarts, last exit, URL and detail,
+and `quality` (partitions by the gate's verdict, the last run's score); HTTP 200 when every
+required component is running, else 503 (held partitions are data, not health). `GET
+/metrics`: restarts and up/down per component, quality results by check and status,
+partitions by gate verdict and the last run's quality score, in the Prometheus text format.
+Read-only, answered from the supervisor's memory (never the database: the `Reporter` puts
+the quality counters on the board), so it costs the same whatever the load.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 
@@ -27,6 +31,10 @@ def health_document(board: Board) -> tuple[int, dict[str, object]]:
         "time": time.time(),
         "components": {name: s.public() for name, s in states.items()},
     }
+    quality = board.counters("quality")
+    if quality is not None:
+        doc["quality"] = {"partitions": quality["gate"],
+                          "last_run_score": quality["last_run_score"]}
     return (200 if ok else 503), doc
 
 
@@ -41,7 +49,30 @@ def metrics_text(board: Board) -> str:
               "supervisor started", "# TYPE mad_component_restarts_total counter"]
     lines += [f'mad_component_restarts_total{{component="{_label(n)}"}} {s.restarts}'
               for n, s in states.items()]
+    quality = board.counters("quality")
+    if quality is not None:
+        lines += quality_lines(quality)
     return "\n".join(lines) + "\n"
+
+
+def quality_lines(quality: dict[str, Any]) -> list[str]:
+    """`mad_quality_results_total{check,status}`, `mad_quality_partitions{gate}` and
+    `mad_quality_last_run_score` from `mad.query.quality.counters`."""
+    lines = ["# HELP mad_quality_results_total Quality results recorded, by check and status",
+             "# TYPE mad_quality_results_total counter"]
+    lines += [f'mad_quality_results_total{{check="{_label(check)}",status="{_label(status)}"}}'
+              f" {n}" for check, by_status in quality["results"].items()
+              for status, n in by_status.items()]
+    lines += ["# HELP mad_quality_partitions Partitions by the quality gate's verdict (held: "
+              "left out of detection and the dashboard until accepted or passed)",
+              "# TYPE mad_quality_partitions gauge"]
+    lines += [f'mad_quality_partitions{{gate="{_label(gate)}"}} {n}'
+              for gate, n in quality["gate"].items()]
+    score = quality["last_run_score"]
+    lines += ["# HELP mad_quality_last_run_score Quality score (0-100) of the newest checked "
+              "run, NaN before the first", "# TYPE mad_quality_last_run_score gauge",
+              f"mad_quality_last_run_score {'NaN' if score is None else f'{score:g}'}"]
+    return lines
 
 
 def _label(value: str) -> str:

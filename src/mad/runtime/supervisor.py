@@ -111,7 +111,8 @@ class Service:
         self.board = Board()
         self.pid = os.getpid()
         self.state = StateOnDemand(settings.state_url)
-        self.reporter = Reporter(self.board, lambda: Components(self.state.engine()))
+        self.reporter = Reporter(self.board, lambda: Components(self.state.engine()),
+                                 counters={"quality": lambda: quality_counters(settings)})
         ing = settings.ingest
         self.token = read_token(ing.auth_token, ing.auth_token_file, "ingest.auth_token")
         self.stream: Stream = open_configured_stream(settings)
@@ -282,6 +283,14 @@ class StateOnDemand:
             if self._engine is None:
                 self._engine = open_state(self.url)
             return self._engine
+
+
+def quality_counters(settings: Settings) -> dict[str, object]:
+    """The quality counters for `/metrics` (`mad.query.quality.counters`, imported when
+    first read)."""
+    from mad.query.quality import counters
+
+    return counters(settings)
 
 
 def _dashboard_body() -> Body:
