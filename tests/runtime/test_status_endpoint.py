@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,3 +73,54 @@ def test_read_lines_skips_blank_lines_and_flags_long_ones() -> None:
     data = b'{"a": 1}\n\n   \n' + b"y" * 500 + b"\n" + b'{"b": 2}'
     got = list(read_lines(io.BytesIO(data), max_bytes=100))
     assert got == [b'{"a": 1}\n', None, b'{"b": 2}\n']
+
+
+def test_quality_counters_are_served_from_the_board(served: tuple[Board, str],
+                                                    tmp_path: Path) -> None:
+    from mad.config import load_settings
+    from mad.query.quality import counters
+    from mad.runtime.health import Reporter
+    from mad.state import Components, open_state
+    from tests.query.quality_rows import DATASET, hours_of, record_run, run_results
+
+    board, url = served
+    assert "mad_quality" not in httpx.get(f"{url}/metrics").text  # nothing read yet
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path)})
+    hours = hours_of(datetime(2026, 11, 1, tzinfo=UTC), 3)
+    record_run(settings, "events-test-1", run_results(hours, failing=hours[1]))
+    engine = open_state(settings.state_url)
+    reporter = Reporter(board, lambda: Components(engine),
+                        counters={"quality": lambda: counters(settings)})
+    reporter.refresh_counters()  # what the reporter's thread does every COUNTERS_EVERY_S
+    engine.dispose()
+    text = httpx.get(f"{url}/metrics").text
+    assert "# TYPE mad_quality_results_total counter" in text
+    assert 'mad_quality_results_total{check="completeness",status="fail"} 1' in text
+    assert 'mad_quality_results_total{check="completeness",status="pass"} 5' in text
+    assert 'mad_quality_results_total{check="volume",status="warn"} 1' in text
+    assert 'mad_quality_partitions{gate="held"} 1' in text
+    assert 'mad_quality_partitions{gate="open"} 2' in text
+    assert 'mad_quality_partitions{gate="accepted"} 0' in text
+    score = next(float(line.split()[1]) for line in text.splitlines()
+                 if line.startswith("mad_quality_last_run_score "))
+    assert 0 < score < 100
+    health = httpx.get(f"{url}/health").json()
+    assert health["quality"]["partitions"] == {"held": 1, "accepted": 0, "open": 2}
+    assert health["quality"]["last_run_score"] == score
+    from mad.query.quality import accept
+
+    accept(settings, hours[1], "checked", by="ops", dataset=DATASET)
+    reporter.refresh_counters()
+    assert 'mad_quality_partitions{gate="accepted"} 1' in httpx.get(f"{url}/metrics").text
+
+
+def test_quality_counters_before_the_first_run_say_so() -> None:
+    from mad.runtime.status import metrics_text
+
+    board = Board()
+    board.set_counters("quality", {"results": {}, "gate": {"held": 0, "accepted": 0,
+                                                          "open": 0},
+                                   "last_run_score": None})
+    text = metrics_text(board)
+    assert "mad_quality_last_run_score NaN" in text
+    assert 'mad_quality_partitions{gate="held"} 0' in text
