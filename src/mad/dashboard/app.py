@@ -16,7 +16,7 @@ import streamlit as st
 
 from mad.config import Settings
 from mad.dashboard.context import current_settings
-from mad.dashboard.tabs import anomalies, browser, jobs, overview, services
+from mad.dashboard.tabs import anomalies, browser, jobs, overview, quality, services
 from mad.dashboard.ui import RANGES_H, TimeRange, default_range_label, one_line, time_range
 
 Render = Callable[[Settings, TimeRange], None]
@@ -24,6 +24,7 @@ TABS: dict[str, tuple[str, Render]] = {
     "overview": ("Overview", overview.render),
     "services": ("Services", services.render),
     "data": ("Data Browser", browser.render),
+    "quality": ("Quality", quality.render),
     "jobs": ("Jobs", jobs.render),
     "anomalies": ("Anomalies", anomalies.render),
 }

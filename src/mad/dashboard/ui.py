@@ -62,6 +62,18 @@ def read(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None
     return None
 
 
+def held_note(held: Sequence[str] | None) -> None:
+    """Say that the quality gate held partitions back from what the page shows (a read's
+    `held`, see `mad.query.gate`)."""
+    if not held:
+        return
+    names = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    noun = "partition" if len(held) == 1 else "partitions"
+    st.warning(f"{len(held)} {noun} held by the quality gate — see "
+               f"[Quality](?tab=quality): their data is left out here ({names}).",
+               icon=":material/block:")
+
+
 def bucket_for(period: TimeRange) -> str:
     """A bucket size that gives a readable number of bars or points over `period`."""
     hours = (period.end - period.start).total_seconds() / 3600

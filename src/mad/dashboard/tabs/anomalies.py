@@ -14,7 +14,7 @@ import streamlit as st
 
 from mad.config import Settings
 from mad.dashboard import charts
-from mad.dashboard.ui import EMPTY, TimeRange, frame, number, one_line, read, when
+from mad.dashboard.ui import EMPTY, TimeRange, frame, held_note, number, one_line, read, when
 
 COLUMNS = ("id", "status", "severity", "origin", "services", "started", "last_seen",
            "resolved", "anomalies", "peak_score", "feedback", "silenced", "alerts_sent")
@@ -92,6 +92,7 @@ def detail(settings: Settings, q: Any, incident: Mapping[str, Any]) -> None:
                 f"**Status:** {inc.get('status', '–')}")
     for problem in data.get("errors") or []:
         st.warning(str(problem))
+    held_note(data.get("held"))
     series = {str(item["key"]): item for item in data.get("series") or [] if item.get("points")}
     flagged = sorted(series, key=lambda k: -sum(bool(p.get("anomaly"))
                                                  for p in series[k]["points"]))

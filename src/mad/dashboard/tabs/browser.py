@@ -11,7 +11,7 @@ import orjson
 import streamlit as st
 
 from mad.config import Settings
-from mad.dashboard.ui import EMPTY, TimeRange, frame, number, read
+from mad.dashboard.ui import EMPTY, TimeRange, frame, held_note, number, read
 
 PAGE_ROWS = 50
 
@@ -35,6 +35,7 @@ def render(settings: Settings, period: TimeRange) -> None:
         return
     dataset = st.selectbox("Dataset", names, key="db_dataset")
     parts = read("the partitions", q.partitions, settings, dataset) or []
+    held_note(getattr(parts, "held", None))
     if not parts:
         st.caption(f"{dataset} has no partitions yet.")
         return

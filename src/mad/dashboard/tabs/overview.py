@@ -20,6 +20,7 @@ from mad.dashboard.ui import (
     bucket_for,
     clamp,
     frame,
+    held_note,
     number,
     read,
     seconds,
@@ -107,6 +108,12 @@ def render(settings: Settings, period: TimeRange) -> None:
     row[1].metric("Alerts pending", number(det.get("pending_alerts")))
     row[2].metric("Alerts failed", number(det.get("failed_alerts")))
     row[3].metric("Alerts silenced", number(det.get("silenced")))
+    quality = data.get("quality") or {}
+    row[4].metric("Quality score", number(quality.get("last_run_score")),
+                  help="the newest checked run's score, 0-100 (see the Quality tab)")
+    row[5].metric("Held partitions", number(quality.get("held")),
+                  help="partitions the quality gate holds: left out of detection and of "
+                       "this dashboard until accepted on the Quality tab")
 
     left, right = st.columns(2)
     with left:
@@ -150,6 +157,7 @@ def traffic(settings: Settings, period: TimeRange) -> None:
     window = "5m" if period.end - period.start <= timedelta(days=2) else "1h"
     shown = clamp(period, getattr(q, "MAX_DAYS", {}).get(window, 40.0))
     rows = read("the traffic", q.service_metrics, settings, window, shown.start, shown.end)
+    held_note(getattr(rows, "held", None))
     if rows:
         st.altair_chart(charts.lines(frame(rows), "window_start", ["request_rate"],
                                      f"Requests per second by event time ({window} windows)",
