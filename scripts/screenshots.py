@@ -25,7 +25,7 @@ from urllib.parse import quote
 from mad.bench.demo import build_demo_lake
 from mad.config import Settings, load_settings
 
-TABS = ("overview", "services", "data", "jobs", "anomalies")
+TABS = ("overview", "services", "data", "quality", "jobs", "anomalies")
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking",

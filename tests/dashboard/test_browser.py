@@ -41,6 +41,8 @@ EXPECTED = {
     "overview": ("Overview", ["Raw records", "In and out per stage", "Components"]),
     "services": ("Services", ["Latest 1m window per service", "anomalous window(s)"]),
     "data": ("Data Browser", ["Dataset", "Partition", "Rows 1–"]),
+    "quality": ("Quality", ["Score per dataset", "Quality gate", "History of a metric",
+                            "Gate decisions"]),
     "jobs": ("Jobs", ["Runs", "Succeeded", "Failed"]),
     "anomalies": ("Anomalies", ["Incident", "Operator actions", "Maintenance windows"]),
 }
@@ -179,6 +181,35 @@ def test_thumbs_down_and_snooze_are_stored_and_shown(browser: Any, own_lake: Bui
         assert f"incident {ident}" in page.inner_text("body")
         full_height(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard-actions.png"))
+        page.close()
+
+
+def test_a_held_partition_is_accepted_from_its_form(browser: Any, own_lake: BuiltLake
+                                                    ) -> None:
+    from mad.query.quality import decisions, held
+    from tests.dashboard.test_quality_tab import hold_one
+
+    settings = own_lake.settings
+    partition = hold_one(own_lake)
+    with serve(settings) as url:
+        page = open_tab(browser, url, "quality")
+        page.get_by_text("1 partition held by the quality gate").first.wait_for()
+        full_height(page)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-quality-held.png"))
+        form = page.get_by_test_id("stForm").first
+        form.get_by_role("textbox").first.fill("late service field, checked by hand")
+        form.get_by_role("textbox").nth(1).fill("alice")
+        form.get_by_role("button", name="Accept").click()
+        page.get_by_text(f"Accepted md-transformed-logs/{partition} by alice").first.wait_for()
+        settle(page)
+        assert held(settings) == []
+        last = decisions(settings)[0]
+        assert (last["decision"], last["by"], last["reason"]) == (
+            "accepted", "alice", "late service field, checked by hand")
+        body = page.inner_text("body")
+        assert "Nothing is held" in body and "Traceback" not in body
+        full_height(page)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-quality-accepted.png"))
         page.close()
 
 

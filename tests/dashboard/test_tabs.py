@@ -17,7 +17,7 @@ from mad.dashboard.ui import EMPTY, number, time_range
 from tests.dashboard.conftest import RANGE, metric, page
 from tests.query.conftest import BuiltLake
 
-TABS = ("overview", "services", "data", "jobs", "anomalies")
+TABS = ("overview", "services", "data", "quality", "jobs", "anomalies")
 # Streamlit's own conversion of tz-aware columns, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:Series.values returning an ndarray")
 

@@ -32,6 +32,10 @@ from mad.state.quality import quality_gate, quality_results
 FORMULA = ("part = 100 × mean over the check's judged results of (pass 1, warn 0.5, fail 0); "
            "score = mean of the parts that have judged results (skip and info take no part)")
 STATUS_ORDER = ("fail", "warn", "pass", "skip", "info")
+PARTS = ("completeness", "uniqueness", "validity", "freshness", "volume", "distribution",
+         "schema", "reconciliation", "history")
+"""The parts of the score in the order they are shown (`mad.quality.model.PARTS`; others,
+if any, after them by name)."""
 GATE_STATUSES = ("held", "accepted", "open")
 RUN = "*"  # the partition of a result or score about the whole run
 MAX_REASON = 500
@@ -132,9 +136,14 @@ def latest_scores(settings: Settings, runs: int = 200) -> list[dict[str, Any]]:
             entry["failed"] += int(s["failed"])
             entry["warned"] += int(s["warned"])
     for entry in out.values():
-        parts = entry["parts"]
+        parts = entry["parts"] = dict(sorted(entry["parts"].items(), key=_part_order))
+        entry["runs"] = dict(sorted(entry["runs"].items(), key=_part_order))
         entry["score"] = round(sum(parts.values()) / len(parts), 2) if parts else None
     return [out[name] for name in sorted(out)]
+
+
+def _part_order(item: tuple[str, Any]) -> tuple[int, str]:
+    return (PARTS.index(item[0]) if item[0] in PARTS else len(PARTS), item[0])
 
 
 def metrics(settings: Settings) -> list[dict[str, Any]]:

@@ -26,9 +26,14 @@ PREFERRED = ("volume", "completeness", "uniqueness")  # the history shown first
 OUTCOME = "q_outcome"  # the session key of the last accept's outcome
 
 
-def parts_table(latest: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per dataset: its score, then each part's score (blank where not judged)."""
-    rows = [{"dataset": s["dataset"], "score": s["score"], **s["parts"]} for s in latest]
+def parts_table(latest: Sequence[Mapping[str, Any]], order: Sequence[str]) -> pd.DataFrame:
+    """One row per dataset: its score, then each part's score in `order` ("–" where the
+    part was not judged)."""
+    names = {p for s in latest for p in s["parts"]}
+    parts = [p for p in order if p in names] + sorted(names - set(order))
+    rows = [{"dataset": s["dataset"], "score": number(s["score"]),
+             **{p: number(s["parts"][p]) if p in s["parts"] else "–" for p in parts}}
+            for s in latest]
     return frame(rows)
 
 
@@ -64,7 +69,7 @@ def scores(q: Any, latest: list[dict[str, Any]]) -> None:
                        help=f"{plural(int(s['failed']), 'failed result')}, "
                             f"{plural(int(s['warned']), 'warning')}; measured "
                             f"{when(s.get('measured_at'))}")
-    st.dataframe(parts_table(shown), hide_index=True, width="stretch")
+    st.dataframe(parts_table(shown, q.PARTS), hide_index=True, width="stretch")
     st.caption(f"Score 0–100: {q.FORMULA}. Each part is as the newest run that judged it "
                "left it (an ETL run's checks, then the reconciliation of the whole lake).")
 
@@ -140,7 +145,9 @@ def history(settings: Settings, q: Any) -> None:
         return
     sets = sorted({str(m["dataset"]) for m in found})
     cols = st.columns(3)
-    dataset = cols[0].selectbox("Dataset", sets, key="q_dataset")
+    rich = next((d for k in PREFERRED for d in sets
+                 if any(m["dataset"] == d and m["check"] == k for m in found)), sets[0])
+    dataset = cols[0].selectbox("Dataset", sets, index=sets.index(rich), key="q_dataset")
     of_set = [m for m in found if m["dataset"] == dataset]
     kinds = sorted({str(m["check"]) for m in of_set})
     first = next((k for k in PREFERRED if k in kinds), kinds[0])
@@ -154,10 +161,11 @@ def history(settings: Settings, q: Any) -> None:
     if not rows:
         st.caption("No values of this metric yet.")
         return
-    df = frame(rows)
+    df = frame(rows).rename(columns={"value": "measured"})
     x = "hour" if df["hour"].notna().all() else "measured_at"
-    values = ["value"] + (["threshold"] if df["threshold"].notna().any() else [])
+    values = ["measured"] + (["threshold"] if df["threshold"].notna().any() else [])
     failed = df[df["status"] == "fail"][[x]]
+    df = df[[x, *values]]
     what = "by the partition's event hour" if x == "hour" else "by the time it was measured"
     st.altair_chart(charts.lines(df, x, values, f"{dataset}: {check} {chosen} ({what})",
                                  markers=failed), width="stretch")
