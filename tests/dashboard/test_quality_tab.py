@@ -101,7 +101,12 @@ def test_the_other_tabs_say_what_the_gate_holds_back(own_lake: BuiltLake) -> Non
         at = page(own_lake.settings, tab)
         notes = [str(w.value) for w in at.warning if "held by the quality gate" in str(w.value)]
         assert notes and notes[0].startswith("1 partition held by the quality gate"), tab
-    assert metric(page(own_lake.settings, "overview"), "Held partitions") == "1"
+    from mad.query.quality import latest_scores
+
+    overview = page(own_lake.settings, "overview")
+    assert metric(overview, "Held partitions") == "1"
+    lowest = min(s["score"] for s in latest_scores(own_lake.settings))
+    assert lowest < 100 and metric(overview, "Lowest quality score") == number(lowest)
 
 
 def test_before_any_checked_run_it_says_what_to_do(tmp_path: Path) -> None:

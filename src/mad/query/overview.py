@@ -30,7 +30,7 @@ from mad.query.access import (
 )
 from mad.query.detection import newest_window, scored_marks
 from mad.query.ingest import ingest_status, ledger_summary
-from mad.query.quality import counters
+from mad.query.quality import counters, latest_scores
 from mad.state import Components, DetectStore, EtlLedger, SentAlerts
 from mad.state.etl_runs import etl_runs
 from mad.state.raw_files import raw_files
@@ -74,15 +74,18 @@ def overview(settings: Settings) -> dict[str, Any]:
 
 
 def _empty_quality() -> dict[str, Any]:
-    return {"held": 0, "accepted": 0, "last_run_score": None}
+    return {"held": 0, "accepted": 0, "lowest_score": None, "lowest_dataset": None}
 
 
 def _quality(settings: Settings) -> dict[str, Any]:
     """Partitions the quality gate holds (left out of the dashboard's reads) and accepted,
-    and the newest run-level score."""
+    and the lowest of the datasets' latest scores (`mad.query.quality.latest_scores`)."""
     found = counters(settings)
+    scored = [s for s in latest_scores(settings) if s["score"] is not None]
+    low = min(scored, key=lambda s: s["score"]) if scored else None
     return {"held": found["gate"]["held"], "accepted": found["gate"]["accepted"],
-            "last_run_score": found["last_run_score"]}
+            "lowest_score": None if low is None else low["score"],
+            "lowest_dataset": None if low is None else low["dataset"]}
 
 
 def _empty_ingest() -> dict[str, Any]:

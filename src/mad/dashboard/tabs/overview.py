@@ -109,8 +109,9 @@ def render(settings: Settings, period: TimeRange) -> None:
     row[2].metric("Alerts failed", number(det.get("failed_alerts")))
     row[3].metric("Alerts silenced", number(det.get("silenced")))
     quality = data.get("quality") or {}
-    row[4].metric("Quality score", number(quality.get("last_run_score")),
-                  help="the newest checked run's score, 0-100 (see the Quality tab)")
+    row[4].metric("Lowest quality score", number(quality.get("lowest_score")),
+                  help=f"0-100, of {quality.get('lowest_dataset') or 'no dataset yet'}: the "
+                       "lowest of the datasets' scores on the Quality tab")
     row[5].metric("Held partitions", number(quality.get("held")),
                   help="partitions the quality gate holds: left out of detection and of "
                        "this dashboard until accepted on the Quality tab")

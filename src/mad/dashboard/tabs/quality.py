@@ -136,6 +136,12 @@ def checks(settings: Settings, q: Any, period: TimeRange) -> None:
         st.success(f"No check failed or warned in the {period.label}.")
 
 
+def metric_label(column: str, metric: str) -> str:
+    """How a metric is named in the picker: `service · null_rate`, or `rows` for one about
+    the whole partition (column `*`)."""
+    return metric if column == "*" else f"{column} · {metric}"
+
+
 def history(settings: Settings, q: Any) -> None:
     """One metric over time: pick a dataset, a check and a metric."""
     st.subheader("History of a metric")
@@ -152,11 +158,13 @@ def history(settings: Settings, q: Any) -> None:
     kinds = sorted({str(m["check"]) for m in of_set})
     first = next((k for k in PREFERRED if k in kinds), kinds[0])
     check = cols[1].selectbox("Check", kinds, index=kinds.index(first), key="q_check")
-    names = [f"{m['column']} · {m['metric']}" for m in of_set if m["check"] == check]
-    chosen = cols[2].selectbox("Metric", names, key="q_metric")
+    names = {metric_label(str(m["column"]), str(m["metric"])): (str(m["column"]),
+                                                                str(m["metric"]))
+             for m in of_set if m["check"] == check}
+    chosen = cols[2].selectbox("Metric", list(names), key="q_metric")
     if chosen is None:
         return
-    column, _, metric = chosen.partition(" · ")
+    column, metric = names[chosen]
     rows = read("the metric's history", q.history, settings, dataset, check, column, metric)
     if not rows:
         st.caption("No values of this metric yet.")
