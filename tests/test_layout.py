@@ -28,7 +28,8 @@ BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb")
 # what `mad.query` may take from the stages: their read edges and records, nothing that
 # runs them
 QUERY_READS = {"mad.ingest.wiring", "mad.ingest.writer", "mad.etl.discover", "mad.etl.runner",
-               "mad.detect.lake_io", "mad.detect.model", "mad.detect.operator"}
+               "mad.detect.lake_io", "mad.detect.model", "mad.detect.operator",
+               "mad.quality.model"}
 
 
 def modules(package: str) -> list[Path]:

@@ -5,18 +5,20 @@ partition and the count missing, and holds the day until the partition is rebuil
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from tests.ingest.conftest import ApiServer
 from tests.quality.conftest import etl_pass, settings_for
 
 from mad import lake
 from mad.detect.pipeline import QualityGate
 from mad.etl.runner import EtlRunner
 from mad.ingest.streams.embedded import EmbeddedStream
-from mad.ingest.wiring import build_writer
-from mad.state import EtlLedger, QualityStore, RawFileLedger, open_state
+from mad.ingest.wiring import build_writer, open_configured_stream
+from mad.state import EtlLedger, IngestAcks, QualityStore, RawFileLedger, open_state
 
 LOGS = lake.transformed_dataset("log")
 
@@ -90,3 +92,63 @@ def test_a_raw_file_deleted_behind_the_writers_back(
         f"missing, e.g. {key}"]
     assert [(r["partition"], r["value"]) for r in failed(store)] == [
         (where, float(recorded[key]))]
+
+
+def test_acknowledged_records_are_all_in_the_raw_lake(
+        tmp_path: Path, clean: tuple[Path, dict[str, Any]]) -> None:
+    """Events posted to the real ingest API (served by uvicorn, over the embedded stream with
+    two shards), landed by the raw writer: the acknowledgements per shard and hour equal the
+    stream records in the raw lake; a raw file deleted afterwards shows as acknowledged
+    records missing from its shard and hour."""
+    settings = settings_for(tmp_path, **{"ingest.stream.embedded.shards": 2})
+    lines = clean[0].read_bytes().splitlines()[:3000]
+    stream = open_configured_stream(settings)
+    try:
+        api = ApiServer(settings, stream)
+        try:
+            for i in range(0, len(lines), 500):
+                got = api.post(b"\n".join(lines[i:i + 500]))
+                assert got.status_code == 200 and got.json()["accepted"] == 500
+        finally:
+            api.stop()  # counts the last acknowledgements
+        build_writer(settings, stream).drain()
+    finally:
+        stream.close()
+    acks = IngestAcks(open_state(settings.state_url))
+    acked = acks.acked()
+    assert sum(n for n, _ in acked.values()) == 3000 and len({s for s, _ in acked}) == 2
+    assert set(acks.landed_through()) == {s for s, _ in acked}
+
+    first, _ = etl_pass(settings)
+    store = QualityStore(open_state(settings.state_url))
+    stream_rows = [r for r in store.results() if r["dataset"] == "stream"]
+    assert [(r["partition"], r["status"], r["value"]) for r in stream_rows] == [("*", "pass", 0)]
+    assert stream_rows[0]["detail"].startswith(f"{len(acked)} shard-hours compared, 0 wait")
+    assert not first.missing
+
+    files = RawFileLedger(open_state(settings.state_url), "test").landed()
+    key, hour, shards = sorted(files)[0]
+    (tmp_path / "lake" / key).unlink()
+    summary, _ = etl_pass(settings)
+    lost = [r for r in failed(store) if r["dataset"] == "stream"]
+    at = f"{datetime.fromtimestamp(hour, UTC):%Y-%m-%dT%H}"
+    assert sorted((r["partition"], r["value"]) for r in lost) == sorted(
+        (f"shard={s}/hour={at}", float(n)) for s, n in shards.items())
+    assert any("acknowledged by the ingest API" in m for m in summary.missing)
+
+
+def test_aggregates_short_of_their_rows_hold_the_day_from_detection(
+        tmp_path: Path, faulty: tuple[Path, dict[str, Any]],
+        split: Callable[[Path, Path], list[Path]]) -> None:
+    split(faulty[0], tmp_path / "lake")
+    settings = settings_for(tmp_path)
+    etl_pass(settings)
+    store = QualityStore(open_state(settings.state_url))
+    assert QualityGate(store).passed("1h", "2026-11-01")
+    day = tmp_path / "lake" / lake.aggregates_prefix("1h") / "date=2026-11-01"
+    sorted(day.glob("*.parquet"))[0].unlink()
+    summary, _ = etl_pass(settings)
+    assert [m.split(":")[0] for m in summary.missing] == [
+        f"{lake.AGGREGATES_DATASET}/window=1h/date=2026-11-01"]
+    assert not QualityGate(store).passed("1h", "2026-11-01")
+    assert QualityGate(store).passed("1h", "2026-10-31")

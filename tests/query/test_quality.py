@@ -183,9 +183,3 @@ def test_the_dashboards_reads_leave_the_held_day_out(pipeline_lake: BuiltLake,
     again = services.service_metrics(s, "1m", start, end)
     assert again == before and again.held == []
     assert HELD in [p["partition"] for p in datasets.partitions(s, DATASET)]
-
-
-def test_the_parts_are_the_checks_of_the_score() -> None:
-    from mad.quality.model import PARTS
-
-    assert quality.PARTS == PARTS

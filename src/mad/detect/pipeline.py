@@ -111,13 +111,18 @@ class OpenGate:
 
 class QualityGate:
     """A day passes unless the quality gate holds one of its transformed partitions (the
-    aggregates of every window are computed from them)."""
+    aggregates of every window are computed from them) or the window's aggregates of that
+    day (reconciliation found them short)."""
 
     def __init__(self, quality: QualityStore) -> None:
         self.quality = quality
 
     def passed(self, window: str, day: str) -> bool:
-        return day not in self.quality.held_days(lake.TRANSFORMED_DATASETS.values())
+        if day in self.quality.held_days(lake.TRANSFORMED_DATASETS.values()):
+            return False
+        mine = lake.aggregates_prefix(window).removeprefix(lake.AGGREGATES_DATASET + "/")
+        return not any(str(r["partition"]).startswith(f"{mine}date={day}")
+                       for r in self.quality.held([lake.AGGREGATES_DATASET]))
 
 
 @dataclass

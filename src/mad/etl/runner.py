@@ -59,9 +59,16 @@ from mad.etl.publish import PartitionStore, open_partition_store
 from mad.etl.quarantine import drop_known
 from mad.etl.screen import Screen, Screened
 from mad.etl.transforms.events import events_plan, partitions_plan
-from mad.quality.auditor import Audit, Auditor, StagedRun
+from mad.quality.auditor import Audit, Auditor, StagedRun, StreamFacts
 from mad.quality.model import RUN
-from mad.state import EtlLedger, RawFileLedger, UnreadableFiles, Written, open_state
+from mad.state import (
+    EtlLedger,
+    IngestAcks,
+    RawFileLedger,
+    UnreadableFiles,
+    Written,
+    open_state,
+)
 from mad.words import plural
 
 log = logging.getLogger(__name__)
@@ -260,11 +267,12 @@ class EtlRunner:
         rows or a raw file gone is a failed check (logged, held, in the summary line)."""
         assert self.auditor is not None
         raw = RawFileLedger(self.state, consumer="etl")
+        acks = IngestAcks(self.state)
         audit = self.auditor.reconcile(
             self.ledger.partitions(), self.lake.files,
             lambda keys: self.engine.count_rows([self.lake.location(k) for k in keys]),
             {ds: raw.files(ds) for ds in (*lake.RAW_DATASETS.values(), lake.ERRORS_DATASET)},
-            self.store.sizes)
+            self.store.sizes, StreamFacts(acks.acked(), raw.landed(), acks.landed_through()))
         self.audits.append(audit)
         summary.held = sorted({f"{d}/{p}" for a in self.audits for d, p in a.held})
         summary.missing += [f"{r.dataset}/{r.partition}: {r.detail}" for r in audit.failed

@@ -22,6 +22,8 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -33,6 +35,7 @@ from starlette.requests import ClientDisconnect
 
 from mad.config import Settings
 from mad.errors import TerminalError, TransientError
+from mad.ingest.acks import FLUSH_INTERVAL_S, AckCounter
 from mad.ingest.connections import ConnectionLimits
 from mad.ingest.intake import (
     Accepted,
@@ -49,6 +52,7 @@ from mad.ingest.pressure import FAILURE_RETRY_AFTER_S, Pressure
 from mad.ingest.streams import Stream, StreamCorruptError
 from mad.ingest.wiring import stream_monitor, writer_health
 from mad.ingest.writer_health import TARGETS
+from mad.state import IngestAcks, open_state
 from mad.web import Guard, read_token
 
 log = logging.getLogger(__name__)
@@ -128,13 +132,15 @@ class IngestState:
         self.metrics = IngestMetrics()
         self.failure: str | None = None  # last append error, cleared by a good append
         self.writer_health = writer_health(settings)  # when the writer runs beside us
+        self.acks = AckCounter(lambda: IngestAcks(open_state(settings.state_url)))
 
 
 def create_app(settings: Settings, stream: Stream) -> FastAPI:
     """The ingest API over `stream`. The caller owns the stream: it serves the app (the
     supervisor, `mad.runtime`) and closes the stream once the server has stopped."""
     state = IngestState(settings, stream)
-    app = FastAPI(title="mad ingest API", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="mad ingest API", version="1", docs_url=None, redoc_url=None,
+                  lifespan=lambda _app: _count_acks(state))
     app.state.ingest = state
     app.state.serve_limits = ConnectionLimits.from_settings(settings.ingest, state.metrics)
     ing = settings.ingest
@@ -246,7 +252,7 @@ async def _put_events(state: IngestState, request: Request) -> Response:
         return _refuse(state, err.status, err.code, err.message)
     started = time.perf_counter()
     try:
-        await run_in_threadpool(state.stream.append, records)
+        acks = await run_in_threadpool(state.stream.append, records)
     except (TransientError, StreamCorruptError) as err:
         state.failure = str(err)
         state.pressure.forget()
@@ -256,8 +262,29 @@ async def _put_events(state: IngestState, request: Request) -> Response:
     except TerminalError as err:
         return _refuse(state, 500, "stream_refused", f"stream refused the records: {err}")
     m.append_seconds.observe(time.perf_counter() - started)
+    state.acks.add(acks)
     state.failure = None
     return _outcome_response(state, outcomes)
+
+
+@asynccontextmanager
+async def _count_acks(state: IngestState) -> AsyncIterator[None]:
+    """While the app serves: add the acknowledgement counts to the state database every
+    `FLUSH_INTERVAL_S`, and once more when it stops."""
+
+    async def flushing() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await run_in_threadpool(state.acks.flush)
+
+    task = asyncio.create_task(flushing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await run_in_threadpool(state.acks.flush)
 
 
 def _decode(state: IngestState, body: bytes, encoding: str | None,

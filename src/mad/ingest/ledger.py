@@ -32,8 +32,13 @@ class FileLedger(Protocol):
     """Where written files are recorded (`mad.state.RawFileLedger`, or a null one)."""
 
     def record(self, key: str, dataset: str, service: str | None, hour: int, records: int,
-               nbytes: int, counts: dict[str, int]) -> None:
+               nbytes: int, counts: dict[str, int],
+               shards: dict[str, int] | None = None) -> None:
         """Record one file; called again with the same key it replaces the row."""
+        ...
+
+    def progress(self, consumer: str, positions: dict[str, int]) -> None:
+        """Every record up to `positions` (per shard) is in a recorded file."""
         ...
 
 
@@ -47,6 +52,7 @@ class FileRow(NamedTuple):
     records: int
     nbytes: int
     counts: dict[str, int]
+    shards: dict[str, int] | None = None  # stream records per shard
 
 
 def _passing(err: Exception) -> bool:
@@ -107,6 +113,23 @@ class RetryingLedger:
             log.warning("raw writer: the state database takes rows again; every file written "
                         "meanwhile is recorded")
         self._backoff, self.error = 0.0, None
+        return True
+
+    def progress(self, consumer: str, positions: dict[str, int]) -> bool:
+        """Record how far the files are landed, once every file row before it is recorded
+        (never ahead of them); False when it could not be recorded now (tried again with
+        the next commit)."""
+        if self._pending:
+            return False
+        try:
+            if self._ledger is None:
+                self._ledger = self._open()
+            self._ledger.progress(consumer, positions)
+        except Exception as err:
+            if not _passing(err):
+                raise
+            self._failed(err)
+            return False
         return True
 
     def flush(self, attempts: int, sleep: Callable[[float], None] = time.sleep) -> int:

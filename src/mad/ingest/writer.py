@@ -54,6 +54,7 @@ _ERRORS = "error"  # the buffer kind of md-raw-errors
 MAX_IDLE_SLEEP = 1.0
 MAX_RETRY_SLEEP = 30.0
 HEALTH_INTERVAL_S = 1.0
+LANDED_INTERVAL_S = 1.0  # how often the landed positions go to the state database
 STOP_ATTEMPTS = 5
 
 
@@ -74,6 +75,7 @@ class _Buffer:
     nbytes: int = 0
     first: dict[str, int] = field(default_factory=dict)  # lowest position held, per shard
     counts: Counter[str] = field(default_factory=Counter)  # kind, or error code
+    shards: Counter[str] = field(default_factory=Counter)  # stream records per shard
 
 
 @dataclass
@@ -121,6 +123,7 @@ class RawWriter:
         self._committed = {s: stream.committed(self.consumer, s) for s in self._shards}
         self._cursor = dict(self._committed)
         self._buffers: dict[tuple[str, str | None, int], _Buffer] = {}
+        self._landed_at: tuple[float, dict[str, int]] = (-LANDED_INTERVAL_S, {})
         self._totals = _Totals()
         self._lock = threading.Lock()  # stats() may be called from another thread
 
@@ -155,6 +158,7 @@ class RawWriter:
         for key in keys:
             self._flush(key)
         self.commit()
+        self._landed(force=True)
         return len(keys)
 
     def commit(self) -> None:
@@ -167,6 +171,17 @@ class RawWriter:
                 self.stream.commit(self.consumer, shard, safe)
                 with self._lock:
                     self._committed[shard] = safe
+        self._landed()
+
+    def _landed(self, force: bool = False) -> None:
+        """Tell the state database how far every record is in a recorded file (for the
+        reconciliation of acknowledgements with the raw lake), about once a second."""
+        now = self.clock()
+        landed = {s: p for s, p in self._committed.items() if p is not None}
+        due = force or now - self._landed_at[0] >= LANDED_INTERVAL_S
+        if landed and landed != self._landed_at[1] and due and self.ledger.progress(
+                self.consumer, landed):
+            self._landed_at = (now, landed)
 
     def drain(self) -> None:
         """Read until the stream has nothing more, then write everything (batch mode)."""
@@ -297,6 +312,7 @@ class RawWriter:
                 buf.nbytes += len(line) + 1
                 buf.first.setdefault(shard, rec.position)
                 buf.counts[count] += weight
+                buf.shards[shard] += 1
                 done = rec.position
                 if buf.nbytes >= flush_bytes:
                     self._flush(key)
@@ -363,7 +379,7 @@ class RawWriter:
             t.failing.pop("lake", None)
         # The file is durable: from here on it is never written again, whatever the ledger.
         self.ledger.record(FileRow(name, name.split("/", 1)[0], service, hour, len(buf.lines),
-                                   len(data), dict(buf.counts)))
+                                   len(data), dict(buf.counts), dict(buf.shards)))
 
     def _next_due(self) -> float:
         if not self._buffers:

@@ -54,6 +54,16 @@ class StagedRun:
 
 
 @dataclass
+class StreamFacts:
+    """The stream side of reconciliation: what the ingest API acknowledged, the raw files
+    with their records per shard, and how far the raw writer has landed each shard."""
+
+    acked: Mapping[tuple[str, int], tuple[int, int]]
+    files: Sequence[tuple[str, int, Mapping[str, int]]]
+    landed_through: Mapping[str, int]
+
+
+@dataclass
 class Audit:
     run_id: str
     results: list[Result] = field(default_factory=list)
@@ -105,7 +115,8 @@ class Auditor:
                   listing: Callable[[str], dict[str, int]],
                   count_rows: Callable[[list[str]], int],
                   raw_recorded: Mapping[str, Mapping[str, int]],
-                  raw_listing: Callable[[str], dict[str, int]]) -> Audit:
+                  raw_listing: Callable[[str], dict[str, int]],
+                  stream: StreamFacts | None = None) -> Audit:
         """Reconcile the lake with the ledgers (`mad.quality.reconcile`) and record it as one
         audit of its own; like `audit_run`, it never raises."""
         cfg = self.settings.quality.reconciliation
@@ -113,9 +124,21 @@ class Auditor:
         if not cfg.enabled:
             return audit
         started = time.perf_counter()
+        listed: dict[str, dict[str, int]] = {}
+
+        def raw_listing_once(prefix: str) -> dict[str, int]:
+            if prefix not in listed:
+                listed[prefix] = raw_listing(prefix)
+            return listed[prefix]
+
         try:
             audit.results = (reconcile.lake_results(recorded, listing, count_rows, cfg)
-                             + reconcile.raw_results(raw_recorded, raw_listing, cfg))
+                             + reconcile.raw_results(raw_recorded, raw_listing_once, cfg))
+            if stream is not None:
+                present = {k for ds in raw_recorded for k in raw_listing_once(ds + "/")}
+                audit.results += reconcile.ingest_results(
+                    stream.acked, stream.files, present.__contains__, stream.landed_through,
+                    cfg)
             audit.held = self._record(audit.run_id, audit.results)
         except Exception as err:
             log.error("reconciling the lake failed: %s", err, exc_info=True)

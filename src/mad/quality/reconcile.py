@@ -11,11 +11,25 @@ and the count missing (error severity, gating by default: detection stops before
 each dataset also gets one result that says how many partitions or files were compared.
 Whatever removes lake files on purpose (`mad etl reprocess`, compaction) updates the ledger
 first, so only a loss shows.
+
+From the ingest API to the raw lake (`ingest_results`): per stream shard and append hour,
+the records the API acknowledged (`mad.state.IngestAcks`, counted by the API) against the
+stream records in the raw files of that hour that are still in the lake (the raw writer
+records how many of each shard every file holds). An hour of a shard is compared once the
+writer has landed every record of it (its landed position is past the highest acknowledged
+one); fewer landed than acknowledged fails, naming the shard, the hour and the count. More
+landed than acknowledged is at-least-once at work (a writer restarted and wrote some
+records again, or an API stopped before it counted its last second) and is shown, not
+failed. The embedded stream gives the API its own append times, so both sides count the
+same hour; Kinesis stamps its arrival time only on the records it serves, so a record
+acknowledged within a moment of an hour's end can be counted in the next hour by one side:
+a shortfall in one hour made up by the excess of the hour beside it is netted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from mad.config import ReconciliationCheck
@@ -76,6 +90,58 @@ def raw_results(recorded: Mapping[str, Mapping[str, int]],
                            "pass" if not gone else "fail",
                            f"{len(files)} raw files recorded by the writer, "
                            f"{sum(len(v) for v in gone.values())} not in the lake"))
+    return out
+
+
+STREAM = "stream"  # the dataset name of the acknowledgement results
+
+
+def ingest_results(acked: Mapping[tuple[str, int], tuple[int, int]],
+                   files: Iterable[tuple[str, int, Mapping[str, int]]],
+                   present: Callable[[str], bool], landed_through: Mapping[str, int],
+                   cfg: ReconciliationCheck) -> list[Result]:
+    """`acked`: (shard, hour) -> (records, highest position) from the API; `files`: the raw
+    files (key, append hour, records per shard) the writer recorded; `present(key)`: the
+    file is in the lake; `landed_through`: per shard, the position the writer has landed."""
+    if not acked:
+        return []
+    landed: dict[tuple[str, int], int] = {}
+    for key, hour, shards in files:
+        if present(key):
+            for shard, n in shards.items():
+                landed[(shard, hour)] = landed.get((shard, hour), 0) + n
+    out: list[Result] = []
+    compared = waiting = again = 0
+    for shard in sorted({s for s, _ in acked}):
+        through = landed_through.get(shard)
+        hours = sorted(h for s, h in acked if s == shard)
+        settled = [h for h in hours if through is not None and through >= acked[(shard, h)][1]]
+        waiting += len(hours) - len(settled)
+        diff = {h: landed.get((shard, h), 0) - acked[(shard, h)][0] for h in settled}
+        for i, h in enumerate(settled):  # net a boundary spill with the hours beside it
+            for j in (i + 1, i - 1):
+                if diff[h] < 0 and 0 <= j < len(settled) and diff[settled[j]] > 0 and abs(
+                        settled[j] - h) == 3600:
+                    moved = min(-diff[h], diff[settled[j]])
+                    diff[h] += moved
+                    diff[settled[j]] -= moved
+        for h in settled:
+            compared += 1
+            again += max(diff[h], 0)
+            if diff[h] < 0:
+                at = f"{datetime.fromtimestamp(h, UTC):%Y-%m-%dT%H}"
+                n = acked[(shard, h)][0]
+                out.append(_result(cfg, STREAM, f"shard={shard}/hour={at}", "unlanded_records",
+                                   -diff[h], "fail",
+                                   f"{-diff[h]} of {n} records acknowledged by the ingest API "
+                                   f"on shard {shard} in the hour from {at}:00 UTC are not in "
+                                   "the raw lake"))
+    lost = sum(int(r.value) for r in out)
+    out.append(_result(cfg, STREAM, RUN, "unlanded_records", lost,
+                       "pass" if lost == 0 else "fail",
+                       f"{compared} shard-hours compared, {waiting} wait for the writer; "
+                       f"{lost} acknowledged records not in the raw lake, {again} landed "
+                       "more than once (at least once: a writer restart)"))
     return out
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import and_, desc, func, or_, select
 
 from mad.config import Settings
+from mad.quality.model import PARTS, RUN
 from mad.query.access import DB_ERRORS, QueryError, state_db, utc
 from mad.query.datasets import check_partition
 from mad.state import NotHeld, QualityStore
@@ -32,12 +33,7 @@ from mad.state.quality import quality_gate, quality_results
 FORMULA = ("part = 100 × mean over the check's judged results of (pass 1, warn 0.5, fail 0); "
            "score = mean of the parts that have judged results (skip and info take no part)")
 STATUS_ORDER = ("fail", "warn", "pass", "skip", "info")
-PARTS = ("completeness", "uniqueness", "validity", "freshness", "volume", "distribution",
-         "schema", "reconciliation", "history")
-"""The parts of the score in the order they are shown (`mad.quality.model.PARTS`; others,
-if any, after them by name)."""
 GATE_STATUSES = ("held", "accepted", "open")
-RUN = "*"  # the partition of a result or score about the whole run
 MAX_REASON = 500
 MAX_LIMIT = 100_000
 

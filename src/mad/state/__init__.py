@@ -14,6 +14,7 @@ from mad.state.detect_runs import DetectPass, DetectRuns
 from mad.state.detect_state import DetectStore, SentAlerts, SeriesState
 from mad.state.etl_runs import EtlLedger, Written
 from mad.state.etl_unreadable import UnreadableFiles
+from mad.state.ingest_acks import IngestAcks as IngestAcks
 from mad.state.operator import OperatorStore as OperatorStore
 from mad.state.quality import NotHeld as NotHeld
 from mad.state.quality import QualityStore as QualityStore

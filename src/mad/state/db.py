@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, inspect
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -117,6 +118,7 @@ def _create_tables(engine: Engine) -> None:
     for attempt in range(CREATE_ATTEMPTS):
         try:
             metadata.create_all(engine)
+            _add_columns(engine)
             return
         except (OperationalError, IntegrityError, ProgrammingError) as err:
             if attempt == CREATE_ATTEMPTS - 1 or not _lost_a_race(err):
@@ -124,9 +126,28 @@ def _create_tables(engine: Engine) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def _add_columns(engine: Engine) -> None:
+    """Add the nullable columns a table gained since the database was created (a newer
+    version of a table only ever adds nullable columns: the migration is `ADD COLUMN`)."""
+    found = inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise TerminalError(f"state table {table.name} lacks the column "
+                                    f"{column.name}, which cannot be added to existing rows")
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(sql_text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" '
+                                  f"{kind}"))
+
+
 def _lost_a_race(err: DatabaseError) -> bool:
     text = str(err.orig or err).lower()
-    return "already exists" in text or "duplicate key" in text or "database is locked" in text
+    return ("already exists" in text or "duplicate key" in text or "database is locked" in text
+            or "duplicate column" in text)
 
 
 def _first_line(err: DatabaseError) -> str:

@@ -284,15 +284,17 @@ class QualityStore:
             return out
 
     def counters(self) -> dict[str, Any]:
-        """Totals for `/metrics`: results by check and status, partitions by gate status."""
+        """Totals for `/metrics`: results by check and status, partitions by gate status,
+        and the score of the newest ETL run (the pass's reconciliation is not a run)."""
         c = quality_results.c
         with self.engine.connect() as conn:
             by_check = {(str(ch), str(st)): int(n) for ch, st, n in conn.execute(
                 select(c.check, c.status, func.count()).group_by(c.check, c.status))}
             gate = {str(st): int(n) for st, n in conn.execute(
                 select(quality_gate.c.status, func.count()).group_by(quality_gate.c.status))}
-            last = conn.execute(select(quality_scores.c.score).where(
-                quality_scores.c.partition == "*").order_by(
+            last = conn.execute(select(quality_scores.c.score).where(and_(
+                quality_scores.c.partition == "*",
+                quality_scores.c.run_id.not_like("reconcile-%"))).order_by(
                 desc(quality_scores.c.measured_at)).limit(1)).scalar()
         return {"results": by_check, "gate": gate,
                 "last_run_score": None if last is None else float(last)}

@@ -16,6 +16,7 @@ from sqlalchemy import BigInteger, Column, Engine, Integer, String, Table, Text,
 
 from mad.lake import ERRORS_DATASET
 from mad.state.db import UtcDateTime, metadata
+from mad.state.ingest_acks import IngestAcks
 
 raw_files = Table(
     "raw_files",
@@ -27,6 +28,7 @@ raw_files = Table(
     Column("records", Integer, nullable=False),
     Column("bytes", BigInteger, nullable=False),
     Column("counts", Text, nullable=False),  # JSON {kind or error code: n}
+    Column("shards", Text),  # JSON {stream shard: stream records}, for reconciliation
     Column("consumer", String(256), nullable=False),
     Column("written_at", UtcDateTime, nullable=False),
 )
@@ -40,12 +42,14 @@ class RawFileLedger:
         self.consumer = consumer
 
     def record(self, key: str, dataset: str, service: str | None, hour: int, records: int,
-               nbytes: int, counts: dict[str, int]) -> None:
+               nbytes: int, counts: dict[str, int],
+               shards: dict[str, int] | None = None) -> None:
         row = {
             "key": key, "dataset": dataset, "service": service,
             "hour": datetime.fromtimestamp(hour, UTC), "records": records, "bytes": nbytes,
             "counts": orjson.dumps(counts).decode(), "consumer": self.consumer,
             "written_at": datetime.now(UTC),
+            "shards": None if shards is None else orjson.dumps(shards).decode(),
         }
         with self.engine.begin() as conn:
             conn.execute(raw_files.delete().where(raw_files.c.key == key))
@@ -78,9 +82,27 @@ class RawFileLedger:
             return {str(k): int(n) for k, n in conn.execute(q)}
 
 
+    def progress(self, consumer: str, positions: dict[str, int]) -> None:
+        IngestAcks(self.engine).progress(consumer, positions)
+
+    def landed(self) -> list[tuple[str, int, dict[str, int]]]:
+        """Every recorded file with its append hour (epoch s) and its stream records per
+        shard (files recorded before shards were counted are left out)."""
+        q = select(raw_files.c.key, raw_files.c.hour, raw_files.c.shards).where(
+            raw_files.c.shards.is_not(None))
+        with self.engine.connect() as conn:
+            return [(str(k), int(h.timestamp()), {str(s): int(n) for s, n in
+                                                   orjson.loads(sh).items()})
+                    for k, h, sh in conn.execute(q)]
+
+
 class NullLedger:
     """Used when no state database is configured: records nothing."""
 
     def record(self, key: str, dataset: str, service: str | None, hour: int, records: int,
-               nbytes: int, counts: dict[str, int]) -> None:
+               nbytes: int, counts: dict[str, int],
+               shards: dict[str, int] | None = None) -> None:
+        return None
+
+    def progress(self, consumer: str, positions: dict[str, int]) -> None:
         return None

@@ -29,10 +29,13 @@ Position = int
 
 
 class Ack(NamedTuple):
-    """Where an appended record landed."""
+    """Where an appended record landed, and when (epoch seconds, UTC: the stream's own
+    append time where the backend gives it, as the embedded stream does; else the time the
+    append returned)."""
 
     shard: str
     position: Position
+    appended_at: float = 0.0
 
 
 class StreamRecord(NamedTuple):

@@ -164,7 +164,7 @@ class EmbeddedStream(ClosesOnExit):
             rolled |= did_roll
             ends.append((shard_log, end))
             for k, i in enumerate(indexes):
-                acks[i] = Ack(shard_log.shard, first + k)
+                acks[i] = Ack(shard_log.shard, first + k, appended_us / 1e6)
         if self._interval is None:
             for shard_log, end in ends:
                 shard_log.sync(end)

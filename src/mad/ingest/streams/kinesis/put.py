@@ -9,6 +9,7 @@ sends the retryable entries again after `backoff_seconds`, and gives up on a ref
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -57,10 +58,11 @@ def settle_put_response(response: Mapping[str, Any], indexes: Sequence[int]) -> 
             f"Kinesis PutRecords answered {len(entries)} entries for {len(indexes)} records"
         )
     outcome = PutOutcome({}, [], [])
+    answered = time.time()  # Kinesis stamps its arrival time only on the records it serves
     for index, entry in zip(indexes, entries, strict=True):
         code = entry.get("ErrorCode")
         if not code:
-            outcome.acks[index] = Ack(entry["ShardId"], int(entry["SequenceNumber"]))
+            outcome.acks[index] = Ack(entry["ShardId"], int(entry["SequenceNumber"]), answered)
         elif code in RETRYABLE_CODES:
             outcome.retry.append(index)
         else:

@@ -279,9 +279,9 @@ class KinesisStream(ClosesOnExit):
         """Remember the newest position seen per shard; a shard not known yet means the
         stream was resharded, so the shard list is read again."""
         with self._lock:
-            for shard, position in acks:
-                if position > self._tips.get(shard, -1):
-                    self._tips[shard] = position
+            for ack in acks:
+                if ack.position > self._tips.get(ack.shard, -1):
+                    self._tips[ack.shard] = ack.position
             if any(shard not in self._shards for shard in self._tips):
                 self._shards = list_shards(self._client, self.name)
 
