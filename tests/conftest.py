@@ -16,6 +16,22 @@ from pathlib import Path
 import pytest
 
 from mad.config import AwsSettings
+from tests.reconciled import SUITES as RECONCILED_SUITES
+from tests.reconciled import failures as reconciled_failures
+
+
+@pytest.fixture(autouse=True)
+def _reconciled(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Reconciliation holds after every test of the suites that move data
+    (`tests/reconciled.py`), unless the test is marked `loses_data`."""
+    path = Path(str(request.node.fspath))
+    checked = (path.parent.name in RECONCILED_SUITES and "tmp_path" in request.fixturenames
+               and not request.node.get_closest_marker("loses_data"))
+    root = request.getfixturevalue("tmp_path") if checked else None
+    yield
+    if root is not None:
+        lost = reconciled_failures(root)
+        assert not lost, "reconciliation failed:\n" + "\n".join(lost[:10])
 
 
 def free_port() -> int:

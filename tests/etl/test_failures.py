@@ -52,6 +52,7 @@ def ids(lake_dir: Path, dataset: str) -> list[str]:
         f"SELECT event_id FROM read_parquet([{listing}])").fetchall()) if files else []
 
 
+@pytest.mark.loses_data  # the corrupt file also fails the pass's reconciliation
 def test_a_corrupt_parquet_file_fails_its_run_only_and_says_how_to_rebuild(
     tmp_path: Path,
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from tests.ingest.conftest import ApiServer
 from tests.quality.conftest import etl_pass, settings_for
 
@@ -19,6 +20,8 @@ from mad.etl.runner import EtlRunner
 from mad.ingest.streams.embedded import EmbeddedStream
 from mad.ingest.wiring import build_writer, open_configured_stream
 from mad.state import EtlLedger, IngestAcks, QualityStore, RawFileLedger, open_state
+
+pytestmark = pytest.mark.loses_data  # each test deletes a file behind the ledgers
 
 LOGS = lake.transformed_dataset("log")
 
@@ -48,7 +51,9 @@ def test_a_transformed_file_deleted_behind_the_etls_back(
     summary, _ = etl_pass(settings)
     rows = ledger[(LOGS, part)]["rows"]
     assert summary.missing == [f"{LOGS}/{part}: {rows} of {rows} rows missing: 0 of 1 files "
-                               f"left (published by run {ledger[(LOGS, part)]['run_id']})"]
+                               f"left (published by run {ledger[(LOGS, part)]['run_id']}); "
+                               f"rebuild it with `mad etl reprocess --dataset {LOGS} "
+                               f"--partition {part}`"]
     assert "reconciliation failed" in summary.line()
     assert [(r["dataset"], r["partition"], r["value"]) for r in failed(store)] == [
         (LOGS, part, float(rows))]
@@ -152,3 +157,7 @@ def test_aggregates_short_of_their_rows_hold_the_day_from_detection(
         f"{lake.AGGREGATES_DATASET}/window=1h/date=2026-11-01"]
     assert not QualityGate(store).passed("1h", "2026-11-01")
     assert QualityGate(store).passed("1h", "2026-10-31")
+    assert "the next pass recomputes it" in summary.missing[0]
+    healed, _ = etl_pass(settings)  # derived data: recomputed, reconciled, released
+    assert healed.days_aggregated == ["2026-11-01"] and not healed.missing
+    assert QualityGate(store).passed("1h", "2026-11-01") and store.held() == []

@@ -274,6 +274,10 @@ class EtlRunner:
             {ds: raw.files(ds) for ds in (*lake.RAW_DATASETS.values(), lake.ERRORS_DATASET)},
             self.store.sizes, StreamFacts(acks.acked(), raw.landed(), acks.landed_through()))
         self.audits.append(audit)
+        short = {r.partition.split("date=")[-1] for r in audit.failed
+                 if r.dataset == lake.AGGREGATES_DATASET and "date=" in r.partition}
+        if short:  # derived data: recomputed from the transformed lake by the next pass
+            self.ledger.recompute_days(short)
         summary.held = sorted({f"{d}/{p}" for a in self.audits for d, p in a.held})
         summary.missing += [f"{r.dataset}/{r.partition}: {r.detail}" for r in audit.failed
                             if r.partition != RUN]

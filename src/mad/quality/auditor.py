@@ -97,7 +97,8 @@ class Auditor:
             audit.results = self._judge(run)
             audit.held = self._record(run.run_id, audit.results)
         except Exception as err:  # never fail the run; say so and keep the failure
-            log.error("quality checks of run %s failed: %s", run.run_id, err, exc_info=True)
+            log.error("quality checks of run %s failed: %s", run.run_id, err)
+            log.debug("quality checks of run %s failed", run.run_id, exc_info=True)
             audit.results = [Result(run.dataset, RUN, "audit", "*", "measured", 0.0,
                                     status="fail", severity="warn",
                                     detail=f"the checks could not run: {err}"[:500])]
@@ -134,6 +135,8 @@ class Auditor:
         try:
             audit.results = (reconcile.lake_results(recorded, listing, count_rows, cfg)
                              + reconcile.raw_results(raw_recorded, raw_listing_once, cfg))
+            compared = {str(r["dataset"]) for r in recorded} | set(raw_recorded)
+            audit.results += reconcile.released(self.store.held(), audit.results, compared)
             if stream is not None:
                 present = {k for ds in raw_recorded for k in raw_listing_once(ds + "/")}
                 audit.results += reconcile.ingest_results(
@@ -141,7 +144,8 @@ class Auditor:
                     cfg)
             audit.held = self._record(audit.run_id, audit.results)
         except Exception as err:
-            log.error("reconciling the lake failed: %s", err, exc_info=True)
+            log.error("reconciling the lake failed: %s", err)
+            log.debug("reconciling the lake failed", exc_info=True)
         audit.seconds = time.perf_counter() - started
         for r in audit.failed:
             if r.partition != RUN:

@@ -224,6 +224,12 @@ class EtlLedger:
         return sorted({p.split("/")[0].removeprefix("date=") for p in parts
                        if p.startswith("date=")})
 
+    def recompute_days(self, days: Iterable[str]) -> None:
+        """Make the aggregates of `days` due again (the next pass recomputes them), e.g. after
+        reconciliation found them short."""
+        with self.engine.begin() as conn:
+            etl_days.bump_days(conn, days)
+
     def adopt_days(self, days: Iterable[str], published: Iterable[tuple[str, str]]) -> None:
         """Version `days` (see `unversioned_days`), with the `(window, day)` aggregates already
         in the lake taken as current."""
