@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, Engine, String, Table, and_, select, update
+from sqlalchemy import BigInteger, Column, Engine, String, Table, Text, and_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mad.state.db import UtcDateTime, metadata
@@ -25,7 +25,7 @@ ingest_acks = Table(
     Column("shard", String(128), primary_key=True),
     Column("hour", BigInteger, primary_key=True),  # epoch s of the append hour (UTC)
     Column("records", BigInteger, nullable=False),
-    Column("last_position", BigInteger, nullable=False),
+    Column("last_position", Text, nullable=False),  # as text: Kinesis numbers are huge
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
@@ -34,7 +34,7 @@ ingest_progress = Table(
     metadata,
     Column("consumer", String(256), primary_key=True),
     Column("shard", String(128), primary_key=True),
-    Column("position", BigInteger, nullable=False),
+    Column("position", Text, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
@@ -57,12 +57,12 @@ class IngestAcks:
                                            .where(where)).first()
                         if row is None:
                             conn.execute(ingest_acks.insert().values(
-                                shard=shard, hour=hour, records=records, last_position=last,
-                                updated_at=now))
+                                shard=shard, hour=hour, records=records,
+                                last_position=str(last), updated_at=now))
                         else:
                             conn.execute(update(ingest_acks).where(where).values(
                                 records=ingest_acks.c.records + records,
-                                last_position=max(int(row.last_position), last),
+                                last_position=str(max(int(row.last_position), last)),
                                 updated_at=now))
                 return
             except IntegrityError:  # another API process inserted the same row first
@@ -84,9 +84,10 @@ class IngestAcks:
                 where = and_(ingest_progress.c.consumer == consumer,
                              ingest_progress.c.shard == shard)
                 if conn.execute(update(ingest_progress).where(where).values(
-                        position=position, updated_at=now)).rowcount == 0:
+                        position=str(position), updated_at=now)).rowcount == 0:
                     conn.execute(ingest_progress.insert().values(
-                        consumer=consumer, shard=shard, position=position, updated_at=now))
+                        consumer=consumer, shard=shard, position=str(position),
+                        updated_at=now))
 
     def landed_through(self) -> dict[str, int]:
         """Per shard, the position every writer has landed (the lowest over writers)."""
