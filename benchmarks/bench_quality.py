@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_etl  # noqa: E402  (the data and the child-process measuring are shared)
+# the data and the child-process measuring are shared with the ETL benchmark
+import bench_etl
 
 
 def child(run: Path, quality: bool) -> dict[str, Any]:
@@ -70,6 +71,7 @@ def main() -> None:
     for n in range(args.repeat):
         for mode in ("off", "on"):
             run = args.work / f"quality-{mode}-{n}"
+            shutil.rmtree(run, ignore_errors=True)  # a fresh state database and lake
             bench_etl.linked_copy(raw, run / "lake")
             wall, _peak, out = bench_etl.measure(
                 [sys.executable, __file__, "--child", str(run), mode])

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,14 @@ from sqlalchemy import Engine as Database
 from mad.config import Settings
 from mad.etl.engines import Engine
 from mad.quality import plans, reconcile
-from mad.quality.checks import Judge, RunFacts, partition_hour
+from mad.quality.checks import History, Judge, RunFacts, partition_hour, partition_key
 from mad.quality.model import RUN, Result
 from mad.quality.score import scores
 from mad.state import QualityStore
 
 log = logging.getLogger(__name__)
 
+LOGGED = 10  # reconciliation failures logged one by one; the rest are counted
 ENVELOPE_COLUMNS = ("event_id", "event_time", "service", "event_type", "kind")
 
 
@@ -147,9 +148,12 @@ class Auditor:
             log.error("reconciling the lake failed: %s", err)
             log.debug("reconciling the lake failed", exc_info=True)
         audit.seconds = time.perf_counter() - started
-        for r in audit.failed:
-            if r.partition != RUN:
-                log.error("reconciliation: %s/%s: %s", r.dataset, r.partition, r.detail)
+        lost = [r for r in audit.failed if r.partition != RUN]
+        for r in lost[:LOGGED]:
+            log.error("reconciliation: %s/%s: %s", r.dataset, r.partition, r.detail)
+        if len(lost) > LOGGED:
+            log.error("reconciliation: %d more partitions short (`mad quality report`)",
+                      len(lost) - LOGGED)
         return audit
 
     # -- steps -----------------------------------------------------------------------------
@@ -176,11 +180,28 @@ class Auditor:
             newest_ingest=None if newest_hour is None else datetime.fromtimestamp(
                 newest_hour, UTC),
             newest_event=self._newest_known(run.dataset), now=now)
-        return Judge(q, self._history).judge(facts)
+        return Judge(q, self._history(run.dataset, measures)).judge(facts)
 
-    def _history(self, dataset: str, check: str, column: str, metric: str,
-                 partitions: Iterable[str]) -> dict[str, float]:
-        return self.store.latest(dataset, check, column, metric, partitions)
+    def _history(self, dataset: str, measures: Sequence[Mapping[str, Any]]) -> History:
+        """The history the checks of these partitions can read (the seasonal baselines'
+        weeks, the drift detector's points), loaded in one query."""
+        hours = [h for m in measures if m["date"] != "*"
+                 if (h := partition_hour(f"date={m['date']}/hour={m['hour']}")) is not None]
+        if not hours:
+            return lambda *_: {}
+        q = self.settings.quality
+        back = max(timedelta(weeks=q.volume.weeks), timedelta(days=q.volume.days),
+                   timedelta(hours=q.volume.recent_hours),
+                   timedelta(hours=q.history.points) + timedelta(days=7))
+        loaded = self.store.window(dataset, partition_key(min(hours) - back),
+                                   partition_key(max(hours)))
+
+        def history(ds: str, check: str, column: str, metric: str,
+                    partitions: Iterable[str]) -> dict[str, float]:
+            values = loaded.get((check, column, metric), {})
+            return {p: values[p] for p in partitions if p in values}
+
+        return history
 
     def _newest_known(self, dataset: str) -> float | None:
         """The end of the newest hour measured so far: a late-only run does not make the

@@ -96,6 +96,7 @@ class Judge:
         self.s = settings
         self.history = history
         self._seen: dict[tuple[str, str, str], dict[str, float]] = {}  # this run's values
+        self._hours: dict[datetime, list[str]] = {}
 
     def judge(self, run: RunFacts) -> list[Result]:
         by_part: dict[str, list[dict[str, Any]]] = {}
@@ -220,9 +221,7 @@ class Judge:
         start = partition_hour(r.partition)
         if not cfg.enabled or start is None:
             return []
-        first = start - timedelta(hours=cfg.points + 24 * 7)
-        keys = [partition_key(first + timedelta(hours=h))
-                for h in range(int((start - first).total_seconds() // 3600))]
+        keys = self._before(start)
         key = (r.check, r.column, r.metric)
         series = {**self.history(r.dataset, *key, keys), **{
             p: v for p, v in self._seen.get(key, {}).items() if p < r.partition}}
@@ -242,6 +241,15 @@ class Judge:
                        gate=cfg.gates, detail=f"{cfg.detector} over {len(ratios)} hours of "
                        f"{r.check} {r.metric} as ratios to the same hour on earlier days; "
                        f"now {ratios[-1][1]:.3f}")]
+
+    def _before(self, start: datetime) -> list[str]:
+        """The hours the drift detector replays before `start` (its points, and a week more
+        for the first points' same-hour medians), oldest first; made once per hour."""
+        if start not in self._hours:
+            span = self.s.history.points + 24 * 7
+            self._hours[start] = [partition_key(start - timedelta(hours=h))
+                                  for h in range(span, 0, -1)]
+        return self._hours[start]
 
     # -- per run ---------------------------------------------------------------------------
 

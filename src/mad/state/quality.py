@@ -267,6 +267,25 @@ class QualityStore:
         with self.engine.connect() as conn:
             return {str(p): float(v) for p, v in conn.execute(q)}
 
+    def window(self, dataset: str, first: str, last: str
+               ) -> dict[tuple[str, str, str], dict[str, float]]:
+        """The latest value of every metric of `dataset` per partition from `first` to
+        `last` (partition names, compared as text: `date=...` names sort by time), in one
+        query: (check, column, metric) -> {partition: value}. The history a run's checks
+        read, loaded once."""
+        c = quality_results.c
+        cond = and_(c.dataset == dataset, c.partition >= first, c.partition <= last)
+        newest = (select(func.max(c.id).label("id")).where(cond)
+                  .group_by(c.check, c.column, c.metric, c.partition).subquery())
+        q = select(c.check, c.column, c.metric, c.partition, c.value).join(
+            newest, newest.c.id == c.id)
+        out: dict[tuple[str, str, str], dict[str, float]] = {}
+        with self.engine.connect() as conn:
+            for check, column, metric, partition, value in conn.execute(q):
+                out.setdefault((str(check), str(column), str(metric)), {})[
+                    str(partition)] = float(value)
+        return out
+
     def scores(self, since: datetime | None = None, partition: str | None = None,
                limit: int = 5000) -> list[dict[str, Any]]:
         q = select(quality_scores)
