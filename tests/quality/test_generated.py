@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.quality.conftest import etl_pass, settings_for
 
+from mad.etl.runner import PassSummary
 from mad.state import QualityStore, open_state
 
 
@@ -23,13 +24,20 @@ def total(rows: list[dict[str, Any]], check: str, metric: str, column: str | Non
                and (column is None or r["column"] == column))
 
 
+def one_pass(root: Path, events: Path,
+             split: Callable[[Path, Path], list[Path]]) -> tuple[PassSummary, Any]:
+    """The generated events as a raw lake under `root`, and one ETL pass over it."""
+    split(events, root / "lake")
+    settings = settings_for(root)
+    summary, _ = etl_pass(settings)
+    return summary, settings
+
+
 def test_the_checks_report_what_the_generator_injected(
         tmp_path: Path, faulty: tuple[Path, dict[str, Any]],
         split: Callable[[Path, Path], list[Path]]) -> None:
     events, labels = faulty
-    split(events, tmp_path / "lake")
-    settings = settings_for(tmp_path)
-    summary, _ = etl_pass(settings)
+    summary, settings = one_pass(tmp_path, events, split)
     rows = results(settings)
     faults = labels["faults"]
 
@@ -70,9 +78,7 @@ def test_a_clean_stretch_passes_every_check(
         tmp_path: Path, clean: tuple[Path, dict[str, Any]],
         split: Callable[[Path, Path], list[Path]]) -> None:
     events, labels = clean
-    split(events, tmp_path / "lake")
-    settings = settings_for(tmp_path)
-    summary, _ = etl_pass(settings)
+    summary, settings = one_pass(tmp_path, events, split)
     assert summary.rows_out == labels["valid_events"] and not summary.held
     rows = results(settings)
     judged = [r for r in rows if r["status"] in ("pass", "warn", "fail")]

@@ -147,12 +147,10 @@ class Judge:
     def _volume(self, r: Result, filling: bool) -> list[Result]:
         cfg = self.s.volume
         self._remember(r)
-        if filling:
-            return [r.judged("skip", detail="the hour is still filling")]
-        base, n, how = self._baseline(r)
-        if base is None:
-            return [r.judged("skip", detail=f"{n} of {cfg.min_history} earlier points: "
-                             "not judged yet")]
+        found = self._history_of(r, filling)
+        if isinstance(found, Result):
+            return [found]
+        base, n, how = found
         lo, hi = base * cfg.min_ratio, base * cfg.max_ratio
         ok = lo <= r.value <= hi
         dev = (r.value / base - 1.0) if base else math.inf
@@ -170,12 +168,10 @@ class Judge:
         if count < cfg.min_rows:
             return [r.judged("skip", detail=f"{count:.0f} values (fewer than {cfg.min_rows})")]
         self._remember(r)
-        if filling:
-            return [r.judged("skip", detail="the hour is still filling")]
-        base, n, how = self._baseline(r)
-        if base is None:
-            return [r.judged("skip", detail=f"{n} of {self.s.volume.min_history} earlier "
-                             "points: not judged yet")]
+        found = self._history_of(r, filling)
+        if isinstance(found, Result):
+            return [found]
+        base, n, how = found
         shift = abs(r.value - base) / max(abs(base), 1e-9)
         status: Status = "pass" if shift <= cfg.max_shift else _bad(cfg.severity)
         out = [Result(r.dataset, r.partition, r.check, r.column, f"{r.metric}_shift", shift,
@@ -185,6 +181,17 @@ class Judge:
         # the value itself, kept for the history (shown, not judged)
         out.append(r.judged("info", detail="the value the shift is measured on"))
         return out + self._drift(r)
+
+    def _history_of(self, r: Result, filling: bool) -> tuple[float, int, str] | Result:
+        """`r`'s baseline, how many points it is the median of and of which hours; or `r`
+        marked skipped, when its hour is still filling or its history too short."""
+        if filling:
+            return r.judged("skip", detail="the hour is still filling")
+        base, n, how = self._baseline(r)
+        if base is None:
+            return r.judged("skip", detail=f"{n} of {self.s.volume.min_history} earlier "
+                            "points: not judged yet")
+        return base, n, how
 
     def _baseline(self, r: Result) -> tuple[float | None, int, str]:
         """The seasonal baseline of `r`'s metric, or the recent one, with how many points."""

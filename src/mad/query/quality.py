@@ -150,15 +150,20 @@ def metrics(settings: Settings) -> list[dict[str, Any]]:
                 func.max(c.measured_at).label("last"))
          .group_by(c.dataset, c.check, c.column, c.metric)
          .order_by(c.dataset, c.check, c.column, c.metric))
-    with state_db(settings) as engine:
-        try:
-            with engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(q)]
-        except DB_ERRORS:
-            return []
+    rows = _select(settings, q)
     for row in rows:
         row["last"] = utc(row["last"]) if isinstance(row["last"], datetime) else row["last"]
     return rows
+
+
+def _select(settings: Settings, q: Any) -> list[dict[str, Any]]:
+    """The rows of `q` on the state database; none when it has no quality tables yet."""
+    with state_db(settings) as engine:
+        try:
+            with engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(q)]
+        except DB_ERRORS:
+            return []
 
 
 def history(settings: Settings, dataset: str, check: str, column: str, metric: str,
@@ -173,12 +178,7 @@ def history(settings: Settings, dataset: str, check: str, column: str, metric: s
         cond = and_(cond, c.measured_at >= utc(since))
     q = (select(c.measured_at, c.run_id, c.partition, c.value, c.threshold, c.status,
                 c.detail).where(cond).order_by(desc(c.measured_at), desc(c.id)).limit(limit))
-    with state_db(settings) as engine:
-        try:
-            with engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(q)]
-        except DB_ERRORS:
-            return []
+    rows = _select(settings, q)
     for row in rows:
         row["hour"] = _hour(str(row["partition"]))
     rows.reverse()
