@@ -96,3 +96,15 @@ def test_a_held_day_waits_for_an_operator(injected: tuple[Any, QualityStore]) ->
     finally:
         runner.close()
     assert "quality gate" not in (after.held or "") and after.windows > 0
+
+
+def test_an_unknown_required_column_is_said_and_never_fails_the_run(tmp_path: Path) -> None:
+    write_raw(tmp_path, cpu_events(2, np.random.default_rng(3)))
+    settings = settings_for(tmp_path, **{"quality.completeness.columns": {
+        "metric": ["host", "hostname; DROP TABLE quality_results"]}})
+    summary, _ = etl_pass(settings)
+    assert summary.rows_out == 2 * 40  # published as it would have been without the checks
+    audit = [r for r in QualityStore(open_state(settings.state_url)).results()
+             if r["check"] == "audit"]
+    assert [r["status"] for r in audit] == ["fail"]
+    assert "unknown column 'hostname; DROP TABLE quality_results'" in audit[0]["detail"]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from mad.catalog import EVENT_TYPES
+from mad.errors import ConfigError
 from mad.etl.plan import Plan, Step
 from mad.etl.transforms.events import NESTED, columns, schema_sql
 from mad.etl.transforms.sql import quote, sql_list, sql_str, values_table
@@ -66,6 +67,11 @@ def partition_plan(kind: str, required: Sequence[str], run_files: Sequence[str],
     """Measure the partitions bound as `events` (rows of `kind`); `required` are the flat
     columns that must not be NULL, `run_files` the raw files of the run (freshness), `now`
     the lake time (UTC, naive)."""
+    known = {name for name, _ in columns()}
+    unknown = [c for c in required if c not in known]
+    if unknown:
+        raise ConfigError(f"quality.completeness.columns: unknown column {unknown[0]!r} "
+                          f"(known: {', '.join(sorted(known))})")
     series = kind_series(kind)
     aggs = ["count(*) AS n_rows", "count(DISTINCT event_id) AS n_ids",
             "max(epoch(event_time)) AS newest"]
@@ -94,7 +100,7 @@ def partition_plan(kind: str, required: Sequence[str], run_files: Sequence[str],
         rows += [_row("distribution", s, "mean", f"mean_{i}"),
                  _row("distribution", s, "p95", f"p95_{i}"),
                  _row("distribution", s, "values", f"n_{i}")]
-    known = sql_list(NESTED)
+    nested = sql_list(NESTED)
     files = values_table([(f,) for f in run_files], ("source_file",)) if run_files else \
         "SELECT CAST(NULL AS VARCHAR) AS source_file WHERE 1 = 0"
     steps = [
@@ -105,7 +111,7 @@ def partition_plan(kind: str, required: Sequence[str], run_files: Sequence[str],
             SELECT date, hour, k AS field, count(*) AS n, min(extra) AS example
             FROM (SELECT date, hour, extra, unnest(json_keys(extra)) AS k
                   FROM events WHERE extra IS NOT NULL) AS keyed
-            WHERE k NOT IN ({known})
+            WHERE k NOT IN ({nested})
             GROUP BY date, hour, k
         """),
         Step("run_files", files),
