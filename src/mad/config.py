@@ -478,6 +478,11 @@ class QualitySettings(Section):
     """Stage 02 quality: checks after every ETL run, history, the write-audit-publish gate."""
 
     enabled: bool = Field(True, description="run the checks after every ETL run")
+    keep_days: float = Field(35.0, ge=1, le=3660, description="results and scores kept this "
+                             "long (the volume baseline looks back `volume.weeks` weeks)")
+    superseded_hours: float = Field(24.0, ge=1, le=24 * 3660, description="after this, "
+                                    "only the newest result of each metric and partition is "
+                                    "kept (a live pass measures the current hour every time)")
     completeness: CompletenessCheck = Field(default_factory=lambda: CompletenessCheck())
     uniqueness: UniquenessCheck = Field(default_factory=lambda: UniquenessCheck())
     validity: ValidityCheck = Field(default_factory=lambda: ValidityCheck())

@@ -60,3 +60,31 @@ def test_counters_and_run_scores(state_url: str) -> None:
     counters = store.counters()
     assert counters["results"] == {("reconciliation", "pass"): 1, ("completeness", "pass"): 1}
     assert counters["gate"] == {} and counters["last_run_score"] == 100.0
+
+
+def test_the_history_is_bounded_and_keeps_the_last_word_on_each_partition(
+        state_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    store = QualityStore(open_state(state_url))
+    other = "date=2026-11-01/hour=04"
+    for run in ("run-1", "run-2", "run-3"):  # three live passes measured the same hour
+        store.record(run, [nulls(0.01, "pass"),
+                           Result(DS, RUN, "reconciliation", "*", "unaccounted_lines", 0.0)],
+                     [Score(DS, RUN, 100.0, {"reconciliation": 100.0}, 0, 0)], {})
+    store.record("run-4", [Result(DS, other, "volume", "*", "rows", 10.0)], [], {})
+    assert len(store.results()) == 7
+
+    now = datetime.now(UTC)
+    assert store.prune(keep_days=35, superseded_hours=24, now=now) == 0  # all recent
+    # a day later: the superseded measurements of PART go, the newest of each stays
+    gone = store.prune(keep_days=35, superseded_hours=24, now=now + timedelta(days=1, hours=1))
+    assert gone == 2
+    kept = store.results()
+    assert sorted((r["run_id"], r["partition"]) for r in kept if r["partition"] != RUN) == [
+        ("run-3", PART), ("run-4", other)]
+    assert len([r for r in kept if r["partition"] == RUN]) == 3  # run-level rows are kept
+    assert store.latest(DS, "completeness", "level", "null_rate") == {PART: 0.01}
+    # past `keep_days`: everything but the gate goes
+    store.prune(keep_days=35, superseded_hours=24, now=now + timedelta(days=36))
+    assert store.results() == [] and store.scores() == []

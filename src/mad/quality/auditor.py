@@ -36,6 +36,7 @@ from mad.state import QualityStore
 
 log = logging.getLogger(__name__)
 
+PRUNE_INTERVAL_S = 3600.0
 LOGGED = 10  # reconciliation failures logged one by one; the rest are counted
 ENVELOPE_COLUMNS = ("event_id", "event_time", "service", "event_type", "kind")
 
@@ -89,6 +90,7 @@ class Auditor:
         self.settings = settings
         self.engine = engine
         self.store = QualityStore(state)
+        self._pruned_at = -PRUNE_INTERVAL_S
 
     def audit_run(self, run: StagedRun) -> Audit:
         """Measure, judge, score and record `run` (see the module docstring)."""
@@ -147,6 +149,7 @@ class Auditor:
         except Exception as err:
             log.error("reconciling the lake failed: %s", err)
             log.debug("reconciling the lake failed", exc_info=True)
+        self._prune()
         audit.seconds = time.perf_counter() - started
         lost = [r for r in audit.failed if r.partition != RUN]
         for r in lost[:LOGGED]:
@@ -181,6 +184,21 @@ class Auditor:
                 newest_hour, UTC),
             newest_event=self._newest_known(run.dataset), now=now)
         return Judge(q, self._history(run.dataset, measures)).judge(facts)
+
+    def _prune(self) -> None:
+        """Bound the quality history (`QualityStore.prune`), at most once an hour."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_INTERVAL_S:
+            return
+        self._pruned_at = now
+        q = self.settings.quality
+        try:
+            gone = self.store.prune(q.keep_days, q.superseded_hours)
+        except Exception as err:  # tried again in an hour; the checks go on
+            log.warning("could not prune the quality history: %s", err)
+            return
+        if gone:
+            log.info("quality history: %d old or superseded rows deleted", gone)
 
     def _history(self, dataset: str, measures: Sequence[Mapping[str, Any]]) -> History:
         """The history the checks of these partitions can read (the seasonal baselines'

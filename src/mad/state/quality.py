@@ -19,7 +19,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -206,6 +206,28 @@ class QualityStore:
                     dataset=ds, partition=partition, decision="accepted", run_id=run_id,
                     by=who, reason=reason, at=now))
         return [(str(ds), partition) for ds, _ in rows]
+
+    def prune(self, keep_days: float, superseded_hours: float,
+              now: datetime | None = None) -> int:
+        """Bound the history: delete results and scores measured more than `keep_days` ago,
+        and results of a partition measured more than `superseded_hours` ago that a newer
+        measurement of the same metric and partition replaced (a live pass measures the
+        current hour every minute; the history keeps the last word on each hour). The run
+        level results (`*`), the gate and its decisions are kept. Returns rows deleted."""
+        now = now or datetime.now(UTC)
+        c = quality_results.c
+        old = now - timedelta(days=keep_days)
+        stale = now - timedelta(hours=superseded_hours)
+        newest = (select(func.max(c.id)).where(c.partition != "*")
+                  .group_by(c.dataset, c.check, c.column, c.metric, c.partition))
+        with self.engine.begin() as conn:
+            gone = conn.execute(quality_results.delete().where(c.measured_at < old)).rowcount
+            gone += conn.execute(quality_results.delete().where(and_(
+                c.measured_at < stale, c.partition != "*",
+                c.id.not_in(newest.scalar_subquery())))).rowcount
+            gone += conn.execute(quality_scores.delete().where(
+                quality_scores.c.measured_at < old)).rowcount
+        return int(gone)
 
     # -- reading ---------------------------------------------------------------------------
 
