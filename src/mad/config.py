@@ -201,6 +201,18 @@ class IngestSettings(Section):
     stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
 
 
+class RetentionSettings(Section):
+    """Days each group of datasets is kept, counted from the end of a partition's day (0:
+    forever); `mad lake retention --apply` deletes what is older."""
+
+    raw: float = Field(7.0, ge=0, description="the raw lake of events, by ingest day")
+    errors: float = Field(30.0, ge=0, description="the records ingest rejected")
+    transformed: float = Field(90.0, ge=0, description="the Parquet events, by event day")
+    quarantine: float = Field(90.0, ge=0, description="the lines the ETL quarantined")
+    aggregates: float = Field(90.0, ge=0, description="the 1m/5m/1h aggregates")
+    anomalies: float = Field(365.0, ge=0, description="the anomalies detection found")
+
+
 class LakeSettings(Section):
     """Where the lake is; the URL's scheme picks the object store, whose options live under
     its name (`lake.s3.multipart_threshold_bytes`)."""
@@ -209,6 +221,7 @@ class LakeSettings(Section):
     url: str | None = Field(
         None, description="a local folder or s3://bucket[/prefix]; default <data_dir>/lake"
     )
+    retention: RetentionSettings = Field(default_factory=lambda: RetentionSettings())
 
     @model_validator(mode="after")
     def _check(self) -> Self:

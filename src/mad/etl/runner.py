@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from mad import lake
@@ -52,11 +52,13 @@ from mad.etl import aggregate as agg
 from mad.etl import compact as comp
 from mad.etl import failures
 from mad.etl import parquet_lake as pq
+from mad.etl import retention as keep
 from mad.etl.discover import RawFile, batches, pending
 from mad.etl.engines import Engine
 from mad.etl.horizon import horizon_keys
 from mad.etl.publish import PartitionStore, open_partition_store
 from mad.etl.quarantine import drop_known
+from mad.etl.retention import RetentionReport
 from mad.etl.screen import Screen, Screened
 from mad.etl.transforms.events import events_plan, partitions_plan
 from mad.quality.auditor import Audit, Auditor, StagedRun, StreamFacts
@@ -64,6 +66,7 @@ from mad.quality.model import RUN
 from mad.state import (
     EtlLedger,
     IngestAcks,
+    QualityStore,
     RawFileLedger,
     UnreadableFiles,
     Written,
@@ -208,6 +211,45 @@ class EtlRunner:
             forgotten = self.ledger.forget(PLAN, keys)  # first: a crash here loses nothing
             self.lake.remove(f"{dataset}/{partition}")
         return forgotten
+
+    def retention(self, apply: bool = False, today: date | None = None) -> RetentionReport:
+        """The partitions past `lake.retention` (`mad.etl.retention`); with `apply`, the
+        ledgers forget them and their files are deleted, under the ETL's lock."""
+        datasets = [*lake.RAW_DATASETS.values(), lake.ERRORS_DATASET, *lake.ETL_OUTPUTS,
+                    lake.ANOMALIES_DATASET]
+        with self._exclusive():
+            listing = {ds: self.store.sizes(ds + "/") for ds in datasets}
+            expired = keep.plan(listing, self.settings.lake.retention,
+                                today or datetime.now(UTC).date())
+            report = keep.RetentionReport()
+            read = self.ledger.done_keys(PLAN)
+            for entry in expired:
+                if entry.dataset in lake.RAW_DATASETS.values():
+                    unread = [k for k in entry.files if k not in read]
+                    report.kept_unread += unread
+                    entry.files = {k: n for k, n in entry.files.items() if k not in unread}
+            report.expired = [e for e in expired if e.files]
+            if not apply:
+                return report
+            self._forget(report.expired)
+            for entry in report.expired:
+                for key in sorted(entry.files):
+                    self.store.delete(key)
+            report.applied = True
+        log.info("%s", report.line())
+        return report
+
+    def _forget(self, expired: list[keep.Expired]) -> None:
+        """The ledgers forget what retention is about to delete (before it is deleted)."""
+        raw = [k for e in expired if e.dataset in (*lake.RAW_DATASETS.values(),
+                                                   lake.ERRORS_DATASET) for k in e.files]
+        RawFileLedger(self.state, consumer="etl").forget(raw)
+        self.ledger.drop_partitions((e.dataset, e.partition) for e in expired)
+        QualityStore(self.state).forget((e.dataset, e.partition) for e in expired)
+        raw_days = [e.day for e in expired if e.dataset in lake.RAW_DATASETS.values()]
+        if raw_days:
+            until = datetime.fromisoformat(max(raw_days)).replace(tzinfo=UTC) + timedelta(days=1)
+            IngestAcks(self.state).forget_before(int(until.timestamp()))
 
     def compact(self, datasets: list[str] | None = None) -> list[str]:
         """Rewrite every partition of `datasets` (default: every dataset the ETL writes)

@@ -18,6 +18,8 @@ from mad.lake.names import (
     anomalies_prefix,
     day_prefix,
     event_hour,
+    partition_day,
+    retention_group,
     transformed_dataset,
 )
 from mad.lake.raw import (
@@ -62,9 +64,11 @@ __all__ = [
     "hour_prefix",
     "parse_key",
     "part_name",
+    "partition_day",
     "raw_dataset",
     "raw_key",
     "raw_partition",
     "raw_prefix",
+    "retention_group",
     "transformed_dataset",
 ]

@@ -66,3 +66,28 @@ def anomalies_key(day: str, window: str) -> str:
 
 def anomalies_prefix() -> str:
     return f"{ANOMALIES_DATASET}/"
+
+
+def partition_day(key: str) -> str | None:
+    """The day (`YYYY-MM-DD`) a key of any dataset belongs to: its `date=` partition, or the
+    `year=/month=/day=` of the raw lake's ingest hour; None for a key outside both layouts."""
+    parts = key.strip("/").split("/")
+    for part in parts:
+        if part.startswith("date=") and len(part) == 15:
+            return part[5:]
+    found = {k: v for k, _, v in (p.partition("=") for p in parts) if k in ("year", "month",
+                                                                            "day")}
+    if len(found) == 3 and all(v.isdigit() for v in found.values()):
+        return f"{int(found['year']):04d}-{int(found['month']):02d}-{int(found['day']):02d}"
+    return None
+
+
+def retention_group(dataset: str) -> str | None:
+    """Which `lake.retention` setting keeps `dataset`: raw, errors, transformed, quarantine,
+    aggregates or anomalies (None for a name that is not a dataset)."""
+    if dataset in RAW_DATASETS.values():
+        return "raw"
+    if dataset in TRANSFORMED_DATASETS.values():
+        return "transformed"
+    return {ERRORS_DATASET: "errors", QUARANTINE_DATASET: "quarantine",
+            AGGREGATES_DATASET: "aggregates", ANOMALIES_DATASET: "anomalies"}.get(dataset)

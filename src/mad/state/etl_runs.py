@@ -197,6 +197,17 @@ class EtlLedger:
                     etl_inputs.c.plan == plan, etl_inputs.c.key == key))).rowcount or 0)
         return n
 
+    def drop_partitions(self, partitions: Iterable[tuple[str, str]]) -> int:
+        """Forget the ledger rows of `(dataset, partition)`s deleted on purpose (retention):
+        reconciliation compares the lake only with what the ledger still holds."""
+        n = 0
+        with self.engine.begin() as conn:
+            for dataset, partition in partitions:
+                n += int(conn.execute(etl_partitions.delete().where(and_(
+                    etl_partitions.c.dataset == dataset,
+                    etl_partitions.c.partition == partition))).rowcount or 0)
+        return n
+
     def sources(self, plan: str, dataset: str, partition: str) -> set[str]:
         """The raw files of every succeeded run that wrote `dataset`/`partition`."""
         runs = select(etl_outputs.c.run_id).where(and_(

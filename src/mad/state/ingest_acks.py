@@ -76,6 +76,13 @@ class IngestAcks:
                 select(ingest_acks.c.shard, ingest_acks.c.hour, ingest_acks.c.records,
                        ingest_acks.c.last_position))}
 
+    def forget_before(self, hour: int) -> int:
+        """Forget the counts of append hours before `hour` (epoch s): their raw files are
+        past retention."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(ingest_acks.delete().where(ingest_acks.c.hour < hour))
+                       .rowcount or 0)
+
     def progress(self, consumer: str, positions: Mapping[str, int]) -> None:
         """The writer `consumer` has landed (and recorded) every record up to `positions`."""
         now = datetime.now(UTC)

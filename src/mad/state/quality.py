@@ -229,6 +229,17 @@ class QualityStore:
                 quality_scores.c.measured_at < old)).rowcount
         return int(gone)
 
+    def forget(self, partitions: Iterable[tuple[str, str]]) -> int:
+        """Drop the gate's verdicts of `(dataset, partition)`s deleted on purpose (retention);
+        their decisions stay in the audit trail."""
+        n = 0
+        with self.engine.begin() as conn:
+            for dataset, partition in partitions:
+                n += int(conn.execute(quality_gate.delete().where(and_(
+                    quality_gate.c.dataset == dataset,
+                    quality_gate.c.partition == partition))).rowcount or 0)
+        return n
+
     # -- reading ---------------------------------------------------------------------------
 
     def held(self, datasets: Iterable[str] | None = None) -> list[dict[str, Any]]:

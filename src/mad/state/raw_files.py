@@ -8,6 +8,7 @@ upload and its row leaves a file without a row, never a row without a file.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +85,15 @@ class RawFileLedger:
 
     def progress(self, consumer: str, positions: dict[str, int]) -> None:
         IngestAcks(self.engine).progress(consumer, positions)
+
+    def forget(self, keys: Iterable[str]) -> int:
+        """Forget the rows of files deleted on purpose (retention)."""
+        n = 0
+        with self.engine.begin() as conn:
+            for key in keys:
+                n += int(conn.execute(raw_files.delete().where(raw_files.c.key == key))
+                         .rowcount or 0)
+        return n
 
     def landed(self) -> list[tuple[str, int, dict[str, int]]]:
         """Every recorded file with its append hour (epoch s) and its stream records per
