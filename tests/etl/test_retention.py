@@ -10,10 +10,13 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import boto3
+
 from mad import lake
-from mad.config import load_settings
+from mad.config import AwsSettings, load_settings
 from mad.etl.runner import EtlRunner
 from mad.state import EtlLedger, QualityStore, open_state
+from mad.stores import open_store
 
 TODAY = date(2026, 11, 20)  # the backfill is of 2026-10-31 and 2026-11-01
 
@@ -89,3 +92,38 @@ def test_the_cli_lists_then_applies(tmp_path: Path, raw_lake: tuple[Path, list[P
     for kind in lake.KINDS:
         assert files(tmp_path, lake.raw_dataset(kind)) == []
         assert files(tmp_path, lake.transformed_dataset(kind))  # 90 days: kept
+
+
+def test_on_s3_the_policy_becomes_the_buckets_lifecycle_rules(
+        tmp_path: Path, aws: AwsSettings, bucket_url: str) -> None:
+    """On an S3 lake (the moto server) `--apply` writes one lifecycle rule per dataset, read
+    back from the bucket; a rule of someone else's stays; nothing is deleted by hand."""
+    store = open_store(bucket_url, aws, create=True)
+    store.put(lake.raw_key("log", "auth", 1_793_491_200.0, gzip=False), b'{"a": 1}\n')
+    s3 = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name=aws.region,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = bucket_url.removeprefix("s3://").split("/")[0]
+    theirs = {"ID": "their-logs", "Filter": {"Prefix": "elsewhere/"}, "Status": "Enabled",
+              "Expiration": {"Days": 3}}
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket,
+                                          LifecycleConfiguration={"Rules": [theirs]})
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(tmp_path / "data"), "lake.url": bucket_url,
+        "lake.retention.anomalies": 0, "aws.endpoint_url": aws.endpoint_url,
+        "aws.region": aws.region, "aws.access_key_id": "testing",
+        "aws.secret_access_key": "testing"})
+    runner = EtlRunner(settings)
+    try:
+        report = runner.retention(apply=True, today=TODAY)
+    finally:
+        runner.close()
+    assert report.applied and "lifecycle rules written" in report.line()
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    mine = {r["Filter"]["Prefix"]: r["Expiration"]["Days"] for r in rules
+            if r["ID"] != "their-logs"}
+    assert mine == {f"lake/{lake.raw_dataset(k)}/": 8 for k in lake.KINDS} | {
+        f"lake/{lake.transformed_dataset(k)}/": 91 for k in lake.KINDS} | {
+        f"lake/{lake.ERRORS_DATASET}/": 31, f"lake/{lake.QUARANTINE_DATASET}/": 91,
+        f"lake/{lake.AGGREGATES_DATASET}/": 91}  # anomalies kept forever: no rule
+    assert theirs in rules
+    assert store.list(lake.raw_dataset("log") + "/")  # the store expires it, not us

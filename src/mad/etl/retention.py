@@ -13,6 +13,7 @@ them would lose events), and said so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -40,10 +41,15 @@ class RetentionReport:
     expired: list[Expired] = field(default_factory=list)
     kept_unread: list[str] = field(default_factory=list)  # raw files the ETL has not read
     applied: bool = False
+    rules: dict[str, int] = field(default_factory=dict)  # lifecycle rules written (S3)
 
     def line(self) -> str:
         files = sum(len(e.files) for e in self.expired)
         size = sum(e.bytes for e in self.expired)
+        if self.rules:
+            return (f"retention: lifecycle rules written for {len(self.rules)} datasets (the "
+                    f"store expires their objects itself: {len(self.expired)} partitions, "
+                    f"{files} files, {size / 2**20:.1f} MiB are past them now)")
         verb = "deleted" if self.applied else "would delete (--apply deletes them)"
         text = (f"retention: {verb} {len(self.expired)} partitions, {files} files, "
                 f"{size / 2**20:.1f} MiB")
@@ -61,6 +67,29 @@ def cutoffs(policy: RetentionSettings, today: date) -> dict[str, str]:
         if days > 0:
             out[group] = (today - timedelta(days=float(days))).isoformat()
     return out
+
+
+def lifecycle_rules(policy: RetentionSettings, datasets: list[str]) -> dict[str, int]:
+    """Per dataset prefix, the days after which a store's own expiry deletes an object: the
+    retention rounded up, plus the day a partition's objects are written in (an object's
+    age counts from when it was written, a partition's from the end of its day)."""
+    days = policy.model_dump()
+    out = {}
+    for dataset in datasets:
+        group = lake.retention_group(dataset)
+        if group is not None and days[group] > 0:
+            out[dataset + "/"] = math.ceil(days[group]) + 1
+    return out
+
+
+def within(dataset: str, key: str, keep_from: Mapping[str, str]) -> bool:
+    """Whether `key` of `dataset` is inside its retention (reconciliation judges only those:
+    older ones may be gone by policy)."""
+    group = lake.retention_group(dataset)
+    day = lake.partition_day(key)
+    if group is None or group not in keep_from or day is None:
+        return True
+    return day >= keep_from[group]
 
 
 def plan(listing: Mapping[str, Mapping[str, int]], policy: RetentionSettings,

@@ -72,6 +72,7 @@ from mad.state import (
     Written,
     open_state,
 )
+from mad.stores import ExpiresByRule
 from mad.words import plural
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,12 @@ class EtlRunner:
             report.expired = [e for e in expired if e.files]
             if not apply:
                 return report
+            if isinstance(self.store, ExpiresByRule):  # the store expires objects itself
+                report.rules = keep.lifecycle_rules(self.settings.lake.retention, datasets)
+                self.store.set_expiry(report.rules)
+                report.applied = True
+                log.info("%s", report.line())
+                return report
             self._forget(report.expired)
             for entry in report.expired:
                 for key in sorted(entry.files):
@@ -310,11 +317,21 @@ class EtlRunner:
         assert self.auditor is not None
         raw = RawFileLedger(self.state, consumer="etl")
         acks = IngestAcks(self.state)
+        keep_from = keep.cutoffs(self.settings.lake.retention, datetime.now(UTC).date())
+        partitions = [p for p in self.ledger.partitions()  # older ones may be gone by policy
+                      if keep.within(str(p["dataset"]), str(p["partition"]), keep_from)]
+        recorded = {ds: {k: n for k, n in raw.files(ds).items()
+                         if keep.within(ds, k, keep_from)}
+                    for ds in (*lake.RAW_DATASETS.values(), lake.ERRORS_DATASET)}
+        first_hour = (datetime.fromisoformat(keep_from["raw"]).replace(tzinfo=UTC).timestamp()
+                      if "raw" in keep_from else 0.0)
+        acked = {k: v for k, v in acks.acked().items() if k[1] >= first_hour}
         audit = self.auditor.reconcile(
-            self.ledger.partitions(), self.lake.files,
+            partitions, self.lake.files,
             lambda keys: self.engine.count_rows([self.lake.location(k) for k in keys]),
-            {ds: raw.files(ds) for ds in (*lake.RAW_DATASETS.values(), lake.ERRORS_DATASET)},
-            self.store.sizes, StreamFacts(acks.acked(), raw.landed(), acks.landed_through()))
+            recorded, self.store.sizes,
+            StreamFacts(acked, [f for f in raw.landed() if f[1] >= first_hour],
+                        acks.landed_through()))
         self.audits.append(audit)
         short = {r.partition.split("date=")[-1] for r in audit.failed
                  if r.dataset == lake.AGGREGATES_DATASET and "date=" in r.partition}

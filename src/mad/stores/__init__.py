@@ -7,7 +7,7 @@ Each backend module registers itself in `STORES` under its URL scheme, with its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mad.errors import ConfigError, TerminalError
 from mad.registry import Registry
@@ -18,6 +18,21 @@ if TYPE_CHECKING:
 
 class ObjectNotFound(TerminalError):
     """`get` of a key that does not exist."""
+
+
+@runtime_checkable
+class ExpiresByRule(Protocol):
+    """A store that deletes old objects by itself, by rules per key prefix (S3's bucket
+    lifecycle): retention writes rules instead of deleting object by object."""
+
+    def set_expiry(self, rules: dict[str, int]) -> None:
+        """Expire the objects under each prefix (relative to the store's root) this many
+        days after they were written; replaces the rules written before, keeps others'."""
+        ...
+
+    def expiry(self) -> dict[str, int]:
+        """The rules `set_expiry` wrote: prefix -> days."""
+        ...
 
 
 class ObjectStore(Protocol):
@@ -103,6 +118,7 @@ def lake_store(settings: Settings, create: bool = False,
 
 __all__ = [
     "STORES",
+    "ExpiresByRule",
     "ObjectNotFound",
     "ObjectStore",
     "lake_store",

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 MIB = 2**20
 
 
+RULE_ID = "mad-retention:"  # the lifecycle rules retention writes are named so
+
+
 class S3Store:
     """Objects under `s3://{bucket}/{prefix}`."""
 
@@ -57,6 +60,34 @@ class S3Store:
         )
         if create_bucket:
             self._create_bucket(aws.region if aws else "us-east-1")
+
+    def set_expiry(self, rules: dict[str, int]) -> None:
+        mine = [{"ID": f"{RULE_ID}{self.prefix}{prefix}"[:255],
+                 "Filter": {"Prefix": self.prefix + prefix}, "Status": "Enabled",
+                 "Expiration": {"Days": int(days)}}
+                for prefix, days in sorted(rules.items())]
+        others = [r for r in self._rules() if not str(r.get("ID", "")).startswith(
+            f"{RULE_ID}{self.prefix}")]
+        if not mine and not others:
+            self._call("lifecycle", "", "delete_bucket_lifecycle")
+            return
+        self._call("lifecycle", "", "put_bucket_lifecycle_configuration",
+                   LifecycleConfiguration={"Rules": others + mine})
+
+    def expiry(self) -> dict[str, int]:
+        mark = f"{RULE_ID}{self.prefix}"
+        return {str(r["Filter"]["Prefix"]).removeprefix(self.prefix): int(
+                r["Expiration"]["Days"]) for r in self._rules()
+                if str(r.get("ID", "")).startswith(mark)}
+
+    def _rules(self) -> list[dict[str, Any]]:
+        try:
+            got = self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except Exception as err:  # no configuration yet is an error code, not an empty list
+            if "NoSuchLifecycleConfiguration" in str(err):
+                return []
+            raise
+        return list(got.get("Rules", []))
 
     def put(self, key: str, data: bytes) -> None:
         name = self.prefix + key
