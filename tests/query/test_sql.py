@@ -100,6 +100,18 @@ def test_the_cli_refuses_with_one_line(pipeline_lake: BuiltLake) -> None:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_the_engine_option(pipeline_lake: BuiltLake) -> None:
+    from mad.etl.engines import ENGINES
+
+    sql = "SELECT count(*) AS n FROM events_logs"
+    embedded = [n for n in ENGINES.names() if not hasattr(ENGINES.entry(n).factory, "select")]
+    same = mad(pipeline_lake, sql, "--engine", embedded[0], "--format", "json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout) == [{"n": run_sql(pipeline_lake.settings, sql).rows[0][0]}]
+    bad = mad(pipeline_lake, sql, "--engine", "nope")
+    assert bad.returncode != 0 and "--engine 'nope': one of" in bad.stderr
+
+
 def test_every_view_names_a_dataset_of_the_lake_contract() -> None:
     assert set(VIEWS.values()) <= {*lake.TRANSFORMED_DATASETS.values(),
                                    lake.AGGREGATES_DATASET, lake.ANOMALIES_DATASET,

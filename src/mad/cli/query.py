@@ -33,6 +33,9 @@ def query(
     limit: int = typer.Option(10_000, help="Rows at most (the result says when it was cut)."),
     timeout: float = typer.Option(120.0, help="Seconds before the statement is stopped."),
     views: bool = typer.Option(False, "--views", help="List the views and their columns."),
+    engine: str | None = typer.Option(None, "--engine", help="Run it on this ETL engine "
+                                      "instead (one that offers SQL over the lake: spark), "
+                                      "with its etl.engine.<name> settings."),
     config: Path | None = ConfigOption,
 ) -> None:
     """SQL over the lake: one read-only SELECT on DuckDB over views named after the datasets
@@ -50,7 +53,8 @@ def query(
         raise MadError("--format parquet writes a file: give --out FILE")
     if out is not None:
         _check_out(out, settings)
-    result = run_sql(settings, sql, limit=limit, timeout_s=timeout)
+    result = (run_sql(settings, sql, limit=limit, timeout_s=timeout) if engine is None
+              else _on_engine(settings, engine, sql, limit))
     if fmt == "parquet":
         assert out is not None
         _parquet(result.columns, result.rows, out)
@@ -64,6 +68,30 @@ def query(
         typer.echo(f"(the first {limit:,} rows; --limit for more)", err=True)
     elif out is not None:
         typer.echo(f"{len(result.rows):,} rows written to {out}", err=True)
+
+
+def _on_engine(settings: Any, name: str, sql: str, limit: int) -> Any:
+    """The statement on the ETL engine `name`, over the same views (checked the same way)."""
+    from mad.etl.engines import ENGINES
+    from mad.query.sql import MAX_LIMIT, SqlResult, check_sql, lake_folders, local_root
+
+    if name not in ENGINES.names():
+        raise MadError(f"--engine {name!r}: one of {', '.join(ENGINES.names())}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise MadError(f"--limit must be between 1 and {MAX_LIMIT:,} rows")
+    check_sql(sql)
+    folders = {view: str(f) for view, f in lake_folders(local_root(settings)).items()}
+    made = ENGINES.create(name, settings.etl.engine.options(name))
+    try:
+        select = getattr(made, "select", None)
+        if select is None:  # the embedded engine: the sandboxed run of `run_sql` is its own
+            from mad.query.sql import run_sql
+
+            return run_sql(settings, sql, limit=limit)
+        columns, rows, cut = select(sql, folders, limit)
+    finally:
+        made.close()
+    return SqlResult(columns, [], rows, truncated=cut, views=sorted(folders))
 
 
 def _print_views(settings: Any) -> None:

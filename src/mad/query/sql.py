@@ -95,15 +95,30 @@ def check_sql(text: str) -> str:
     return text
 
 
+def lake_folders(root: Path) -> dict[str, Path]:
+    """The views whose dataset has Parquet files under `root`: name -> the dataset's
+    folder."""
+    return {view: root / dataset for view, dataset in VIEWS.items()
+            if (root / dataset).is_dir()
+            and next((root / dataset).rglob("*.parquet"), None) is not None}
+
+
 def lake_views(root: Path) -> dict[str, str]:
     """The views whose dataset has Parquet files under `root`: name -> glob."""
     found = {}
-    for view, dataset in VIEWS.items():
-        folder = root / dataset
-        if folder.is_dir() and next(folder.rglob("*.parquet"), None) is not None:
-            depth = max(len(p.relative_to(folder).parts) for p in folder.rglob("*.parquet"))
-            found[view] = str(folder) + "/*" * (depth - 1) + "/*.parquet"
+    for view, folder in lake_folders(root).items():
+        depth = max(len(p.relative_to(folder).parts) for p in folder.rglob("*.parquet"))
+        found[view] = str(folder) + "/*" * (depth - 1) + "/*.parquet"
     return found
+
+
+def local_root(settings: Settings) -> Path:
+    """The lake's folder; a QueryError for a lake that is not a local folder."""
+    store = open_lake(settings)
+    root = getattr(store, "root", None)
+    if not isinstance(root, Path):
+        raise QueryError(f"mad query reads a local lake; {store.url} is not one yet")
+    return root
 
 
 def run_sql(settings: Settings, text: str, limit: int = 10_000,
@@ -114,10 +129,7 @@ def run_sql(settings: Settings, text: str, limit: int = 10_000,
     if not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise QueryError(f"timeout must be between 0 and {MAX_TIMEOUT_S:.0f} s")
     check_sql(text)
-    store = open_lake(settings)
-    root = getattr(store, "root", None)
-    if not isinstance(root, Path):
-        raise QueryError(f"mad query reads a local lake; {store.url} is not one yet")
+    root = local_root(settings)
     views = lake_views(root)
     con = duckdb.connect(config={"threads": threads, "memory_limit": DUCKDB_MEMORY})
     try:

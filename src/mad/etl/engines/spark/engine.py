@@ -167,6 +167,25 @@ class SparkEngine:
         store's recovery deletes, and Spark's own scratch (`spark.local.dir`) is Spark's."""
         return 0
 
+    def select(self, sql: str, folders: Mapping[str, str],
+               limit: int) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        """`mad query --engine spark`: one read-only SELECT (already checked, in DuckDB's
+        dialect) over temporary views of the datasets' folders, partition columns read as
+        strings as DuckDB reads them; (columns, at most `limit` rows, whether it was cut)."""
+        self.spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        names = []
+        try:
+            for name, folder in folders.items():
+                self.spark.read.option("basePath", folder).parquet(folder) \
+                    .createOrReplaceTempView(name)
+                names.append(name)
+            frame = self.spark.sql(to_spark_sql(sql))
+            rows = [tuple(r) for r in frame.limit(limit + 1).collect()]
+            return list(frame.columns), rows[:limit], len(rows) > limit
+        finally:
+            for name in names:
+                self.spark.catalog.dropTempView(name)
+
     def close(self) -> None:
         """Stop the session if this engine started it."""
         if self._owned:
