@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, inspect
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event, inspect
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import (
@@ -173,3 +174,15 @@ def _sqlite_pragmas(connection: Any, record: ConnectionPoolEntry) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
     finally:
         cursor.close()
+
+
+def delete_partitions(engine: Engine, table: Table,
+                      partitions: Iterable[tuple[str, str]]) -> int:
+    """Delete the rows of `table` (with `dataset` and `partition` columns) of each
+    `(dataset, partition)`, in one transaction; returns how many."""
+    n = 0
+    with engine.begin() as conn:
+        for dataset, partition in partitions:
+            n += int(conn.execute(table.delete().where(
+                (table.c.dataset == dataset) & (table.c.partition == partition))).rowcount or 0)
+    return n

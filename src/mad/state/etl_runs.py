@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from mad.lake import TRANSFORMED_DATASETS
 from mad.state import etl_days
-from mad.state.db import UtcDateTime, metadata
+from mad.state.db import UtcDateTime, delete_partitions, metadata
 
 etl_runs = Table(
     "etl_runs",
@@ -200,13 +200,7 @@ class EtlLedger:
     def drop_partitions(self, partitions: Iterable[tuple[str, str]]) -> int:
         """Forget the ledger rows of `(dataset, partition)`s deleted on purpose (retention):
         reconciliation compares the lake only with what the ledger still holds."""
-        n = 0
-        with self.engine.begin() as conn:
-            for dataset, partition in partitions:
-                n += int(conn.execute(etl_partitions.delete().where(and_(
-                    etl_partitions.c.dataset == dataset,
-                    etl_partitions.c.partition == partition))).rowcount or 0)
-        return n
+        return delete_partitions(self.engine, etl_partitions, partitions)
 
     def sources(self, plan: str, dataset: str, partition: str) -> set[str]:
         """The raw files of every succeeded run that wrote `dataset`/`partition`."""

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 
 from mad.quality.model import Result
-from mad.state.db import UtcDateTime, metadata
+from mad.state.db import UtcDateTime, delete_partitions, metadata
 
 quality_results = Table(
     "quality_results",
@@ -232,13 +232,7 @@ class QualityStore:
     def forget(self, partitions: Iterable[tuple[str, str]]) -> int:
         """Drop the gate's verdicts of `(dataset, partition)`s deleted on purpose (retention);
         their decisions stay in the audit trail."""
-        n = 0
-        with self.engine.begin() as conn:
-            for dataset, partition in partitions:
-                n += int(conn.execute(quality_gate.delete().where(and_(
-                    quality_gate.c.dataset == dataset,
-                    quality_gate.c.partition == partition))).rowcount or 0)
-        return n
+        return delete_partitions(self.engine, quality_gate, partitions)
 
     # -- reading ---------------------------------------------------------------------------
 
