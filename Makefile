@@ -82,6 +82,7 @@ bench: install-test
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_detect.py
 	$(BIN)/python benchmarks/bench_etl.py
+	$(BIN)/python benchmarks/bench_quality.py
 
 docs: install
 	$(BIN)/mad catalog --format markdown > docs/catalog.md
