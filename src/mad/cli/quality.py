@@ -28,10 +28,12 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     from mad.config import parse_duration
 
     raw = text.strip()
-    try:
-        return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(raw))
-    except ValueError:
-        pass
+    if raw[:1].isdigit() and not raw[:4].isdigit():  # a duration, not a year
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(raw))
+        except ValueError:
+            raise MadError(f"--since {text!r}: expected a duration such as 2h, 30m or 1d, or "
+                           "an ISO-8601 time such as 2026-11-01T06:00:00+00:00") from None
     try:
         at = datetime.fromisoformat(raw)
     except ValueError:
