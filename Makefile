@@ -54,6 +54,7 @@ lint: install-test
 	$(BIN)/mypy
 
 ## system-deps: Prometheus' promtool (Debian package prometheus) lints /metrics in the tests.
+## Debian's redis-server is the hot store the tests start on a free port (`store.hot: redis`).
 ## Debian's chromium drives the dashboard's browser tests (never `playwright install`).
 ## PostgreSQL 15 (tests start it on a free port) and Java come with the machine image.
 system-deps:
@@ -62,6 +63,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool missing: run 'sudo apt-get install prometheus' (its test is skipped)"; fi; }
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends redis-server >/dev/null; \
+	  else echo "redis-server missing: run 'sudo apt-get install redis-server' (its tests are skipped)"; fi; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

@@ -23,8 +23,8 @@ QUALITY_READS = {"mad.detect.detectors"}
 SHARED = {"config", "registry", "errors", "catalog", "events", "lake", "state", "stores", "web",
           "words"}
 # the folders where backends live: only these (and the registry, the settings) name them
-BACKEND_FOLDERS = ("stores", "ingest/streams", "etl/engines", "etl/publish")
-BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb")
+BACKEND_FOLDERS = ("stores", "ingest/streams", "etl/engines", "etl/publish", "hotstore/backends")
+BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb", "redis")
 # what `mad.query` may take from the stages: their read edges and records, nothing that
 # runs them
 QUERY_READS = {"mad.ingest.wiring", "mad.ingest.writer", "mad.etl.discover", "mad.etl.runner",
@@ -77,7 +77,7 @@ def test_the_read_functions_import_shared_modules_and_read_edges_only() -> None:
     for path in modules("query"):
         for name in imported_modules(path):
             top = name.split(".")[1]
-            assert top in SHARED | {"query"} or name in QUERY_READS or any(
+            assert top in SHARED | {"query", "hotstore"} or name in QUERY_READS or any(
                 name.startswith(f"{edge}.") for edge in QUERY_READS), (
                 f"{path.relative_to(SRC)} imports {name}")
 
@@ -89,6 +89,14 @@ def test_only_status_modules_and_consumers_use_the_read_functions() -> None:
             continue
         if "query" in imported(path):
             assert rel.name == "status.py" and rel.parts[0] in STAGES, rel
+
+
+def test_the_hot_store_imports_only_shared_modules() -> None:
+    """Stage 03's hot store sits between the stages that feed it and the read functions
+    that ask it: it knows the lake contract and the object stores, no stage."""
+    for path in modules("hotstore"):
+        others = imported(path) - SHARED - {"hotstore"}
+        assert not others, f"{path.relative_to(SRC)} imports mad.{sorted(others)}"
 
 
 def test_the_state_package_imports_no_stage() -> None:

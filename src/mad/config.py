@@ -507,6 +507,42 @@ class QualitySettings(Section):
     history: HistoryCheck = Field(default_factory=lambda: HistoryCheck())
 
 
+class HotStoreSettings(BackendChoice):
+    """The hot store: `embedded` (a SQLite file, `store.hot.embedded.path`) or `redis`
+    (`store.hot.redis.url`, `prefix`, `timeout_s`)."""
+
+    registry_path: ClassVar[str] = "mad.hotstore.backends:HOT_STORES"
+    backend: str = "embedded"
+
+
+class StoreSettings(Section):
+    """Stage 03: the hot store that answers the newest hours of aggregates and anomalies
+    before the lake (docs/query.md)."""
+
+    enabled: bool = Field(True, description="false: every read goes to the lake")
+    horizon_h: float = Field(24.0, ge=1, le=24 * 14, description="hours the hot store holds")
+    retry_s: float = Field(5.0, gt=0, le=600, description="after a failure to reach the hot "
+                           "store, reads go to the lake for this long before trying again")
+    hot: HotStoreSettings = Field(default_factory=lambda: HotStoreSettings())
+
+
+class ApiSettings(Section):
+    """The read API (`mad api serve`; docs/api.md): the query functions over HTTP."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8030, ge=1, le=65535, description="the supervisor's status endpoint "
+                      "defaults to this port too: `mad up` serves the read API there, so "
+                      "`mad api serve` is for running it alone")
+    auth_token: str | None = Field(None, description="bearer token every route but /health "
+                                   "needs (see docs/operations.md)")
+    auth_token_file: Path | None = Field(None, description="read the token from this file")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
+                                     "accepted; default: loopback names when bound to "
+                                     "loopback, any otherwise; '*' for any")
+    max_rows: int = Field(10_000, ge=1, le=1_000_000, description="rows of one page at most "
+                          "(`limit`)")
+
+
 class StateSettings(Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db"
@@ -523,6 +559,8 @@ class Settings(Section):
     lake: LakeSettings = Field(default_factory=lambda: LakeSettings())
     writer: WriterSettings = Field(default_factory=lambda: WriterSettings())
     state: StateSettings = Field(default_factory=lambda: StateSettings())
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings())
+    api: ApiSettings = Field(default_factory=lambda: ApiSettings())
     etl: EtlSettings = Field(default_factory=lambda: EtlSettings())
     detect: DetectSettings = Field(default_factory=lambda: DetectSettings())
     quality: QualitySettings = Field(default_factory=lambda: QualitySettings())

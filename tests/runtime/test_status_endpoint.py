@@ -124,3 +124,33 @@ def test_quality_counters_before_the_first_run_say_so() -> None:
     text = metrics_text(board)
     assert "mad_quality_last_run_score NaN" in text
     assert 'mad_quality_partitions{gate="held"} 0' in text
+
+
+def test_the_read_api_is_served_beside_health_with_its_own_token(tmp_path: Path) -> None:
+    """`mad up` serves the read API on the status endpoint's port: `/v1/...` and
+    `/openapi.json` need `api.auth_token`, `/health` and `/metrics` stay open."""
+    from mad.config import load_settings
+    from mad.query.api import create_app as read_api
+
+    settings = load_settings(env={}, overrides={"data_dir": str(tmp_path),
+                                                "api.auth_token": "s3cret"})
+    board = Board()
+    board.set("etl", "running")
+    port = free_port()
+    server = ServerThread(create_app(board, "127.0.0.1", read_api(settings)), "127.0.0.1",
+                          port, "mad-status")
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/metrics").status_code == 200
+        assert httpx.get(f"{url}/v1/runs").status_code == 401
+        auth = {"authorization": "Bearer s3cret"}
+        doc = httpx.get(f"{url}/openapi.json", headers=auth)
+        assert doc.status_code == 200 and "/v1/incidents" in doc.json()["paths"]
+        runs = httpx.get(f"{url}/v1/runs", headers=auth)
+        assert runs.status_code == 503 and "state" in runs.json()["message"]  # none yet
+        bad = httpx.get(f"{url}/v1/series?window=2m&service=x&start=a&end=b", headers=auth)
+        assert bad.status_code == 400 and "\n" not in bad.json()["message"]
+    finally:
+        server.stop()

@@ -1,9 +1,9 @@
 """`mad ...`: the command-line entry point.
 
 One module per stage adds its commands (`generate`, `ingest`, `etl`, `quality`, `detect`,
-`bench`, `dashboard`, `query`, `lake`); commands import their stage lazily, so `mad --help`
-stays fast. Every user error (bad flag, bad setting, missing file) ends as one line on stderr
-and a non-zero exit code.
+`bench`, `dashboard`, `query`, `lake`, `store`, `api`); commands import their stage lazily, so
+`mad --help` stays fast. Every user error (bad flag, bad setting, missing file) ends as one line
+on stderr and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -11,7 +11,19 @@ from __future__ import annotations
 import typer
 from typer.exceptions import Abort, TyperException
 
-from mad.cli import bench, dashboard, detect, etl, generate, ingest, lake, quality, query
+from mad.cli import (
+    api,
+    bench,
+    dashboard,
+    detect,
+    etl,
+    generate,
+    ingest,
+    lake,
+    quality,
+    query,
+    store,
+)
 from mad.errors import MadError
 
 app = typer.Typer(
@@ -22,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for stage in (generate, ingest, etl, quality, detect, bench, dashboard, query, lake):
+for stage in (generate, ingest, etl, quality, detect, bench, dashboard, query, lake, store, api):
     stage.register(app)
 
 

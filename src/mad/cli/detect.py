@@ -39,6 +39,7 @@ def detect_run(
     import threading
 
     from mad.detect.pipeline import BatchReport, DetectRunner
+    from mad.hotstore.feed import open_feed, then_sync
     from mad.runtime.signals import stop_on_signals
     from mad.runtime.watch import watch as watch_loop
     from mad.words import plural
@@ -55,13 +56,22 @@ def detect_run(
                    f"{plural(batch.anomalies, 'anomaly', 'anomalies')}, "
                    f"{plural(batch.changes, 'incident change')}")
 
+    feed = open_feed(settings)
+
+    def one_pass() -> None:
+        typer.echo(then_sync(feed, "anomalies",
+                             lambda: runner.run_once(stop, progress=show)).line())
+        if feed is not None and feed.last is not None:
+            typer.echo(feed.last.line())
+
     try:
         with stop_on_signals(stop):
-            watch_loop(lambda: typer.echo(runner.run_once(stop, progress=show).line()),
-                       settings.detect.watch_interval_s, stop, once=not watch,
+            watch_loop(one_pass, settings.detect.watch_interval_s, stop, once=not watch,
                        keep_going=watch, name="detection pass")
     finally:
         runner.close()
+        if feed is not None:
+            feed.close()
 
 
 @detect_app.command("status")

@@ -31,19 +31,29 @@ def etl_run(
     import threading
 
     from mad.etl.runner import EtlRunner
+    from mad.hotstore.feed import open_feed, then_sync
     from mad.runtime.signals import stop_on_signals
     from mad.runtime.watch import watch as watch_loop
 
     settings = settings_from(config, **{"etl.engine": engine, "lake.url": lake})
     runner = EtlRunner(settings)
+    feed = open_feed(settings)
     stop = threading.Event()
+
+    def one_pass() -> None:
+        typer.echo(then_sync(feed, "aggregates", runner.run_once,
+                             lambda s: s.days_aggregated).line())
+        if feed is not None and feed.last is not None:
+            typer.echo(feed.last.line())
+
     try:
         with stop_on_signals(stop):
-            watch_loop(lambda: typer.echo(runner.run_once().line()),
-                       settings.etl.watch_interval_s, stop, once=not watch,
+            watch_loop(one_pass, settings.etl.watch_interval_s, stop, once=not watch,
                        keep_going=watch, name="etl pass")
     finally:
         runner.close()
+        if feed is not None:
+            feed.close()
 
 
 @etl_app.command("backfill")

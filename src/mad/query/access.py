@@ -6,6 +6,7 @@ from objects fetched through the lake's object store, so a local and an S3 lake 
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,16 @@ def state_db(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
+
+
+def check_name(value: str, what: str = "service") -> str:
+    """A service or series name (lowercase a-z 0-9 _ . -), or a QueryError."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise QueryError(f"bad {what} name {value!r}: lowercase a-z 0-9 _ . -")
+    return value
 
 
 def first_line(err: BaseException) -> str:

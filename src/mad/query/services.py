@@ -15,7 +15,6 @@ quality gate holds are left out (`mad.query.gate`): `service_metrics` and `anoma
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -26,22 +25,24 @@ from mad.config import Settings
 from mad.detect.lake_io import aggregate_days
 from mad.query.access import (
     QueryError,
+    check_name,
     check_range,
     days_between,
-    naive,
     open_lake,
     parquet_rows,
     plain,
 )
 from mad.query.detection import anomaly_keys, read_anomalies
 from mad.query.gate import Shown, held_now
+from mad.query.hot import Span, split
+from mad.query.series import spans_sql
 
 WINDOWS = ("1m", "5m", "1h")
 WINDOW_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
 LATENCY_SERIES = "duration_ms"
+METRIC_SERIES = ("events", "error_rate", LATENCY_SERIES)
 MAX_DAYS = {"1m": 8.0, "5m": 40.0, "1h": 400.0}
 """The longest range one call reads, per window size (about 12k points per service)."""
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 
 
 def check_window(window: str) -> str:
@@ -51,9 +52,7 @@ def check_window(window: str) -> str:
 
 
 def check_service(service: str) -> str:
-    if not isinstance(service, str) or not _NAME.fullmatch(service):
-        raise QueryError(f"bad service name {service!r}: lowercase a-z 0-9 _ . -")
-    return service
+    return check_name(service, "service")
 
 
 def _order(names: set[str]) -> list[str]:
@@ -86,19 +85,59 @@ def service_metrics(settings: Settings, window: str, start: datetime, end: datet
     wanted = None if services is None else [check_service(s) for s in services]
     if wanted == []:
         return Shown()
-    store = open_lake(settings)
     touched = days_between(start, end)
     gate = held_now(settings)
     hidden, held = gate.days(window), gate.of_days(touched, window)
+    keys: Any = ([f"{svc}/{name}" for svc in wanted for name in METRIC_SERIES]
+                 if wanted is not None else lambda k: k.partition("/")[2] in METRIC_SERIES)
+    found = split(settings, "aggregates", window, start, end, keys)
+    rows = _pivot([r for r in found.rows if start <= r["window_start"] < end
+                   and r["window_start"].date().isoformat() not in hidden])
+    if found.lake:
+        rows += _lake_metrics(settings, window, found.lake, wanted, hidden)
+    seconds = WINDOW_SECONDS[window]
+    for row in rows:
+        events = row["events"]
+        row["events"] = None if events is None else int(events)
+        row["request_rate"] = None if events is None else events / seconds
+    rows.sort(key=lambda r: (r["window_start"], r["service"]))
+    return Shown(({k: row[k] for k in ("window_start", "service", "events", "request_rate",
+                                       "error_rate", "p50_ms", "p95_ms", "p99_ms")}
+                  for row in rows), held)
+
+
+def _pivot(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hot store rows as `service_metrics` rows (before rates), as the lake's SQL does."""
+    out: dict[tuple[Any, str], dict[str, Any]] = {}
+    for r in rows:
+        row = out.setdefault((r["window_start"], r["service"]), {
+            "window_start": r["window_start"], "service": r["service"], "events": None,
+            "error_rate": None, "p50_ms": None, "p95_ms": None, "p99_ms": None})
+        if r["series"] == "events":
+            row["events"] = r["avg"]
+        elif r["series"] == "error_rate":
+            row["error_rate"] = r["avg"]
+        elif r["series"] == LATENCY_SERIES:
+            row["p50_ms"], row["p95_ms"], row["p99_ms"] = r["p50"], r["p95"], r["p99"]
+    return list(out.values())
+
+
+def _lake_metrics(settings: Settings, window: str, spans: Sequence[Span],
+                  wanted: list[str] | None, hidden: Any) -> list[dict[str, Any]]:
+    touched: set[str] = set()
+    for a, b in spans:
+        touched |= days_between(a, b)
+    store = open_lake(settings)
     keys = [k for day, day_keys in aggregate_days(store, window).items()
             if day in touched and day not in hidden for k in day_keys]
-    where = "window_start >= ? AND window_start < ? AND series IN ('events', 'error_rate', ?)"
-    params: list[Any] = [LATENCY_SERIES, LATENCY_SERIES, LATENCY_SERIES,
-                         naive(start), naive(end), LATENCY_SERIES]
+    span_where, span_params = spans_sql(spans)
+    where = f"{span_where} AND series IN ('events', 'error_rate', ?)"
+    params: list[Any] = [LATENCY_SERIES, LATENCY_SERIES, LATENCY_SERIES, *span_params,
+                         LATENCY_SERIES]
     if wanted is not None:
         where += " AND list_contains(?, CAST(service AS VARCHAR))"
         params.append(wanted)
-    rows = parquet_rows(store, keys, f"""
+    return parquet_rows(store, keys, f"""
         SELECT window_start, CAST(service AS VARCHAR) AS service,
                max(CASE WHEN series = 'events' THEN avg END) AS events,
                max(CASE WHEN series = 'error_rate' THEN avg END) AS error_rate,
@@ -107,14 +146,6 @@ def service_metrics(settings: Settings, window: str, start: datetime, end: datet
                max(CASE WHEN series = ? THEN p99 END) AS p99_ms
         FROM data WHERE {where}
         GROUP BY window_start, service ORDER BY window_start, service""", params)
-    seconds = WINDOW_SECONDS[window]
-    for row in rows:
-        events = row["events"]
-        row["events"] = None if events is None else int(events)
-        row["request_rate"] = None if events is None else events / seconds
-    return Shown(({k: row[k] for k in ("window_start", "service", "events", "request_rate",
-                                       "error_rate", "p50_ms", "p95_ms", "p99_ms")}
-                  for row in rows), held)
 
 
 def anomalies(settings: Settings, start: datetime, end: datetime, service: str | None = None,
@@ -128,20 +159,45 @@ def anomalies(settings: Settings, start: datetime, end: datetime, service: str |
         check_service(service)
     if window is not None:
         check_window(window)
-    store = open_lake(settings)
     touched = days_between(start, end)
     gate = held_now(settings)
     hidden, held = gate.days(window), gate.of_days(touched, window)
+    out: list[dict[str, Any]] = []
+    spans: dict[str, list[Span]] = {}
+    for size in (window,) if window is not None else WINDOWS:
+        found = split(settings, "anomalies", size, start, end)
+        out += [r for r in found.rows if start <= r["window_start"] < end
+                and (service is None or r["service"] == service)
+                and r["window_start"].date().isoformat() not in hidden]
+        if found.lake:
+            spans[size] = found.lake
+    if spans:
+        out += _lake_anomalies(settings, spans, service, hidden)
+    out.sort(key=lambda r: (r["window_start"], r["service"], r["series"], r["stat"],
+                            r["window"], tuple(r["detectors"] or ())))
+    return Shown(out, held)
+
+
+def _lake_anomalies(settings: Settings, spans: dict[str, list[Span]], service: str | None,
+                    hidden: Any) -> list[dict[str, Any]]:
+    """The anomalies of each window size's spans, from the lake."""
+    store = open_lake(settings)
     prefix = lake.anomalies_prefix()
-    keys = [k for k in anomaly_keys(store, window)
-            if (day := k[len(prefix):].split("/")[0].removeprefix("date=")) in touched
-            and day not in hidden]
+    keys = []
+    for size, of_size in spans.items():
+        touched: set[str] = set()
+        for first, last in of_size:
+            touched |= days_between(first, last)
+        keys += [k for k in anomaly_keys(store, size)
+                 if (day := k[len(prefix):].split("/")[0].removeprefix("date=")) in touched
+                 and day not in hidden]
     out = []
     for a in read_anomalies(store, keys):
-        if not start <= a.window_start < end or (service is not None and a.service != service):
+        if service is not None and a.service != service:
+            continue
+        if not any(first <= a.window_start < last for first, last in spans.get(a.window, ())):
             continue
         row = {k: plain(v) for k, v in a.to_dict().items()}
         row["window_start"] = a.window_start
         out.append(row)
-    out.sort(key=lambda r: (r["window_start"], r["service"], r["series"], r["stat"]))
-    return Shown(out, held)
+    return out

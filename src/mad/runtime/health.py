@@ -23,7 +23,7 @@ from mad.state.components import Components, Report, Status
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("simulator", "ingest API", "stream", "raw writer", "etl", "detection",
-              "dashboard", "backfill")
+              "hot store", "dashboard", "backfill")
 """Every component `mad up` supervises, in the order they are shown."""
 REPORT_EVERY_S = 2.0
 COUNTERS_EVERY_S = 15.0

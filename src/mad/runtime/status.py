@@ -1,4 +1,5 @@
-"""The supervisor's status endpoint (`supervisor.status_host:status_port`, 127.0.0.1:8030).
+"""The supervisor's status endpoint (`supervisor.status_host:status_port`, 127.0.0.1:8030),
+which also serves the read API (`/v1/...`, `/openapi.json`: `mad.query.api`, docs/api.md).
 
 `GET /health`: JSON with each component's status, pid, restarts, last exit, URL and detail,
 and `quality` (partitions by the gate's verdict, the last run's score); HTTP 200 when every
@@ -35,6 +36,9 @@ def health_document(board: Board) -> tuple[int, dict[str, object]]:
     if quality is not None:
         doc["quality"] = {"partitions": quality["gate"],
                           "last_run_score": quality["last_run_score"]}
+    store = board.counters("store")
+    if store is not None:
+        doc["hot_store"] = store
     return (200 if ok else 503), doc
 
 
@@ -52,6 +56,12 @@ def metrics_text(board: Board) -> str:
     quality = board.counters("quality")
     if quality is not None:
         lines += quality_lines(quality)
+    store = board.counters("store")
+    if store is not None and store.get("backend"):
+        lines += ["# HELP mad_hot_store_up 1 when the hot store answers, else 0 (reads use "
+                  "the lake meanwhile)", "# TYPE mad_hot_store_up gauge",
+                  f'mad_hot_store_up{{backend="{_label(str(store["backend"]))}"}} '
+                  f'{int(bool(store["up"]))}']
     return "\n".join(lines) + "\n"
 
 
@@ -79,8 +89,10 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def create_app(board: Board, host: str) -> ASGIApp:
-    """The endpoint over `board`, bound to `host` (Host names checked as the other APIs)."""
+def create_app(board: Board, host: str, read_api: ASGIApp | None = None) -> ASGIApp:
+    """The endpoint over `board`, bound to `host` (Host names checked as the other APIs);
+    `/v1/...` and `/openapi.json` go to `read_api` (the read API, `mad.query.api`, with its
+    own token) when given."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -94,7 +106,9 @@ def create_app(board: Board, host: str) -> ASGIApp:
         if scope["type"] != "http":
             return
         path, method = scope.get("path", ""), scope.get("method", "GET")
-        if method not in ("GET", "HEAD"):
+        if read_api is not None and (path.startswith("/v1/") or path == "/openapi.json"):
+            await read_api(scope, receive, send)
+        elif method not in ("GET", "HEAD"):
             await _send(send, 405, b'{"error_code":"method_not_allowed"}', "application/json")
         elif path == "/health":
             status, doc = health_document(board)

@@ -49,6 +49,7 @@ from mad.ingest.wiring import open_configured_stream, stream_monitor
 from mad.runtime.backfill import BackfillThread, FirstBackfill
 from mad.runtime.children import Body, ChildProcess
 from mad.runtime.health import Board, Reporter
+from mad.runtime.hot import HotStoreProbe
 from mad.runtime.keeper import Keeper, Restarts, exit_reason
 from mad.runtime.passes import detect_body, etl_body
 from mad.runtime.servers import ServerThread
@@ -111,8 +112,10 @@ class Service:
         self.board = Board()
         self.pid = os.getpid()
         self.state = StateOnDemand(settings.state_url)
+        self.hot_probe = HotStoreProbe(settings, self.board)
         self.reporter = Reporter(self.board, lambda: Components(self.state.engine()),
-                                 counters={"quality": lambda: quality_counters(settings)})
+                                 counters={"quality": lambda: quality_counters(settings),
+                                           "store": self.hot_probe.read})
         ing = settings.ingest
         self.token = read_token(ing.auth_token, ing.auth_token_file, "ingest.auth_token")
         self.stream: Stream = open_configured_stream(settings)
@@ -172,9 +175,11 @@ class Service:
               f"{' -> raw writer -> ' + self.settings.lake_url if self.writer else ''}",
               flush=True)
         if self.parts.status:
+            from mad.query.api import create_app as read_api
             from mad.runtime.status import create_app as status_app
 
-            self.status_server = ServerThread(status_app(self.board, sup.status_host),
+            self.status_server = ServerThread(status_app(self.board, sup.status_host,
+                                                         read_api(self.settings)),
                                               sup.status_host, sup.status_port, "mad-status")
             self.status_server.start()
         if self.parts.simulate_rate > 0:
@@ -259,6 +264,7 @@ class Service:
         if self.status_server is not None:
             self.status_server.stop()
         self.reporter.close()
+        self.hot_probe.close()
         print(f"stopped: {', '.join(stopped)}; stream closed{left}", flush=True)
 
     def _stopped(self, name: str, stopped: list[str], show: bool = True) -> None:
@@ -321,6 +327,7 @@ def banner(settings: Settings, parts: Parts, service: Service) -> str:
     if service.simulator is not None:
         rows.append(("simulator control", f"{service.simulator.url}/api/status"))
     rows.append(("health", f"http://{sup.status_host}:{sup.status_port}/health"))
+    rows.append(("read API", f"http://{sup.status_host}:{sup.status_port}/v1/incidents"))
     lines = ["mad up: every part is supervised; Ctrl-C stops them all cleanly"]
     lines += [f"  {name:<18} {url}" for name, url in rows]
     if service.backfill is not None:
