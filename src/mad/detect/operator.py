@@ -158,17 +158,20 @@ def give_feedback(settings: Settings, incident_id: str, verdict: Verdict, note: 
         engine.dispose()
 
 
-def feedback(settings: Settings, incident_ids: Sequence[str] | None = None
-             ) -> dict[str, dict[str, Any]]:
+def feedback(settings: Settings, incident_ids: Sequence[str] | None = None,
+             engine: Engine | None = None) -> dict[str, dict[str, Any]]:
     """incident id -> its latest label `{"verdict", "note", "user", "at"}` (of the given
-    incidents, or of all labelled ones)."""
+    incidents, or of all labelled ones); on `engine` when given (a reader's, kept open:
+    nothing is created then)."""
     if incident_ids is not None and not all(isinstance(i, str) for i in incident_ids):
         raise BadAction("incident ids must be text")
-    engine = _open(settings)
-    try:
+    if engine is not None:
         return OperatorStore(engine).latest_feedback(incident_ids)
+    opened = _open(settings)
+    try:
+        return OperatorStore(opened).latest_feedback(incident_ids)
     finally:
-        engine.dispose()
+        opened.dispose()
 
 
 def export_feedback(settings: Settings) -> list[dict[str, Any]]:
@@ -264,15 +267,19 @@ def silenced_by(settings: Settings, incident: Mapping[str, Any]) -> str | None:
     return silenced_reasons(settings, [incident]).get(str(incident.get("id", "")))
 
 
-def silenced_reasons(settings: Settings, incidents: Sequence[Mapping[str, Any]]
-                     ) -> dict[str, str | None]:
-    """`silenced_by` of many incidents with one read: incident id -> reason or None."""
+def silenced_reasons(settings: Settings, incidents: Sequence[Mapping[str, Any]],
+                     engine: Engine | None = None) -> dict[str, str | None]:
+    """`silenced_by` of many incidents with one read: incident id -> reason or None (on
+    `engine` when given, as `feedback`)."""
     now = datetime.now(UTC)
-    engine = _open(settings)
-    try:
+    if engine is not None:
         active = OperatorStore(engine).silences(active_at=now)
-    finally:
-        engine.dispose()
+    else:
+        opened = _open(settings)
+        try:
+            active = OperatorStore(opened).silences(active_at=now)
+        finally:
+            opened.dispose()
     return {str(i.get("id", "")): covering(active, str(i.get("id", "")),
                                            list(i.get("services") or []),
                                            list(i.get("series") or []), [now])

@@ -6,8 +6,10 @@ from objects fetched through the lake's object store, so a local and an S3 lake 
 from __future__ import annotations
 
 import math
+import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -41,15 +43,50 @@ def open_lake(settings: Settings) -> ObjectStore:
     return lake_store(settings, must_exist=True)
 
 
+_engines: dict[tuple[str, int, int], Engine] = {}
+_engines_lock = threading.Lock()
+MAX_ENGINES = 16
+
+
 @contextmanager
 def state_db(settings: Settings) -> Iterator[Engine]:
     """The state database, opened without creating anything (a ConfigError when a SQLite
-    file is missing), disposed of on exit."""
-    engine = open_state(settings.state_url, create=False)
+    file is missing). The engine (its connection pool) is kept for the next call on the same
+    database: opening one costs more than most reads. A SQLite file is known by its inode,
+    so a file deleted and made again is opened afresh."""
+    url = settings.state_url
+    key = (url, *_file_id(url))
+    with _engines_lock:
+        engine = _engines.get(key)
+    if engine is None:
+        engine = open_state(url, create=False)
+        with _engines_lock:
+            if len(_engines) >= MAX_ENGINES:
+                for old in _engines.values():
+                    old.dispose()
+                _engines.clear()
+            engine = _engines.setdefault(key, engine)
+    yield engine
+
+
+def forget_engines() -> None:
+    """Dispose of the kept state database engines (tests; a database moved away)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _file_id(url: str) -> tuple[int, int]:
+    """(device, inode) of a SQLite URL's file, (0, 0) for other databases; (-1, -1) when the
+    file is missing (open_state then says so)."""
+    if not url.startswith("sqlite:///"):
+        return 0, 0
     try:
-        yield engine
-    finally:
-        engine.dispose()
+        found = os.stat(url.removeprefix("sqlite:///"))
+    except OSError:
+        return -1, -1
+    return found.st_dev, found.st_ino
 
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")

@@ -23,7 +23,7 @@ from typing import Any
 
 from mad.config import Settings
 from mad.hotstore import hot_url, open_hot
-from mad.hotstore.backends import HOUR, HotStore, HotStoreDown, decode
+from mad.hotstore.backends import HOUR, HotStore, HotStoreDown, decode_many
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def split(settings: Settings, dataset: str, window: str, start: datetime, end: d
         if _down_until.pop(ident, None) is not None:
             log.warning("hot store %s answers again", ident)
     spans = _uncovered(start, end, held.hours)
-    rows = [decode(dataset, r) for r in held.rows]
+    rows = decode_many(dataset, held.rows)
     source = "lake" if not held.hours else "hot" if not spans else "hot+lake"
     return _count(Split(rows=rows, lake=spans, source=source))
 

@@ -118,11 +118,9 @@ def _annotate(settings: Settings, rows: list[dict[str, Any]], errors: list[str])
     if op is None or not rows:
         return
     try:
-        labels = op.feedback(settings, [r["id"] for r in rows])
-        if hasattr(op, "silenced_reasons"):  # one read of the silences for all
-            reasons = op.silenced_reasons(settings, rows)
-        else:
-            reasons = {r["id"]: op.silenced_by(settings, r) for r in rows}
+        with state_db(settings) as engine:
+            labels = op.feedback(settings, [r["id"] for r in rows], engine=engine)
+            reasons = op.silenced_reasons(settings, rows, engine=engine)
     except (MadError, *DB_ERRORS) as err:
         errors.append(f"operator actions: {first_line(err)}")
         return

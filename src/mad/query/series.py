@@ -32,7 +32,7 @@ WINDOWS = ("1m", "5m", "1h")
 MAX_DAYS = {"1m": 8.0, "5m": 40.0, "1h": 400.0}
 """The longest range one call reads, per window size."""
 MAX_SERIES = 200
-LATEST_WITHIN = timedelta(hours=6)
+LATEST_WITHIN = timedelta(hours=1)
 _LAKE_COLUMNS = ('window_start, CAST(service AS VARCHAR) AS service, CAST(series AS VARCHAR) '
                  'AS series, "count", avg, min, max, stddev, p50, p95, p99, outlier_score, '
                  'outlier')

@@ -17,9 +17,10 @@ from mad.hotstore.backends.base import (
     HotStoreDown,
     HourRows,
     decode,
+    decode_many,
     encode,
     series_key,
 )
 
 __all__ = ["COLUMNS", "DATASETS", "HOT_STORES", "HOUR", "Held", "HotStore", "HotStoreDown",
-           "HourRows", "decode", "encode", "series_key"]
+           "HourRows", "decode", "decode_many", "encode", "series_key"]

@@ -142,8 +142,9 @@ class SqliteHot:
                 hours = {int(h): str(f) for h, f in conn.execute(
                     "SELECT hour, fingerprint FROM hot_hours WHERE dataset = ? AND win = ? "
                     "AND hour >= ? AND hour < ?", (dataset, window, first, end))}
-                rows = conn.execute(f"SELECT key, row FROM hot_rows WHERE {where} "
-                                    "ORDER BY ts, key", params).fetchall()
+                index = "hot_rows_series" if wanted is not None else "hot_rows_time"
+                rows = conn.execute(f"SELECT key, row FROM hot_rows INDEXED BY {index} "
+                                    f"WHERE {where} ORDER BY ts, key", params).fetchall()
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as err:
