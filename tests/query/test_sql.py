@@ -116,3 +116,32 @@ def test_every_view_names_a_dataset_of_the_lake_contract() -> None:
     assert set(VIEWS.values()) <= {*lake.TRANSFORMED_DATASETS.values(),
                                    lake.AGGREGATES_DATASET, lake.ANOMALIES_DATASET,
                                    lake.QUARANTINE_DATASET}
+
+
+def test_the_same_statements_on_a_lake_in_s3(pipeline_lake: BuiltLake, aws: object,
+                                             bucket_url: str) -> None:
+    """The pipeline lake copied into a moto bucket: the views read it through httpfs with
+    the lake's endpoint and credentials, with the same rows as on disk, and nothing outside
+    the lake's prefix is reachable."""
+    from mad.config import load_settings
+    from mad.stores import open_store
+
+    bucket = open_store(bucket_url, aws, create=True)  # type: ignore[arg-type]
+    local = open_store(str(pipeline_lake.lake))
+    for key in local.list(""):
+        if key.endswith(".parquet"):
+            bucket.put(key, local.get(key))
+    outside = open_store(bucket_url.rsplit("/", 1)[0] + "/other", aws)  # type: ignore[arg-type]
+    outside.put("secret.parquet", local.get(next(k for k in local.list("")
+                                                 if k.endswith(".parquet"))))
+    on_s3 = load_settings(env={}, overrides={
+        "data_dir": str(pipeline_lake.root), "lake.url": bucket_url,
+        "aws.endpoint_url": aws.endpoint_url,  # type: ignore[attr-defined]
+        "aws.access_key_id": "testing", "aws.secret_access_key": "testing"})
+    for sql in ("SELECT service, count(*) FROM events_logs GROUP BY 1 ORDER BY 1",
+                'SELECT "window", count(*), sum(avg) FROM aggregates GROUP BY 1 ORDER BY 1',
+                "SELECT count(*) FROM events_metrics WHERE date = '2026-11-01' AND hour = '01'"):
+        assert run_sql(on_s3, sql).rows == run_sql(pipeline_lake.settings, sql).rows, sql
+    assert run_sql(on_s3, "SELECT 1").views == run_sql(pipeline_lake.settings, "SELECT 1").views
+    with pytest.raises(QueryError, match="only the lake's views"):
+        run_sql(on_s3, f"SELECT * FROM read_parquet('{outside.url}secret.parquet')")

@@ -17,8 +17,10 @@ Read-only, three ways over:
   result was cut), DuckDB's memory is capped, and a statement still running after
   `timeout_s` is interrupted.
 
-The lake must be a local folder here; on S3 the same statements run once the lake's
-credentials reach DuckDB (not yet).
+On an S3 lake the views read `s3://` through DuckDB's httpfs extension (loaded offline from
+the `duckdb-extension-httpfs` package) with the lake's endpoint and credentials (`aws.*`), and
+the connection may reach only the lake's prefix of its bucket. `--engine spark` reads a local
+lake only.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
 from mad import lake
-from mad.config import Settings
+from mad.config import AwsSettings, Settings
 from mad.query.access import DUCKDB_MEMORY, QueryError, first_line, open_lake
 
 VIEWS: dict[str, str] = {
@@ -117,8 +119,50 @@ def local_root(settings: Settings) -> Path:
     store = open_lake(settings)
     root = getattr(store, "root", None)
     if not isinstance(root, Path):
-        raise QueryError(f"mad query reads a local lake; {store.url} is not one yet")
+        raise QueryError(f"this reads a local lake only; {store.url} is not one")
     return root
+
+
+@dataclass
+class Location:
+    """Where the views read: the lake's root (a folder, or `s3://bucket/prefix`), each
+    view's glob, and the S3 settings DuckDB needs (None for a local lake)."""
+
+    root: str
+    views: dict[str, str]
+    s3: AwsSettings | None = None
+
+
+def lake_location(settings: Settings) -> Location:
+    """The lake's views, local or on S3 (a view per dataset that has Parquet files)."""
+    store = open_lake(settings)
+    root = getattr(store, "root", None)
+    if isinstance(root, Path):
+        return Location(str(root), lake_views(root))
+    url = store.url.rstrip("/")
+    views = {}
+    for view, dataset in VIEWS.items():
+        depths = [k.count("/") for k in store.list(dataset + "/") if k.endswith(".parquet")]
+        if depths:
+            views[view] = f"{url}/{dataset}" + "/*" * (max(depths) - 1) + "/*.parquet"
+    return Location(url, views, settings.aws)
+
+
+def _load_s3(con: duckdb.DuckDBPyConnection, aws: AwsSettings) -> None:
+    """httpfs, and a secret with the lake's endpoint and credentials."""
+    from duckdb_extensions import import_extension
+
+    import_extension("httpfs", con=con)
+    con.execute("LOAD httpfs")
+    opts: dict[str, str] = {"TYPE": "S3", "REGION": aws.region}
+    if aws.access_key_id:
+        opts.update(KEY_ID=aws.access_key_id, SECRET=aws.secret_access_key or "")
+    if aws.endpoint_url:
+        scheme, _, host = str(aws.endpoint_url).partition("://")
+        opts.update(ENDPOINT=host.rstrip("/") or scheme, URL_STYLE="path",
+                    USE_SSL="true" if scheme == "https" else "false")
+    con.execute("CREATE SECRET mad_lake (" + ", ".join(
+        f"{k} '{_quoted(v)}'" for k, v in opts.items()) + ")")
 
 
 def run_sql(settings: Settings, text: str, limit: int = 10_000,
@@ -129,10 +173,12 @@ def run_sql(settings: Settings, text: str, limit: int = 10_000,
     if not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise QueryError(f"timeout must be between 0 and {MAX_TIMEOUT_S:.0f} s")
     check_sql(text)
-    root = local_root(settings)
-    views = lake_views(root)
+    where = lake_location(settings)
+    root, views = where.root, where.views
     con = duckdb.connect(config={"threads": threads, "memory_limit": DUCKDB_MEMORY})
     try:
+        if where.s3 is not None:
+            _load_s3(con, where.s3)
         for view, pattern in views.items():
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
                         f"'{_quoted(pattern)}', hive_partitioning = true, "
