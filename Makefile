@@ -89,6 +89,7 @@ bench: install-test
 	$(BIN)/python benchmarks/bench_detect.py
 	$(BIN)/python benchmarks/bench_etl.py
 	$(BIN)/python benchmarks/bench_quality.py
+	$(BIN)/python benchmarks/bench_query.py --s3
 
 docs: install
 	$(BIN)/mad catalog --format markdown > docs/catalog.md

@@ -7,7 +7,8 @@ database. The hot stores are filled by `HotFeed.sync()` (its time is printed too
 
 Calls, each `--repeat` times after 3 warm-up calls, with the same settings but
 `store.hot.backend` embedded, redis (a `redis-server` started here on a free port), or
-`store.enabled: false` (the lake alone):
+`store.enabled: false` (the lake alone); with `--s3`, also the lake alone on S3 (the same
+lake copied into a bucket of a moto server started here, through the S3 object store):
 
 * series_6h: `series(1m, gateway, duration_ms, last 6 h)`;
 * incidents_1d: `incidents(last day)` and `anomalies(last day)` (the Anomalies view);
@@ -16,7 +17,7 @@ Calls, each `--repeat` times after 3 warm-up calls, with the same settings but
 It prints p50 and p95 in milliseconds per call and source, and lake / hot at p50. Aim: the
 hot path at least 20x faster than the lake alone and under 20 ms at p95.
 
-    .venv/bin/python benchmarks/bench_query.py [--repeat 50] [--work /tmp/mad-bench-query]
+    .venv/bin/python benchmarks/bench_query.py [--repeat 50] [--s3] [--work /tmp/mad-bench-query]
 """
 
 from __future__ import annotations
@@ -137,6 +138,44 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     raise RuntimeError("redis-server did not start")
 
 
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    import sys
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return proc, url
+        except urllib.error.HTTPError:
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("moto server did not start")
+
+
+def copy_to_s3(root: Path, endpoint: str) -> dict[str, Any]:
+    """The lake under `root` copied into a new bucket; the settings that read it there."""
+    from mad.config import AwsSettings
+    from mad.stores import open_store
+
+    aws = AwsSettings(endpoint_url=endpoint, access_key_id="bench",
+                      secret_access_key="bench")
+    bucket = open_store("s3://mad-bench-query/lake", aws, create=True)
+    local = open_store(str(root / "lake"))
+    for key in local.list(""):
+        bucket.put(key, local.get(key))
+    return {"lake.url": "s3://mad-bench-query/lake", "aws.endpoint_url": endpoint,
+            "aws.access_key_id": "bench", "aws.secret_access_key": "bench"}
+
+
 def calls(settings: Any, now: datetime) -> dict[str, Callable[[], int]]:
     from mad.query.incidents import incidents
     from mad.query.series import latest, series
@@ -169,6 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mad-bench-query"))
+    parser.add_argument("--s3", action="store_true", help="also the lake alone on S3 (moto)")
     args = parser.parse_args()
     from mad.config import load_settings
     from mad.hotstore.feed import HotFeed
@@ -184,6 +224,9 @@ def main() -> None:
     redis = start_redis(args.work)
     sources: dict[str, dict[str, Any]] = {"lake": {"store.enabled": False},
                                           "embedded": {"store.hot.backend": "embedded"}}
+    moto = start_moto() if args.s3 else None
+    if moto is not None:
+        sources["lake_s3"] = {"store.enabled": False, **copy_to_s3(args.work, moto[1])}
     if redis is not None:
         sources["redis"] = {"store.hot.backend": "redis", "store.hot.redis.url": redis[1]}
     else:
@@ -203,17 +246,21 @@ def main() -> None:
                              for call, fn in calls(settings, now).items()}
     finally:
         hot_reads.forget()
-        if redis is not None:
-            redis[0].terminate()
-            redis[0].wait(10)
+        for proc in (redis, moto):
+            if proc is not None:
+                proc[0].terminate()
+                proc[0].wait(10)
     names = list(results)
+    lakes = [n for n in names if n.startswith("lake")]
+    hots = [n for n in names if not n.startswith("lake")]
+    pairs = [(lk, h) for lk in lakes for h in hots]
     print(f"\n{'call':<15}" + "".join(f"{n + ' p50/p95 ms':>24}" for n in names)
-          + "".join(f"{'lake/' + n:>16}" for n in names if n != "lake"))
+          + "".join(f"{lk + '/' + h:>18}" for lk, h in pairs))
     for call in results["lake"]:
         cells = "".join(f"{results[n][call][0]:>12.2f} /{results[n][call][1]:>9.2f}"
                         for n in names)
-        ratios = "".join(f"{results['lake'][call][0] / results[n][call][0]:>15.1f}x"
-                         for n in names if n != "lake")
+        ratios = "".join(f"{results[lk][call][0] / results[h][call][0]:>17.1f}x"
+                         for lk, h in pairs)
         rows = {results[n][call][2] for n in names}
         same = "" if len(rows) == 1 else f"  ROWS DIFFER {sorted(rows)}"
         print(f"{call:<15}{cells}{ratios}{same}")

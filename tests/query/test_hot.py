@@ -159,3 +159,30 @@ def test_only_the_hours_that_changed_are_replaced(pipeline_lake: BuiltLake,
     assert list(aggregates(settings, "1h", start, end)) == list(aggregates(
         settings_of({"data_dir": str(built.root)}, **{"store.enabled": False}), "1h",
         start, end))
+
+
+def test_mad_store_status_sync_and_wipe(pipeline_lake: BuiltLake, tmp_path: Path) -> None:
+    """Through the real CLI: sync fills the horizon (here held empty: the pipeline lake is
+    older than the last 24 h), status shows the hours, wipe needs --yes and empties it."""
+    import json
+    import subprocess
+    import sys
+
+    built = copy_lake(pipeline_lake, tmp_path / "copy")
+
+    def mad(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mad.cli", "store", *args], text=True,
+                              capture_output=True, timeout=120,
+                              env={"MAD_DATA_DIR": str(built.root), "PATH": "/usr/bin:/bin"})
+
+    assert json.loads(mad("status", "--format", "json").stdout)["held"] == []
+    synced = mad("sync")
+    assert synced.returncode == 0 and "hours replaced" in synced.stdout, synced.stderr
+    held = json.loads(mad("status", "--format", "json").stdout)
+    assert held["up"] and {h["dataset"] for h in held["held"]} == {"aggregates"}
+    assert all(h["hours"] in (24, 25) for h in held["held"])
+    refused = mad("wipe")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert mad("wipe", "--yes").returncode == 0
+    assert json.loads(mad("status", "--format", "json").stdout)["held"] == []
+    assert mad("status", "--format", "xml").returncode == 2

@@ -38,8 +38,9 @@ def store_status(
         typer.echo(f"hot store {found['backend']} {found['url'] or ''}: {state}; horizon "
                    f"{found['horizon_h']:g} h")
         for h in found["held"]:
+            series = "" if h["series"] is None else f"  {h['series']} series"
             typer.echo(f"  {h['dataset']:<10} {h['window']:>3}  {h['hours']:>3} hours  "
-                       f"{h['first']} .. {h['last']}  {h['series']} series")
+                       f"{h['first']} .. {h['last']}{series}")
     if found["enabled"] and not found["up"]:
         raise typer.Exit(TransientError.exit_code)
 
@@ -73,7 +74,7 @@ def store_wipe(
 
     if not yes:
         raise MadError("wiping the hot store needs --yes")
-    hot = open_hot(settings_from(config))
+    hot = open_hot(settings_from(config), create=True)
     try:
         hot.wipe()
     finally:

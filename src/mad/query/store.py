@@ -17,7 +17,7 @@ WINDOWS = ("1m", "5m", "1h")
 def store_status(settings: Settings) -> dict[str, Any]:
     """`enabled`, `backend`, `url`, `horizon_h`, `up`, `error`, `reads` (this process's
     hot and lake reads) and `held`: per dataset and window, `hours`, `first` and `last`
-    hour held (ISO text or None) and `series`."""
+    hour held (ISO text or None) and `series` (aggregates; None for anomalies)."""
     out: dict[str, Any] = {"enabled": settings.store.enabled,
                            "backend": settings.store.hot.backend, "url": None,
                            "horizon_h": settings.store.horizon_h, "up": False, "error": None,
@@ -36,7 +36,8 @@ def store_status(settings: Settings) -> dict[str, Any]:
                 out["held"].append({
                     "dataset": dataset, "window": window, "hours": len(hours),
                     "first": _iso(hours[0]), "last": _iso(hours[-1] + HOUR),
-                    "series": len(hot.keys(dataset, window))})
+                    "series": len(hot.keys(dataset, window))
+                    if dataset == "aggregates" else None})
         out["up"] = True
     except HotStoreDown as err:
         out["error"] = str(err)
