@@ -120,6 +120,7 @@ def test_a_list_route_answers_what_its_read_function_returns(
     assert body["rows"] == jsonable(list(want))
     assert body["held"] == list(getattr(want, "held", []))
     assert body["next"] is None
+    assert body.get("source") == getattr(want, "source", None)
     assert all(set(row) == set(columns) for row in want)  # CSV leaves nothing out
 
 

@@ -103,6 +103,9 @@ def test_the_same_rows_from_the_hot_store_the_lake_and_across(
     assert report.error is None and report.rows_written > 0, report.line()
     for name, (start, end) in RANGES.items():
         assert sources(with_hot, start, end) == {SOURCES[name]}, name
+        assert series(with_hot, "1m", "gateway", "duration_ms", start, end).source == \
+            SOURCES[name]
+        assert service_metrics(lake_only, "1m", start, end).source == "lake"
         expected = calls(lake_only, start, end)
         assert expected["series"] and expected["overview"], f"{name}: nothing to compare"
         assert calls(with_hot, start, end) == expected, name

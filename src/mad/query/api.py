@@ -7,12 +7,14 @@ opens the lake or the state database itself). See docs/api.md.
 - `GET /v1/runs`: ETL runs and detection passes (`mad.query.jobs`);
 - `GET /health` (no token needed) and `GET /openapi.json`.
 
-A list route answers `{"rows": [...], "held": [...], "next": <cursor> | null}`, or CSV
-(`format=csv` or `Accept: text/csv`; the cursor in `X-Next-Cursor`, held partitions in
-`X-Held`): a page of `limit` rows (DEFAULT_LIMIT, at most `api.max_rows`), times ISO-8601
-UTC. A cursor holds the next row's offset and a fingerprint of the request's other
-parameters, so it is refused with other ones. Each page calls the read function again, in a
-worker thread (the routes are sync); the functions bound the range one call reads.
+A list route answers `{"rows": [...], "held": [...], "next": <cursor> | null}` (and, for
+series, metrics and anomalies, `"source"`: `hot`, `lake` or `hot+lake`, where the rows came
+from), or CSV (`format=csv` or `Accept: text/csv`; the cursor in `X-Next-Cursor`, held
+partitions in `X-Held`, the source in `X-Source`): a page of `limit` rows (DEFAULT_LIMIT,
+at most `api.max_rows`), times ISO-8601 UTC. A cursor holds the next row's offset and a
+fingerprint of the request's other parameters, so it is refused with other ones. Each page
+calls the read function again, in a worker thread (the routes are sync); the functions
+bound the range one call reads.
 
 A refusal is JSON `{"error_code", "message"}` with a one-line message: 400 for a bad
 parameter (a `QueryError` of a function too), 401 and 421 from the `Guard`, 404 for an
@@ -106,6 +108,8 @@ class ListPage(BaseModel):
     held: list[str] = Field(description="partitions held by the quality gate that left "
                             "rows out (dataset/partition)")
     next: str | None = Field(description="cursor of the next page; null on the last one")
+    source: str | None = Field(None, description="where the rows came from: hot (the hot "
+                               "store), lake, or hot+lake (series, metrics, anomalies)")
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -344,9 +348,13 @@ def _list_answer(rows: Sequence[dict[str, Any]], held: Sequence[str],
     end = page.offset + page.limit
     chunk = list(rows[page.offset:end])
     cursor = _cursor(end, page.fingerprint) if len(rows) > end else None
+    source = getattr(rows, "source", None)
     if not page.csv:
-        return _json({"rows": chunk, "held": list(held), "next": cursor})
-    headers = {}
+        doc: dict[str, Any] = {"rows": chunk, "held": list(held), "next": cursor}
+        if source is not None:
+            doc["source"] = source
+        return _json(doc)
+    headers = {"X-Source": source} if source is not None else {}
     if cursor is not None:
         headers["X-Next-Cursor"] = cursor
     if held:

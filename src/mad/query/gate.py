@@ -31,13 +31,18 @@ T = TypeVar("T")
 
 class Shown(list[T]):
     """The rows a read returns, and `held`: the held partitions (`dataset/partition`) that
-    left something out of it, oldest first (empty when nothing was held back)."""
+    left something out of it, oldest first (empty when nothing was held back); `source`:
+    where the rows came from (`hot`, `lake` or `hot+lake`; None for reads that are not
+    split, see `mad.query.hot`)."""
 
     held: list[str]
+    source: str | None
 
-    def __init__(self, rows: Iterable[T] = (), held: Iterable[str] = ()) -> None:
+    def __init__(self, rows: Iterable[T] = (), held: Iterable[str] = (),
+                 source: str | None = None) -> None:
         super().__init__(rows)
         self.held = sorted(set(held))
+        self.source = source
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,12 @@ def split(settings: Settings, dataset: str, window: str, start: datetime, end: d
     return _count(Split(rows=rows, lake=spans, source=source))
 
 
+def merged(sources: list[str]) -> str:
+    """One source for a read made of several splits."""
+    found = set(sources)
+    return found.pop() if len(found) == 1 else "hot+lake"
+
+
 def _count(found: Split) -> Split:
     with _lock:
         _counts["hot_reads" if found.source != "lake" else "lake_reads"] += 1

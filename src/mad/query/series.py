@@ -89,7 +89,7 @@ def aggregates(settings: Settings, window: str, start: datetime, end: datetime,
         rows += lake_aggregates(settings, window, found.lake, wanted_services, wanted_series,
                                 gate)
     rows.sort(key=lambda r: (r["window_start"], r["service"], r["series"]))
-    return Shown(rows, gate.of_days(days_between(start, end), window))
+    return Shown(rows, gate.of_days(days_between(start, end), window), found.source)
 
 
 def latest(settings: Settings, window: str, service: str,
@@ -103,7 +103,7 @@ def latest(settings: Settings, window: str, service: str,
     newest: dict[str, dict[str, Any]] = {}
     for row in rows:
         newest[row["series"]] = row
-    return Shown((newest[k] for k in sorted(newest)), rows.held)
+    return Shown((newest[k] for k in sorted(newest)), rows.held, rows.source)
 
 
 def lake_aggregates(settings: Settings, window: str, spans: Sequence[Span],

@@ -34,7 +34,7 @@ from mad.query.access import (
 )
 from mad.query.detection import anomaly_keys, read_anomalies
 from mad.query.gate import Shown, held_now
-from mad.query.hot import Span, split
+from mad.query.hot import Span, merged, split
 from mad.query.series import spans_sql
 
 WINDOWS = ("1m", "5m", "1h")
@@ -103,7 +103,7 @@ def service_metrics(settings: Settings, window: str, start: datetime, end: datet
     rows.sort(key=lambda r: (r["window_start"], r["service"]))
     return Shown(({k: row[k] for k in ("window_start", "service", "events", "request_rate",
                                        "error_rate", "p50_ms", "p95_ms", "p99_ms")}
-                  for row in rows), held)
+                  for row in rows), held, found.source)
 
 
 def _pivot(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,8 +164,10 @@ def anomalies(settings: Settings, start: datetime, end: datetime, service: str |
     hidden, held = gate.days(window), gate.of_days(touched, window)
     out: list[dict[str, Any]] = []
     spans: dict[str, list[Span]] = {}
+    sources = []
     for size in (window,) if window is not None else WINDOWS:
         found = split(settings, "anomalies", size, start, end)
+        sources.append(found.source)
         out += [r for r in found.rows if start <= r["window_start"] < end
                 and (service is None or r["service"] == service)
                 and r["window_start"].date().isoformat() not in hidden]
@@ -175,7 +177,7 @@ def anomalies(settings: Settings, start: datetime, end: datetime, service: str |
         out += _lake_anomalies(settings, spans, service, hidden)
     out.sort(key=lambda r: (r["window_start"], r["service"], r["series"], r["stat"],
                             r["window"], tuple(r["detectors"] or ())))
-    return Shown(out, held)
+    return Shown(out, held, merged(sources))
 
 
 def _lake_anomalies(settings: Settings, spans: dict[str, list[Span]], service: str | None,
