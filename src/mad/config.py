@@ -139,7 +139,18 @@ class GenerateSettings(Section):
         return parse_duration(self.duration)
 
 
-class SimulateSettings(Section):
+class GuardedSection(Section):
+    """A section of an HTTP server guarded like the others (`mad.web.Guard`)."""
+
+    auth_token: str | None = Field(None, description="bearer token every route but /health "
+                                   "needs (see docs/operations.md)")
+    auth_token_file: Path | None = Field(None, description="read the token from this file")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
+                                     "accepted; default: loopback names when bound to "
+                                     "loopback, any otherwise; '*' for any")
+
+
+class SimulateSettings(GuardedSection):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     sink: str = Field(
@@ -147,12 +158,6 @@ class SimulateSettings(Section):
         description="a JSONL file path, or an http(s):// URL of the ingest API",
     )
     faults: bool = Field(True, description="inject data faults in live mode")
-    auth_token: str | None = Field(None, description="bearer token every route but /health "
-                                   "needs (see docs/operations.md)")
-    auth_token_file: Path | None = Field(None, description="read the token from this file")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
-                                     "accepted; default: loopback names when bound to "
-                                     "loopback, any otherwise; '*' for any")
 
 
 class StreamSettings(BackendChoice):
@@ -172,7 +177,7 @@ class AwsSettings(Section):
     secret_access_key: str | None = None
 
 
-class IngestSettings(Section):
+class IngestSettings(GuardedSection):
     host: str = "127.0.0.1"
     port: int = Field(8010, ge=1, le=65535)
     max_body_bytes: int = Field(5 * 2**20, ge=1024, description="413 above this")
@@ -192,12 +197,6 @@ class IngestSettings(Section):
     body_timeout_s: float = Field(60.0, gt=0, description="a request body not complete "
                                   "within this is a 408, closed")
     max_disk_bytes: int = Field(20 * 2**30, ge=2**20, description="503 above this")
-    auth_token: str | None = Field(None, description="bearer token every route but /health "
-                                   "needs (see docs/operations.md)")
-    auth_token_file: Path | None = Field(None, description="read the token from this file")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
-                                     "accepted; default: loopback names when bound to "
-                                     "loopback, any otherwise; '*' for any")
     stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
 
 
@@ -526,19 +525,13 @@ class StoreSettings(Section):
     hot: HotStoreSettings = Field(default_factory=lambda: HotStoreSettings())
 
 
-class ApiSettings(Section):
+class ApiSettings(GuardedSection):
     """The read API (`mad api serve`; docs/api.md): the query functions over HTTP."""
 
     host: str = "127.0.0.1"
     port: int = Field(8030, ge=1, le=65535, description="the supervisor's status endpoint "
                       "defaults to this port too: `mad up` serves the read API there, so "
                       "`mad api serve` is for running it alone")
-    auth_token: str | None = Field(None, description="bearer token every route but /health "
-                                   "needs (see docs/operations.md)")
-    auth_token_file: Path | None = Field(None, description="read the token from this file")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names "
-                                     "accepted; default: loopback names when bound to "
-                                     "loopback, any otherwise; '*' for any")
     max_rows: int = Field(10_000, ge=1, le=1_000_000, description="rows of one page at most "
                           "(`limit`)")
 

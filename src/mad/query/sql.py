@@ -38,6 +38,7 @@ from sqlglot.dialects.duckdb import DuckDB
 from mad import lake
 from mad.config import AwsSettings, Settings
 from mad.query.access import DUCKDB_MEMORY, QueryError, first_line, open_lake
+from mad.stores.duckdb_s3 import load_s3
 
 VIEWS: dict[str, str] = {
     **{f"events_{kind}s" if kind != "apm" else "events_apm": dataset
@@ -148,23 +149,6 @@ def lake_location(settings: Settings) -> Location:
     return Location(url, views, settings.aws)
 
 
-def _load_s3(con: duckdb.DuckDBPyConnection, aws: AwsSettings) -> None:
-    """httpfs, and a secret with the lake's endpoint and credentials."""
-    from duckdb_extensions import import_extension
-
-    import_extension("httpfs", con=con)
-    con.execute("LOAD httpfs")
-    opts: dict[str, str] = {"TYPE": "S3", "REGION": aws.region}
-    if aws.access_key_id:
-        opts.update(KEY_ID=aws.access_key_id, SECRET=aws.secret_access_key or "")
-    if aws.endpoint_url:
-        scheme, _, host = str(aws.endpoint_url).partition("://")
-        opts.update(ENDPOINT=host.rstrip("/") or scheme, URL_STYLE="path",
-                    USE_SSL="true" if scheme == "https" else "false")
-    con.execute("CREATE SECRET mad_lake (" + ", ".join(
-        f"{k} '{_quoted(v)}'" for k, v in opts.items()) + ")")
-
-
 def run_sql(settings: Settings, text: str, limit: int = 10_000,
             timeout_s: float = 120.0, threads: int = 2) -> SqlResult:
     """Run one read-only statement over the lake's views (see the module docstring)."""
@@ -178,7 +162,7 @@ def run_sql(settings: Settings, text: str, limit: int = 10_000,
     con = duckdb.connect(config={"threads": threads, "memory_limit": DUCKDB_MEMORY})
     try:
         if where.s3 is not None:
-            _load_s3(con, where.s3)
+            load_s3(con, where.s3, "mad_lake")
         for view, pattern in views.items():
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet("
                         f"'{_quoted(pattern)}', hive_partitioning = true, "

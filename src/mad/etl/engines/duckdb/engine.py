@@ -35,6 +35,7 @@ from mad.errors import ConfigError
 from mad.etl.engines import rawcheck
 from mad.etl.engines.duckdb import FOLDER, MEMORY, spill
 from mad.etl.plan import Plan, Step
+from mad.stores.duckdb_s3 import load_s3
 
 if TYPE_CHECKING:
     from mad.config import AwsSettings
@@ -237,23 +238,8 @@ class DuckDBEngine:
         con.execute(f"SET temp_directory = {_lit(spill or '')}")
         con.execute("SET preserve_insertion_order = true")
         if self.s3 is not None:
-            self._load_s3(con, self.s3)
+            load_s3(con, self.s3)
         return con
-
-    def _load_s3(self, con: duckdb.DuckDBPyConnection, s3: AwsSettings) -> None:
-        from duckdb_extensions import import_extension
-
-        import_extension("httpfs", con=con)
-        con.execute("LOAD httpfs")
-        opts: dict[str, Any] = {"TYPE": "S3", "REGION": s3.region}
-        if s3.access_key_id:
-            opts.update(KEY_ID=s3.access_key_id, SECRET=s3.secret_access_key or "")
-        if s3.endpoint_url:
-            scheme, _, host = str(s3.endpoint_url).partition("://")
-            opts.update(ENDPOINT=host.rstrip("/") or scheme, URL_STYLE="path",
-                        USE_SSL="true" if scheme == "https" else "false")
-        body = ", ".join(f"{k} {_lit(str(v))}" for k, v in opts.items())
-        con.execute(f"CREATE OR REPLACE SECRET mad_s3 ({body})")
 
     def _bind_raw(self, con: duckdb.DuckDBPyConnection, raw_files: Sequence[str]) -> None:
         if not raw_files:
