@@ -30,7 +30,7 @@ from mad.query.hot import Span, split
 
 WINDOWS = ("1m", "5m", "1h")
 MAX_DAYS = {"1m": 8.0, "5m": 40.0, "1h": 400.0}
-"""The longest range one call reads, per window size."""
+"""The longest range one call reads, per window size (about 12k points per series)."""
 MAX_SERIES = 200
 LATEST_WITHIN = timedelta(hours=1)
 _LAKE_COLUMNS = ('window_start, CAST(service AS VARCHAR) AS service, CAST(series AS VARCHAR) '

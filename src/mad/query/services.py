@@ -24,7 +24,6 @@ from mad.catalog import SERVICES
 from mad.config import Settings
 from mad.detect.lake_io import aggregate_days
 from mad.query.access import (
-    QueryError,
     check_name,
     check_range,
     days_between,
@@ -35,20 +34,20 @@ from mad.query.access import (
 from mad.query.detection import anomaly_keys, read_anomalies
 from mad.query.gate import Shown, held_now
 from mad.query.hot import Span, merged, split
-from mad.query.series import spans_sql
+from mad.query.series import MAX_DAYS, WINDOWS, check_window, spans_sql
 
-WINDOWS = ("1m", "5m", "1h")
 WINDOW_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
 LATENCY_SERIES = "duration_ms"
 METRIC_SERIES = ("events", "error_rate", LATENCY_SERIES)
-MAX_DAYS = {"1m": 8.0, "5m": 40.0, "1h": 400.0}
-"""The longest range one call reads, per window size (about 12k points per service)."""
-
-
-def check_window(window: str) -> str:
-    if window not in WINDOWS:
-        raise QueryError(f"unknown window {window!r}; known: {', '.join(WINDOWS)}")
-    return window
+__all__ = [
+    "MAX_DAYS",
+    "WINDOWS",
+    "anomalies",
+    "check_service",
+    "check_window",
+    "service_metrics",
+    "services",
+]
 
 
 def check_service(service: str) -> str:
