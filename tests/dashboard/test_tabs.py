@@ -61,6 +61,7 @@ def test_overview_shows_the_query_numbers(dashboard_lake: BuiltLake) -> None:
 
 
 def test_services_shows_each_service_at_each_window(dashboard_lake: BuiltLake) -> None:
+    from mad.dashboard.ui import SOURCES
     from mad.query.services import anomalies, service_metrics, services
 
     settings = dashboard_lake.settings
@@ -71,7 +72,10 @@ def test_services_shows_each_service_at_each_window(dashboard_lake: BuiltLake) -
     for window in ("1m", "5m", "1h"):
         at.segmented_control(key="svc_window").set_value(window).run()
         assert not at.exception
-        rows = latest(service_metrics(settings, window, period.start, period.end))
+        read = service_metrics(settings, window, period.start, period.end)
+        rows = latest(read)
+        assert read.source and any(t.startswith(f"Read {SOURCES[read.source]}")
+                                   for t in texts(at))
         shown = at.dataframe[0].value
         assert list(shown["service"]) == [r["service"] for r in rows]
         for column in ("request_rate", "error_rate", "p99_ms"):

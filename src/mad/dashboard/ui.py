@@ -74,6 +74,16 @@ def held_note(held: Sequence[str] | None) -> None:
                icon=":material/block:")
 
 
+SOURCES = {"hot": "from the hot store", "lake": "from the lake",
+           "hot+lake": "from the hot store for its hours and the lake before them"}
+
+
+def source_note(source: str | None) -> None:
+    """Say where a read's rows came from (a read's `source`, see `mad.query.hot`)."""
+    if source in SOURCES:
+        st.caption(f"Read {SOURCES[source]} (see `mad store status`).")
+
+
 def bucket_for(period: TimeRange) -> str:
     """A bucket size that gives a readable number of bars or points over `period`."""
     hours = (period.end - period.start).total_seconds() / 3600

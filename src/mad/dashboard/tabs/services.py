@@ -11,7 +11,7 @@ import streamlit as st
 
 from mad.config import Settings
 from mad.dashboard import charts
-from mad.dashboard.ui import EMPTY, TimeRange, clamp, frame, held_note, read
+from mad.dashboard.ui import EMPTY, TimeRange, clamp, frame, held_note, read, source_note
 
 WINDOWS = ("1m", "5m", "1h")
 SHOWN_DAYS = {"1m": 2.0, "5m": 10.0, "1h": 31.0}
@@ -60,6 +60,7 @@ def render(settings: Settings, period: TimeRange) -> None:
     if rows is None:
         return
     held_note(getattr(rows, "held", None))
+    source_note(getattr(rows, "source", None))
     if not rows:
         st.info(f"No {window} aggregates in the {period.label}. " + EMPTY)
         return
