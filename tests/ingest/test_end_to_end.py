@@ -193,7 +193,10 @@ def test_mad_up_wires_simulator_to_lake(env: dict[str, str]) -> None:
                   "MAD_SUPERVISOR__STATUS_PORT": str(free_port())}, port)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        status = httpx.get(f"http://127.0.0.1:{sim_port}/api/status").json()
+        try:  # the simulator starts after the ingest API has answered
+            status = httpx.get(f"http://127.0.0.1:{sim_port}/api/status").json()
+        except httpx.ConnectError:
+            status = {}
         if status.get("lines_sent", 0) > 300:
             break
         time.sleep(0.2)
