@@ -27,9 +27,15 @@ def test_health_follows_a_killed_child_through_its_restart(tmp_path: Path) -> No
         up = Up(env, ["--rate", "0", "--no-dashboard"], log)
         try:
             wait_for(lambda: up.health()[0] == 200, 60, "every part running")
+            wait_for(lambda: "hot store" in up.health()[1]["components"], 30,
+                     "the hot store probed")
             status, doc = up.health()
             assert set(doc["components"]) == {"simulator", "ingest API", "stream", "raw writer",
-                                              "etl", "detection", "dashboard", "backfill"}
+                                              "etl", "detection", "hot store", "dashboard",
+                                              "backfill"}
+            hot = doc["components"]["hot store"]
+            assert hot["status"] == "running" and hot["required"] is False
+            assert doc["hot_store"] == {"backend": "embedded", "up": True, "error": None}
             etl = doc["components"]["etl"]
             assert etl["status"] == "running" and etl["restarts"] == 0
             assert doc["components"]["dashboard"]["required"] is False  # --no-dashboard

@@ -161,9 +161,14 @@ class Reporter:
                         "retrying", why)
         self._failing = True
 
-    def close(self) -> None:
-        """Stop the thread, then write the final states (`stopped`, `failed`) once more."""
+    def stop_thread(self) -> None:
+        """Stop reporting (and reading counters) in the background."""
         self._stop.set()
         self.board.changed.set()
-        self.thread.join(timeout=30)
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
+
+    def close(self) -> None:
+        """Stop the thread, then write the final states (`stopped`, `failed`) once more."""
+        self.stop_thread()
         self.write()

@@ -263,6 +263,8 @@ class Service:
         self._stopped("stream", stopped, show=False)
         if self.status_server is not None:
             self.status_server.stop()
+        self.reporter.stop_thread()
+        self._stopped("hot store", stopped, show=False)
         self.reporter.close()
         self.hot_probe.close()
         print(f"stopped: {', '.join(stopped)}; stream closed{left}", flush=True)
