@@ -189,3 +189,30 @@ def test_mad_store_status_sync_and_wipe(pipeline_lake: BuiltLake, tmp_path: Path
     assert mad("wipe", "--yes").returncode == 0
     assert json.loads(mad("status", "--format", "json").stdout)["held"] == []
     assert mad("status", "--format", "xml").returncode == 2
+
+
+def test_held_days_are_left_out_of_the_hot_rows_too(pipeline_lake: BuiltLake,
+                                                    tmp_path: Path) -> None:
+    """A held transformed hour hides its whole day of aggregates and anomalies: the hot
+    store's rows of that day are left out exactly as the lake's are."""
+    from mad import lake
+    from mad.state import open_state
+    from mad.state.quality import quality_gate
+
+    built = copy_lake(pipeline_lake, tmp_path / "copy")
+    with_hot = settings_of({"data_dir": str(built.root)})
+    lake_only = settings_of({"data_dir": str(built.root)}, **{"store.enabled": False})
+    HotFeed(with_hot, clock=lambda: CLOCK).sync()
+    engine = open_state(with_hot.state_url)
+    with engine.begin() as conn:  # as the gate holds one
+        conn.execute(quality_gate.update().where(
+            (quality_gate.c.dataset == lake.transformed_dataset("log"))
+            & (quality_gate.c.partition == "date=2026-11-01/hour=01")).values(
+            status="held", reason="test", updated_at=datetime.now(UTC)))
+    engine.dispose()
+    hot_reads.forget()
+    start, end = RANGES["all"]
+    held = aggregates(with_hot, "1m", start, end)
+    assert held.held and held.source == "hot+lake"
+    assert all(r["window_start"].date().isoformat() != "2026-11-01" for r in held)
+    assert calls(with_hot, start, end) == calls(lake_only, start, end)

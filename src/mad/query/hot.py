@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +36,9 @@ _counts = {"hot_reads": 0, "lake_reads": 0, "hot_failures": 0}
 
 @dataclass
 class Split:
-    """The rows the hot store gave (decoded, in time order) and the spans the lake must
-    answer (in time order; empty when the hot store held the whole range)."""
+    """The rows the hot store gave (decoded, in time order, all within the range asked) and
+    the spans the lake must answer (in time order; empty when the hot store held the whole
+    range)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     lake: list[Span] = field(default_factory=list)
@@ -97,6 +98,13 @@ def split(settings: Settings, dataset: str, window: str, start: datetime, end: d
     rows = decode_many(dataset, held.rows)
     source = "lake" if not held.hours else "hot" if not spans else "hot+lake"
     return _count(Split(rows=rows, lake=spans, source=source))
+
+
+def unheld(rows: list[dict[str, Any]], hidden: Mapping[str, object]) -> list[dict[str, Any]]:
+    """`rows` without those of the days the quality gate hides (`Held.days`)."""
+    if not hidden:
+        return rows
+    return [r for r in rows if r["window_start"].date().isoformat() not in hidden]
 
 
 def merged(sources: list[str]) -> str:

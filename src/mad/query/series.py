@@ -26,7 +26,7 @@ from mad.query.access import (
     utc,
 )
 from mad.query.gate import Held, Shown, held_now
-from mad.query.hot import Span, split
+from mad.query.hot import Span, split, unheld
 
 WINDOWS = ("1m", "5m", "1h")
 MAX_DAYS = {"1m": 8.0, "5m": 40.0, "1h": 400.0}
@@ -83,8 +83,7 @@ def aggregates(settings: Settings, window: str, start: datetime, end: datetime,
         keys = None if wanted_services is None and wanted_series is None else (
             lambda k: _picked(k, wanted_services, wanted_series))
     found = split(settings, "aggregates", window, start, end, keys)
-    rows = [r for r in found.rows if r["window_start"].date().isoformat() not in hidden
-            and start <= r["window_start"] < end]
+    rows = unheld(found.rows, hidden)
     if found.lake:
         rows += lake_aggregates(settings, window, found.lake, wanted_services, wanted_series,
                                 gate)

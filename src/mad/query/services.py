@@ -33,7 +33,7 @@ from mad.query.access import (
 )
 from mad.query.detection import anomaly_keys, read_anomalies
 from mad.query.gate import Shown, held_now
-from mad.query.hot import Span, merged, split
+from mad.query.hot import Span, merged, split, unheld
 from mad.query.series import MAX_DAYS, WINDOWS, check_window, spans_sql
 
 WINDOW_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
@@ -90,8 +90,7 @@ def service_metrics(settings: Settings, window: str, start: datetime, end: datet
     keys: Any = ([f"{svc}/{name}" for svc in wanted for name in METRIC_SERIES]
                  if wanted is not None else lambda k: k.partition("/")[2] in METRIC_SERIES)
     found = split(settings, "aggregates", window, start, end, keys)
-    rows = _pivot([r for r in found.rows if start <= r["window_start"] < end
-                   and r["window_start"].date().isoformat() not in hidden])
+    rows = _pivot(unheld(found.rows, hidden))
     if found.lake:
         rows += _lake_metrics(settings, window, found.lake, wanted, hidden)
     seconds = WINDOW_SECONDS[window]
@@ -167,9 +166,8 @@ def anomalies(settings: Settings, start: datetime, end: datetime, service: str |
     for size in (window,) if window is not None else WINDOWS:
         found = split(settings, "anomalies", size, start, end)
         sources.append(found.source)
-        out += [r for r in found.rows if start <= r["window_start"] < end
-                and (service is None or r["service"] == service)
-                and r["window_start"].date().isoformat() not in hidden]
+        out += [r for r in unheld(found.rows, hidden)
+                if service is None or r["service"] == service]
         if found.lake:
             spans[size] = found.lake
     if spans:
