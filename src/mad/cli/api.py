@@ -44,7 +44,7 @@ def api_serve(
                    "Ctrl-C stops it")
         try:
             while server.alive() and not stop.wait(0.2):
-                pass
+                continue  # until Ctrl-C, SIGTERM, or the server dies
         finally:
             server.stop()
     if not stop.is_set():
