@@ -69,14 +69,6 @@ def state_db(settings: Settings) -> Iterator[Engine]:
     yield engine
 
 
-def forget_engines() -> None:
-    """Dispose of the kept state database engines (tests; a database moved away)."""
-    with _engines_lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
-
-
 def _file_id(url: str) -> tuple[int, int]:
     """(device, inode) of a SQLite URL's file, (0, 0) for other databases; (-1, -1) when the
     file is missing (open_state then says so)."""

@@ -109,9 +109,7 @@ def lake_aggregates(settings: Settings, window: str, spans: Sequence[Span],
                     services: Sequence[str] | None, names: Sequence[str] | None,
                     gate: Held) -> list[dict[str, Any]]:
     """Aggregate rows of `spans` from the lake alone (held days left out)."""
-    touched: set[str] = set()
-    for a, b in spans:
-        touched |= days_between(a, b)
+    touched = span_days(spans)
     hidden = gate.days(window)
     store = open_lake(settings)
     files = [k for day, keys in aggregate_days(store, window).items()
@@ -125,6 +123,14 @@ def lake_aggregates(settings: Settings, window: str, spans: Sequence[Span],
         params.append(list(names))
     return parquet_rows(store, files, f"SELECT {_LAKE_COLUMNS} FROM data WHERE {where} "
                         "ORDER BY window_start, service, series", params)
+
+
+def span_days(spans: Sequence[Span]) -> set[str]:
+    """The `YYYY-MM-DD` days the spans touch."""
+    days: set[str] = set()
+    for first, last in spans:
+        days |= days_between(first, last)
+    return days
 
 
 def spans_sql(spans: Sequence[Span]) -> tuple[str, list[Any]]:

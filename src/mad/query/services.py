@@ -34,7 +34,7 @@ from mad.query.access import (
 from mad.query.detection import anomaly_keys, read_anomalies
 from mad.query.gate import Shown, held_now
 from mad.query.hot import Span, merged, split, unheld
-from mad.query.series import MAX_DAYS, WINDOWS, check_window, spans_sql
+from mad.query.series import MAX_DAYS, WINDOWS, check_window, span_days, spans_sql
 
 WINDOW_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
 LATENCY_SERIES = "duration_ms"
@@ -122,9 +122,7 @@ def _pivot(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _lake_metrics(settings: Settings, window: str, spans: Sequence[Span],
                   wanted: list[str] | None, hidden: Any) -> list[dict[str, Any]]:
-    touched: set[str] = set()
-    for a, b in spans:
-        touched |= days_between(a, b)
+    touched = span_days(spans)
     store = open_lake(settings)
     keys = [k for day, day_keys in aggregate_days(store, window).items()
             if day in touched and day not in hidden for k in day_keys]
@@ -184,9 +182,7 @@ def _lake_anomalies(settings: Settings, spans: dict[str, list[Span]], service: s
     prefix = lake.anomalies_prefix()
     keys = []
     for size, of_size in spans.items():
-        touched: set[str] = set()
-        for first, last in of_size:
-            touched |= days_between(first, last)
+        touched = span_days(of_size)
         keys += [k for k in anomaly_keys(store, size)
                  if (day := k[len(prefix):].split("/")[0].removeprefix("date=")) in touched
                  and day not in hidden]

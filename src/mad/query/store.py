@@ -10,8 +10,7 @@ from mad.config import Settings
 from mad.hotstore import hot_url, open_hot
 from mad.hotstore.backends import DATASETS, HOUR, HotStoreDown
 from mad.query.hot import counters
-
-WINDOWS = ("1m", "5m", "1h")
+from mad.query.series import WINDOWS
 
 
 def store_status(settings: Settings) -> dict[str, Any]:

@@ -16,11 +16,8 @@ from mad.hotstore.backends.base import (
     HotStore,
     HotStoreDown,
     HourRows,
-    decode,
     decode_many,
-    encode,
-    series_key,
 )
 
 __all__ = ["COLUMNS", "DATASETS", "HOT_STORES", "HOUR", "Held", "HotStore", "HotStoreDown",
-           "HourRows", "decode", "decode_many", "encode", "series_key"]
+           "HourRows", "decode_many"]

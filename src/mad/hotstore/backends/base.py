@@ -8,14 +8,13 @@ fingerprint of the lake rows it was copied from, or not held at all (then the la
 for it). Replacing hours is atomic: a reader sees an hour before or after a replace, never
 half of one.
 
-Rows travel as bytes (`encode` / `decode`: an orjson list in `COLUMNS` order, `window_start`
-as epoch seconds), filed under a series key: `service/series` for aggregates, the empty key
-for anomalies (one list per window size).
+Rows travel as bytes: an orjson list of the `COLUMNS` values in order, `window_start` as
+epoch seconds (the feed writes them, `decode_many` reads them back), filed under a series key:
+`service/series` for aggregates, the empty key for anomalies (one list per window size).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,32 +99,9 @@ class HotStore(Protocol):
 HOT_STORES = Registry[HotStore]("hot store", "mad.hotstore.backends", setting="store.hot")
 
 
-def encode(dataset: str, row: dict[str, Any]) -> bytes:
-    """A row as stored: its `COLUMNS` values in order, `window_start` as epoch seconds,
-    non-finite floats as null."""
-    values: list[Any] = []
-    for name in COLUMNS[dataset]:
-        value = row.get(name)
-        if name == "window_start":
-            value = _epoch(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            value = None
-        elif isinstance(value, tuple):
-            value = list(value)
-        values.append(value)
-    return orjson.dumps(values)
-
-
-def decode(dataset: str, data: bytes) -> dict[str, Any]:
-    """A stored row back as a dict, `window_start` as an aware UTC datetime."""
-    values = orjson.loads(data)
-    row = dict(zip(COLUMNS[dataset], values, strict=True))
-    row["window_start"] = datetime.fromtimestamp(row["window_start"], UTC)
-    return row
-
-
 def decode_many(dataset: str, rows: Sequence[bytes]) -> list[dict[str, Any]]:
-    """`decode` of many rows at once (one JSON parse; one datetime per distinct start)."""
+    """Stored rows back as dicts, `window_start` as an aware UTC datetime (one JSON parse
+    for all; one datetime per distinct start)."""
     if not rows:
         return []
     names = COLUMNS[dataset]
@@ -140,21 +116,3 @@ def decode_many(dataset: str, rows: Sequence[bytes]) -> list[dict[str, Any]]:
         row["window_start"] = moment
         out.append(row)
     return out
-
-
-def series_key(dataset: str, row: dict[str, Any]) -> str:
-    """The key a row is filed under: `service/series` for aggregates, '' for anomalies."""
-    return f"{row['service']}/{row['series']}" if dataset == "aggregates" else ""
-
-
-def check_dataset(dataset: str) -> str:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown hot store dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    return dataset
-
-
-def _epoch(value: Any) -> float:
-    if isinstance(value, datetime):
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-        return moment.timestamp()
-    return float(value)
