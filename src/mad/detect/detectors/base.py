@@ -5,6 +5,11 @@ anomalous `x` is given what was learnt so far (0 normal .. 1 anomalous) and chan
 `learn_one` updates the state. During warm-up a detector scores 0. A NaN or infinite value
 scores 0 and is not learnt. `state()` is a JSON-able dict; `from_state` rebuilds an equal
 detector, so a restart resumes where it stopped.
+
+A detector may also have `score_many(xs, ts) -> ndarray`: score then learn each point of a
+batch in order, with exactly the scores (and the end state) of the `score_one`/`learn_one`
+loop, but without a Python call per point. `score_series` and the pipeline use it when
+present; the contract tests compare the two paths.
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ def score_series(detector: Detector, timestamps: np.ndarray, values: np.ndarray)
     xs = np.asarray(values, dtype=float)
     if len(ts) != len(xs):
         raise ValueError("timestamps and values differ in length")
+    many = getattr(detector, "score_many", None)
+    if many is not None:
+        return np.asarray(many(xs, ts), dtype=float)
+    return score_loop(detector, ts, xs)
+
+
+def score_loop(detector: Detector, ts: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The per-point path: `score_one` then `learn_one` for each point, in order."""
     out = np.zeros(len(xs))
     for i in range(len(xs)):
         x, t = float(xs[i]), float(ts[i])
