@@ -29,6 +29,8 @@ class BenchResult:
     points: int
     results: list[nab.ProfileResult]
     files: list[Path]
+    corpus: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (timestamps, scores)
+    windows: dict[str, list[tuple[np.datetime64, np.datetime64]]]
 
 
 def make_detector(name: str, rows: int, params: dict[str, Any] | None = None) -> Any:
@@ -70,4 +72,25 @@ def run_nab(data_dir: Path, windows_file: Path, out_dir: Path, detector: str = "
         points += len(values)
     scored_windows = {n: windows.get(n, []) for n in names}
     return BenchResult(detector, len(names), points, nab.score_corpus(corpus, scored_windows),
-                       files)
+                       files, corpus, scored_windows)
+
+
+def run_grid(data_dir: Path, windows_file: Path, out_dir: Path, detector: str,
+             grid: list[dict[str, Any]], only: list[str] | None = None,
+             progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """`run_nab` once per parameter set of `grid`, each writing under `out_dir/<k>/`."""
+    if not grid:
+        raise MadError("the grid has no parameter set")
+    for params in grid:
+        registry.create(detector, **params)  # every candidate valid before the long part
+    return [run_nab(data_dir, windows_file, out_dir / str(k), detector, params, only,
+                    _prefixed(progress, f"[{k}] "))
+            for k, params in enumerate(grid)]
+
+
+def _prefixed(progress: Callable[[str], None] | None,
+              prefix: str) -> Callable[[str], None] | None:
+    if progress is None:
+        return None
+    report = progress
+    return lambda name: report(prefix + name)

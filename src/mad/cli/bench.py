@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mad.cli.common import sub_app
 from mad.errors import MadError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mad.bench.folds import FoldReport
+    from mad.bench.nab_run import BenchResult
 
 bench_app = sub_app("Score detectors against labelled data.")
 
@@ -25,19 +32,20 @@ def nab_command(
     results: Path = typer.Option(..., "--results", help="Folder for NAB results files."),
     detector: str = typer.Option("ensemble", "--detector", help="Detector name."),
     params: str = typer.Option("{}", "--params", help="Detector parameters as JSON."),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="JSON list of parameter sets: each fold chooses among them on "
+        "the other categories (instead of --params)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write scores and folds here."),
 ) -> None:
-    """Run a detector over NAB series, write NAB results files, print its NAB scores."""
+    """Run a detector over NAB series, write NAB results files, print its NAB scores and
+    its leave-one-category-out folds."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from mad.bench.nab_run import run_nab
+    from mad.bench.folds import leave_one_category_out
+    from mad.bench.nab_run import run_grid
 
-    try:
-        parsed = json.loads(params)
-    except json.JSONDecodeError as err:
-        raise MadError(f"--params is not JSON: {err.msg}") from err
-    if not isinstance(parsed, dict):
-        raise MadError("--params must be a JSON object")
+    candidates = _read_grid(grid) if grid is not None else [_json_object(params, "--params")]
     if not windows.is_file():
         raise MadError(f"windows file not found: {windows}")
     console = Console()
@@ -47,11 +55,89 @@ def nab_command(
         def step(name: str) -> None:
             bar.update(task, advance=1, description=name)
 
-        outcome = run_nab(data, windows, results, detector, parsed, progress=step)
-    console.print(f"{outcome.detector}: {outcome.series} series, {outcome.points} points, "
-                  f"results in {results / outcome.detector}")
-    for r in outcome.results:
-        console.print(f"  {r.profile:<20} {r.score:7.2f}  (threshold {r.threshold:.4f})")
+        if grid is None:
+            from mad.bench.nab_run import run_nab
+
+            outcomes = [run_nab(data, windows, results, detector, candidates[0],
+                                progress=step)]
+        else:
+            outcomes = run_grid(data, windows, results, detector, candidates, progress=step)
+    for k, outcome in enumerate(outcomes):
+        where = results / outcome.detector if grid is None else results / str(k)
+        label = outcome.detector if grid is None else f"{outcome.detector} [{k}]"
+        console.print(f"{label}: {outcome.series} series, {outcome.points} points, "
+                      f"results in {where}")
+        for r in outcome.results:
+            console.print(f"  {r.profile:<20} {r.score:7.2f}  (threshold {r.threshold:.4f})")
+    reports = []
+    if len({name.split("/", 1)[0] for name in outcomes[0].corpus}) > 1:
+        reports = leave_one_category_out([o.corpus for o in outcomes], outcomes[0].windows)
+        _print_folds(console, reports, chooses=grid is not None)
+    if json_out is not None:
+        _write_json(json_out, detector, candidates, outcomes, reports)
+
+
+def _json_object(text: str, what: str) -> dict[str, object]:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MadError(f"{what} is not JSON: {err.msg}") from err
+    if not isinstance(parsed, dict):
+        raise MadError(f"{what} must be a JSON object")
+    return parsed
+
+
+def _read_grid(path: Path) -> list[dict[str, object]]:
+    try:
+        parsed = json.loads(path.read_text())
+    except OSError as err:
+        raise MadError(f"cannot read --grid {path}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise MadError(f"--grid {path} is not JSON: {err.msg}") from err
+    if not isinstance(parsed, list) or not parsed or len(parsed) > 100 \
+            or not all(isinstance(p, dict) for p in parsed):
+        raise MadError(f"--grid {path}: expected a list of 1 to 100 parameter objects")
+    return parsed
+
+
+def _print_folds(console: Console, reports: list[FoldReport], chooses: bool) -> None:
+    console.print("leave one category out (threshold"
+                  + (" and parameter set" if chooses else "")
+                  + " chosen on the other categories):")
+    for report in reports:
+        console.print(f"  {report.profile:<20} pooled {report.pooled:7.2f}   "
+                      f"mean of folds {report.mean:7.2f}")
+    standard = reports[0]
+    console.print(f"  {standard.profile} by held-out category:")
+    console.print(f"    {'category':<24} {'windows':>7} {'set':>4} {'threshold':>9} "
+                  f"{'train':>7} {'held out':>8} {'FP':>4}")
+    for f in standard.folds:
+        held = "-" if f.score is None else f"{f.score:.2f}"
+        console.print(f"    {f.category:<24} {f.windows:>7} {f.candidate:>4} "
+                      f"{f.threshold:>9.4f} {f.train:>7.2f} {held:>8} {f.false_positives:>4}")
+
+
+def _write_json(path: Path, detector: str, candidates: list[dict[str, object]],
+                outcomes: list[BenchResult], reports: list[FoldReport]) -> None:
+    body = {
+        "detector": detector,
+        "candidates": [{"params": params, "series": o.series, "points": o.points,
+                        "scores": {r.profile: {"score": r.score, "threshold": r.threshold}
+                                   for r in o.results}}
+                       for params, o in zip(candidates, outcomes, strict=True)],
+        "folds": {r.profile: {"pooled": r.pooled, "mean": r.mean,
+                              "folds": [{"category": f.category, "windows": f.windows,
+                                         "candidate": f.candidate, "threshold": f.threshold,
+                                         "train": f.train, "held_out": f.score,
+                                         "false_positives": f.false_positives}
+                                        for f in r.folds]}
+                  for r in reports},
+    }
+    try:
+        path.write_text(json.dumps(body, indent=2) + "\n")
+    except OSError as err:
+        raise MadError(f"cannot write --json {path}: {err.strerror}") from err
+
 
 @bench_app.command("incidents")
 def incidents_command(
