@@ -12,6 +12,9 @@ first non-zero one are the member's own warm-up, not a measurement: they count t
 `learning` but stay out of the distribution (a run of warm-up zeros would drag its mean down and
 inflate its spread, hiding anomalies for as long as they stay in the history). Until the first
 estimate the distribution is (mean 0, std 1), under which no average of scores in [0, 1] is rare.
+
+`update_many` scores then learns a batch in one compiled loop with the same arithmetic, in the
+same order, as `score` and `learn` (the re-estimate of both paths is the same compiled sum).
 """
 
 from __future__ import annotations
@@ -20,8 +23,77 @@ import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 LOG_FLOOR = math.log(1e-10)
+SQRT2 = math.sqrt(2.0)
+
+
+@njit(cache=True)
+def _mean_std(ring: np.ndarray, head: int, n: int) -> tuple[float, float]:
+    """Mean and standard deviation of the `n` values of a ring from `head`, oldest first."""
+    cap = len(ring)
+    total = 0.0
+    for i in range(n):
+        total += ring[(head + i) % cap]
+    mean = total / n
+    sq = 0.0
+    for i in range(n):
+        d = ring[(head + i) % cap] - mean
+        sq += d * d
+    return mean, math.sqrt(sq / n)
+
+
+@njit(cache=True)
+def _run(raws: np.ndarray, recent: np.ndarray, n_recent: int, ring: np.ndarray, head: int,
+         n_ring: int, fl: np.ndarray, learning: int, reestimate: int, min_std: float,
+         red: float, after_red: float) -> tuple[np.ndarray, int, int, int]:
+    """Score then learn each raw score. `recent[:n_recent]` oldest first; `ring` holds the
+    averages from `head`; `fl` = [mean, std, seen, last, started], updated in place."""
+    out = np.zeros(len(raws))
+    short = len(recent)
+    cap = len(ring)
+    for i in range(len(raws)):
+        raw = raws[i]
+        seen = int(fl[2])
+        uncapped = 0.0
+        if seen + 1 > learning:
+            k = min(n_recent, short - 1)
+            total = 0.0
+            for j in range(n_recent - k, n_recent):
+                total += recent[j]
+            total += raw
+            z = (total / (k + 1) - fl[0]) / fl[1]
+            tail = 0.5 * math.erfc(z / SQRT2)
+            uncapped = min(1.0, max(0.0, math.log(max(tail, 1e-300)) / LOG_FLOOR))
+        capped = fl[3] >= red and uncapped >= red
+        out[i] = min(uncapped, after_red) if capped else uncapped
+        fl[3] = red if capped else uncapped
+        seen += 1
+        fl[2] = seen
+        if fl[4] == 0.0 and raw == 0.0:
+            continue
+        fl[4] = 1.0
+        if n_recent == short:
+            recent[: short - 1] = recent[1:].copy()
+            recent[short - 1] = raw
+        else:
+            recent[n_recent] = raw
+            n_recent += 1
+        total = 0.0
+        for j in range(n_recent):
+            total += recent[j]
+        if n_ring == cap:
+            ring[head] = total / n_recent
+            head = (head + 1) % cap
+        else:
+            ring[(head + n_ring) % cap] = total / n_recent
+            n_ring += 1
+        if seen % reestimate == 0 or seen == learning:
+            mean, std = _mean_std(ring, head, n_ring)
+            fl[0] = mean
+            fl[1] = max(std, min_std)
+    return out, n_recent, head, n_ring
 
 
 class Likelihood:
@@ -75,15 +147,36 @@ class Likelihood:
         if len(self.averages) > self.history:
             del self.averages[0]
         if self.seen % self.reestimate == 0 or self.seen == self.learning:
-            arr = np.asarray(self.averages)
-            self.mean = float(arr.mean())
-            self.std = max(float(arr.std()), self.min_std)
+            mean, std = _mean_std(np.asarray(self.averages, dtype=float), 0,
+                                  len(self.averages))
+            self.mean = float(mean)
+            self.std = max(float(std), self.min_std)
 
     def update(self, raw: float) -> float:
         """Score one raw score, then learn it."""
         score = self.score(raw)
         self.learn(raw)
         return score
+
+    def update_many(self, raws: np.ndarray) -> np.ndarray:
+        """`update` over a batch: each raw score scored, then learnt."""
+        recent = np.zeros(self.short)
+        recent[: len(self.recent)] = self.recent
+        ring = np.zeros(self.history)
+        ring[: len(self.averages)] = self.averages
+        fl = np.array([self.mean, self.std, float(self.seen), self.last,
+                       1.0 if self.started else 0.0])
+        out, n_recent, head, n_ring = _run(
+            np.ascontiguousarray(raws, dtype=float), recent, len(self.recent), ring, 0,
+            len(self.averages), fl, self.learning, self.reestimate, self.min_std, self.red,
+            self.after_red)
+        self.recent = recent[:n_recent].tolist()
+        self.averages = np.roll(ring, -head)[:n_ring].tolist() if n_ring == self.history \
+            else ring[:n_ring].tolist()
+        self.mean, self.std, self.last = float(fl[0]), float(fl[1]), float(fl[3])
+        self.seen, self.started = int(fl[2]), bool(fl[4])
+        result: np.ndarray = out
+        return result
 
     def state(self) -> dict[str, Any]:
         return {"learning": self.learning, "short": self.short, "history": self.history,

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mad.errors import ConfigError
 
 HOW = ("max", "mean")
@@ -33,6 +35,25 @@ def combine(scores: Mapping[str, float], weights: Mapping[str, float] | None = N
         return max(min(1.0, w[name] * s) for name, s in scores.items())
     total = sum(w.values())
     return sum(w[name] * s for name, s in scores.items()) / total if total > 0 else 0.0
+
+
+def combine_many(scores: np.ndarray, weights: np.ndarray, how: str = "max") -> np.ndarray:
+    """`combine` for every column of `scores` (members x points) at once."""
+    if how not in HOW:
+        raise ConfigError(f"unknown vote {how!r}; known: {', '.join(HOW)}")
+    if scores.shape[0] == 0:
+        return np.zeros(scores.shape[1])
+    weighted = weights[:, None] * scores
+    if how == "max":
+        result: np.ndarray = np.minimum(1.0, weighted).max(axis=0)
+        return result
+    total = float(weights.sum())
+    if total <= 0:
+        return np.zeros(scores.shape[1])
+    summed = weighted[0].copy()
+    for row in weighted[1:]:
+        summed += row
+    return summed / total
 
 
 @dataclass

@@ -4,17 +4,52 @@ The recent window (the point being scored and the `recent - 1` before it) is com
 `reference` points before it: `z = (median(recent) - median(ref)) / (1.4826 * MAD(ref))`.
 A median ignores a lone spike, so this reacts to shifts of the level that last, and it reacts
 as soon as half of the recent window has moved. Needs `reference // 4` points of history.
+`score_many` runs the same arithmetic in one compiled loop over a batch.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
+from mad.detect.detectors import _jit
 from mad.detect.detectors._stats import MAD_TO_SIGMA, EwStats, median, squash
 from mad.detect.detectors.base import is_bad
 from mad.detect.detectors.registry import register
+
+
+@njit(cache=True)
+def _run(xs: np.ndarray, buf: np.ndarray, n: int, spread: np.ndarray, reference: int,
+         recent: int, scale_floor: float) -> tuple[np.ndarray, int]:
+    """Score then learn each point; `buf[:n]` holds the buffer, oldest first."""
+    out = np.zeros(len(xs))
+    cap = len(buf)
+    k = recent - 1
+    need = max(4, reference // 4)
+    now = np.empty(recent)
+    for i in range(len(xs)):
+        x = xs[i]
+        if not math.isfinite(x):
+            continue
+        if n - k >= need:
+            ref = buf[: n - k]
+            med = _jit.median_of(ref)
+            mad = _jit.median_of(np.abs(ref - med)) * MAD_TO_SIGMA
+            floor = scale_floor * _jit.ew_std(spread, 0) + 1e-9 * (1.0 + abs(med))
+            now[:k] = buf[n - k : n]
+            now[k] = x
+            out[i] = _jit.squash((_jit.median_of(now) - med) / max(mad, floor))
+        if n == cap:
+            buf[: cap - 1] = buf[1:].copy()
+            buf[cap - 1] = x
+        else:
+            buf[n] = x
+            n += 1
+        _jit.ew_update(spread, 0, 0.01, x)
+    return out, n
 
 
 class LevelShift:
@@ -52,6 +87,19 @@ class LevelShift:
         if len(self.buffer) > self.reference + self.recent - 1:
             del self.buffer[0]
         self.spread.update(x)
+
+    def score_many(self, xs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        buf = np.zeros(self.reference + self.recent - 1)
+        kept = self.buffer[len(self.buffer) - len(buf):] if len(self.buffer) > len(buf) \
+            else self.buffer
+        buf[: len(kept)] = kept
+        spread = np.array(_jit.ew_to_slots(self.spread))
+        out, n = _run(np.ascontiguousarray(xs, dtype=float), buf, len(kept), spread,
+                      self.reference, self.recent, self.scale_floor)
+        self.buffer = buf[:n].tolist()
+        self.spread = _jit.ew_from_slots(self.spread.alpha, spread, 0)
+        result: np.ndarray = out
+        return result
 
     def state(self) -> dict[str, Any]:
         return {"name": self.name, "reference": self.reference, "recent": self.recent,

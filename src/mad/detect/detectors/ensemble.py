@@ -30,10 +30,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mad.detect.detectors.base import Detector, is_bad
+import numpy as np
+from numba import njit
+
+from mad.detect.detectors.base import Detector, is_bad, score_loop
 from mad.detect.detectors.registry import create, register, restore
 from mad.detect.likelihood import Likelihood
-from mad.detect.vote import combine
+from mad.detect.vote import combine, combine_many
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"name": "seasonal", "likelihood": True, "horizons": [10, 60]},
@@ -42,6 +45,29 @@ DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"name": "spatial", "likelihood": False, "params": {"tolerance": 0.05}},
 )
 DEFAULT_HORIZONS = (10,)
+
+
+@njit(cache=True)
+def _refractory(combined: np.ndarray, previous: np.ndarray, n_prev: int) -> tuple[np.ndarray,
+                                                                               int]:
+    """Zero each combined score no higher than one of the previous `len(previous)`;
+    `previous[:n_prev]` holds them oldest first and is updated in place."""
+    out = np.empty(len(combined))
+    cap = len(previous)
+    for i in range(len(combined)):
+        score = combined[i]
+        top = -1.0
+        for j in range(n_prev):
+            top = max(top, previous[j])
+        out[i] = 0.0 if n_prev and score <= top else score
+        if cap:
+            if n_prev == cap:
+                previous[: cap - 1] = previous[1:].copy()
+                previous[cap - 1] = score
+            else:
+                previous[n_prev] = score
+                n_prev += 1
+    return out, n_prev
 
 
 class Ensemble:
@@ -110,6 +136,36 @@ class Ensemble:
             for lk in liks:
                 lk.learn(raw)
             member.learn_one(x, t)
+
+    def member_scores(self, xs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Score then learn a batch of finite values: each member's score (after its
+        likelihoods), shape (members, points)."""
+        out = np.zeros((len(self.members), len(xs)))
+        for i, (member, liks) in enumerate(zip(self.members, self.likelihoods, strict=True)):
+            many = getattr(member, "score_many", None)
+            raws = many(xs, ts) if many is not None else score_loop(member, ts, xs)
+            if liks:
+                out[i] = np.max([lk.update_many(raws) for lk in liks], axis=0)
+            else:
+                out[i] = raws
+        return out
+
+    def score_many(self, xs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Score then learn a batch, with the scores of the `score_one`/`learn_one` loop."""
+        xs = np.asarray(xs, dtype=float)
+        ts = np.asarray(ts, dtype=float)
+        self._cache = None
+        good = np.isfinite(xs)
+        scores = self.member_scores(xs[good], ts[good])
+        weights = np.array([self.weights[self._key(i)] for i in range(len(self.members))])
+        combined = combine_many(scores, weights, self.how)
+        previous = np.zeros(self.refractory)
+        previous[: len(self.previous)] = self.previous
+        kept, n_prev = _refractory(combined, previous, len(self.previous))
+        self.previous = previous[:n_prev].tolist()
+        out = np.zeros(len(xs))
+        out[good] = kept
+        return out
 
     def state(self) -> dict[str, Any]:
         return {"name": self.name, "spec": self.spec, "how": self.how, "warmup": self.warmup,

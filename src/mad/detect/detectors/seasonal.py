@@ -5,19 +5,51 @@ last `per_bucket` values of every bucket and scores `|x - median| / (1.4826 * MA
 two-sided tail probability. The scale never drops below `scale_floor` times the typical
 deviation of the whole series, so a constant series scores 0 and its first change scores 1.
 Gaps and duplicated timestamps need no special care: buckets come from the clock.
+`score_many` runs the same arithmetic in one compiled loop over a batch.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
+from mad.detect.detectors import _jit
 from mad.detect.detectors._stats import MAD_TO_SIGMA, EwStats, median, squash
 from mad.detect.detectors.base import is_bad
 from mad.detect.detectors.registry import register
 
 PERIODS = {"day": 24, "week": 168}
+
+
+@njit(cache=True)
+def _run(xs: np.ndarray, ts: np.ndarray, buf: np.ndarray, cnt: np.ndarray, spread: np.ndarray,
+         buckets: int, min_bucket: int, scale_floor: float) -> np.ndarray:
+    """Score then learn each point; `buf[b, :cnt[b]]` holds bucket b's values, oldest first."""
+    out = np.zeros(len(xs))
+    cap = buf.shape[1]
+    for i in range(len(xs)):
+        x = xs[i]
+        if not math.isfinite(x):
+            continue
+        b = int(ts[i] // 3600) % buckets
+        n = cnt[b]
+        if n >= min_bucket:
+            hist = buf[b, :n]
+            med = _jit.median_of(hist)
+            mad = _jit.median_of(np.abs(hist - med)) * MAD_TO_SIGMA
+            floor = scale_floor * _jit.ew_std(spread, 0) + 1e-9 * (1.0 + abs(med))
+            out[i] = _jit.squash((x - med) / max(mad, floor))
+        if n == cap:
+            buf[b, : cap - 1] = buf[b, 1:].copy()
+            buf[b, cap - 1] = x
+        else:
+            buf[b, n] = x
+            cnt[b] = n + 1
+        _jit.ew_update(spread, 0, 0.01, x)
+    return out
 
 
 class SeasonalZScore:
@@ -59,6 +91,28 @@ class SeasonalZScore:
         if len(hist) > self.per_bucket:
             del hist[0]
         self.spread.update(x)
+
+    def score_many(self, xs: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        buckets = PERIODS[self.period]
+        buf = np.zeros((buckets, self.per_bucket))
+        cnt = np.zeros(buckets, dtype=np.int64)
+        for key, hist in self.buckets.items():
+            kept = hist[len(hist) - self.per_bucket:] if len(hist) > self.per_bucket else hist
+            buf[int(key), : len(kept)] = kept
+            cnt[int(key)] = len(kept)
+        spread = np.array(_jit.ew_to_slots(self.spread))
+        out: np.ndarray = _run(np.ascontiguousarray(xs, dtype=float),
+                               np.ascontiguousarray(ts, dtype=float), buf, cnt, spread,
+                               buckets, self.min_bucket, self.scale_floor)
+        # keys in the order the per-point path adds them: known ones, then by first use
+        good = np.isfinite(xs)
+        used = (np.asarray(ts, dtype=float)[good] // 3600).astype(np.int64) % buckets
+        ids, first = np.unique(used, return_index=True)
+        order = list(self.buckets) + [str(b) for b in ids[np.argsort(first)]
+                                      if str(b) not in self.buckets]
+        self.buckets = {k: buf[int(k), : cnt[int(k)]].tolist() for k in order}
+        self.spread = _jit.ew_from_slots(self.spread.alpha, spread, 0)
+        return out
 
     def state(self) -> dict[str, Any]:
         return {"name": self.name, "period": self.period, "per_bucket": self.per_bucket,
