@@ -22,27 +22,70 @@ from mad.detect.detectors.registry import register
 
 
 @njit(cache=True)
+def _mad_sorted(srt: np.ndarray, m: int, med: float) -> float:
+    """Median of |srt[:m] - med| for sorted `srt`, merging outwards from `med` (no sort)."""
+    j = int(np.searchsorted(srt[:m], med))
+    i = j - 1
+    half = m // 2
+    below = 0.0
+    d = 0.0
+    for _ in range(half + 1):
+        below = d
+        if i >= 0 and (j >= m or med - srt[i] <= srt[j] - med):
+            d = med - srt[i]
+            i -= 1
+        else:
+            d = srt[j] - med
+            j += 1
+    return d if m % 2 else (below + d) / 2.0
+
+
+@njit(cache=True)
+def _sorted_insert(srt: np.ndarray, m: int, v: float) -> int:
+    at = int(np.searchsorted(srt[:m], v))
+    srt[at + 1 : m + 1] = srt[at:m].copy()
+    srt[at] = v
+    return m + 1
+
+
+@njit(cache=True)
+def _sorted_remove(srt: np.ndarray, m: int, v: float) -> int:
+    at = int(np.searchsorted(srt[:m], v))
+    srt[at : m - 1] = srt[at + 1 : m].copy()
+    return m - 1
+
+
+@njit(cache=True)
 def _run(xs: np.ndarray, buf: np.ndarray, n: int, spread: np.ndarray, reference: int,
          recent: int, scale_floor: float) -> tuple[np.ndarray, int]:
-    """Score then learn each point; `buf[:n]` holds the buffer, oldest first."""
+    """Score then learn each point; `buf[:n]` holds the buffer, oldest first. The reference
+    part is also kept sorted, so its median and MAD need no sort per point."""
     out = np.zeros(len(xs))
     cap = len(buf)
     k = recent - 1
     need = max(4, reference // 4)
     now = np.empty(recent)
+    m = max(n - k, 0)
+    srt = np.empty(cap + 1)
+    srt[:m] = np.sort(buf[:m])
     for i in range(len(xs)):
         x = xs[i]
         if not math.isfinite(x):
             continue
-        if n - k >= need:
-            ref = buf[: n - k]
-            med = _jit.median_of(ref)
-            mad = _jit.median_of(np.abs(ref - med)) * MAD_TO_SIGMA
+        if m >= need:
+            half = m // 2
+            med = srt[half] if m % 2 else (srt[half - 1] + srt[half]) / 2.0
+            mad = _mad_sorted(srt, m, med) * MAD_TO_SIGMA
             floor = scale_floor * _jit.ew_std(spread, 0) + 1e-9 * (1.0 + abs(med))
             now[:k] = buf[n - k : n]
             now[k] = x
             out[i] = _jit.squash((_jit.median_of(now) - med) / max(mad, floor))
+        # the value that moves from the recent part into the reference, and the one that
+        # leaves the buffer when it is full
+        if n - k >= 0:
+            m = _sorted_insert(srt, m, x if k == 0 else buf[n - k])
         if n == cap:
+            m = _sorted_remove(srt, m, buf[0])
             buf[: cap - 1] = buf[1:].copy()
             buf[cap - 1] = x
         else:
