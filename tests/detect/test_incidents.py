@@ -109,8 +109,9 @@ def test_choose_origin_ranks_callees_over_callers() -> None:
     # unrelated services: the deeper one in the call graph, then the earlier
     assert choose_origin({"auth": t, "fraud": t + timedelta(seconds=30)}, 60) == "fraud"
     assert choose_origin({"fraud": t, "notifications": t}, 60) == "fraud"  # then by name
-    # later than one window is not a candidate, however deep
-    assert choose_origin({"gateway": t, "accounts": t + timedelta(minutes=2)}, 60) == "gateway"
+    # within the tolerance (two windows) a callee is named; later it is not, however deep
+    assert choose_origin({"gateway": t, "accounts": t + timedelta(minutes=2)}, 60) == "accounts"
+    assert choose_origin({"gateway": t, "accounts": t + timedelta(minutes=3)}, 60) == "gateway"
 
 
 def test_out_of_order_batch_gives_the_same_changes() -> None:
@@ -207,7 +208,8 @@ def test_second_window_confirms_and_opens_from_the_first() -> None:
     (opened,) = tr.observe([anomaly(3, "accounts", severity="critical")])
     assert (opened.change, opened.seq) == ("opened", 0)
     inc = opened.incident
-    assert inc.id == "inc-20261127T0300-gateway" and inc.started == T0
+    # no change held yet: the critical one names it over the earlier one-window warning
+    assert inc.id == "inc-20261127T0300-accounts" and inc.started == T0
     assert inc.services == ["gateway", "accounts"] and inc.anomalies == 2
     assert opened.anomaly is not None and opened.anomaly.service == "accounts"
     assert [c.change for c in tr.observe([anomaly(4, "payments")])] == ["escalated"]

@@ -20,7 +20,8 @@ least one service. Per scenario type:
   unmatched detection (a false positive) is attributed to the label nearest in time, so the
   after-effects and near-misses of a scenario count against that scenario;
 - delay: first anomaly of the earliest matching detection - label start (median, minutes);
-- origin: share of found labels whose finding detection names the injected origin service.
+- origin: share of found labels whose finding detection names the injected origin service
+  (the report's `origins` lists each found label with the origin injected and the one named).
 A label is found when any detection matches it; a detection is correct when it matches any
 label. A detection is attributed to the matching label whose start is nearest its own; a
 second detection attributed to the same label is correct but reported as `split` (one problem,
@@ -127,6 +128,8 @@ class Report:
     missed: list[str]  # label ids
     false_positives: list[str]  # detected ids
     meta: dict[str, Any] = field(default_factory=dict)
+    origins: list[dict[str, Any]] = field(default_factory=list)  # per found label: the
+    # injected origin and the one its finding detection names
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +139,7 @@ class Report:
             "matches": [{"detected": d, "label": lab} for d, lab in self.matches],
             "missed": self.missed,
             "false_positives": self.false_positives,
+            "origins": self.origins,
         }
 
 
@@ -195,6 +199,7 @@ def score_incidents(
     found: set[str] = set()
     attributed: set[str] = set()
     pairs: list[tuple[str, str]] = []
+    origins: list[dict[str, Any]] = []
     false_positives = []
     for det in sorted(detected, key=lambda d: (d.start, d.id)):
         hits = [lab for lab in labels if matches(det, lab, slack_s)]
@@ -217,7 +222,10 @@ def score_incidents(
             found.add(lab.id)
             hit = types[lab.scenario]
             hit.found += 1
-            hit.origin_right += 1 if det.origin and det.origin == lab.origin else 0
+            right = bool(det.origin) and det.origin == lab.origin
+            hit.origin_right += 1 if right else 0
+            origins.append({"label": lab.id, "scenario": lab.scenario, "injected": lab.origin,
+                            "detected": det.id, "named": det.origin, "right": right})
             if det.start < lab.start - timedelta(seconds=CARRIED_S):
                 hit.carried += 1  # already open: no delay to measure
             else:
@@ -234,7 +242,7 @@ def score_incidents(
         total.delays_s += row.delays_s
     missed = [lab.id for lab in labels if lab.id not in found]
     return Report(sorted(types.values(), key=lambda t: t.scenario), total, pairs, missed,
-                  false_positives)
+                  false_positives, origins=origins)
 
 
 def _pct(value: float | None) -> str:

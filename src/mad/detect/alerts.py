@@ -36,7 +36,7 @@ import httpx
 import orjson
 
 from mad.config import Settings
-from mad.detect.model import Anomaly, IncidentChange
+from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.errors import ConfigError, MadError, TerminalError, TransientError
 from mad.words import plural
 
@@ -133,6 +133,14 @@ def _named_after(incident_id: str) -> str:
     return parts[2] if len(parts) >= 3 and parts[0] == "inc" else ""
 
 
+def origin_text(inc: Incident) -> str:
+    """`origin <service>`, with the series whose change named it and since when."""
+    e = next((e for e in inc.evidence if e.origin), None)
+    if e is None:
+        return f"origin {inc.origin}"
+    return f"origin {inc.origin} ({e.series} {e.stat} out of its band from {e.onset:%H:%M} UTC)"
+
+
 def summary(change: IncidentChange) -> str:
     """One line a person reads first: what changed, where, and by how much."""
     inc = change.incident
@@ -143,16 +151,17 @@ def summary(change: IncidentChange) -> str:
     if change.change == "resolved":
         minutes = (inc.last_seen - inc.started).total_seconds() / 60
         return (f"{head}: quiet since {inc.last_seen:%Y-%m-%d %H:%M} UTC after "
-                f"{minutes:.0f} min, {anomalies_text(inc.anomalies)} on {services} "
-                f"(origin {inc.origin})")
+                f"{minutes:.0f} min, {anomalies_text(inc.anomalies)} on {services}; "
+                f"{origin_text(inc)}")
     a = change.anomaly
     what = f": {_what(a)};" if a is not None else ""
-    return f"{head}{what} origin {inc.origin}, services {services}"
+    return f"{head}{what} {origin_text(inc)}, services {services}"
 
 
 def alert_body(change: IncidentChange) -> dict[str, Any]:
-    """The JSON object every sink sends: the incident, the series and its values (and, for
-    a threshold rule, the rule and its threshold)."""
+    """The JSON object every sink sends: the incident (with its `evidence`, per series the
+    change and its onset), the series and its values (and, for a threshold rule, the rule and
+    its threshold)."""
     a = change.anomaly
     rule = rule_of(a) if a is not None else None
     return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mad.detect.model import Anomaly, Incident, IncidentChange
+from mad.detect.model import Anomaly, Evidence, Incident, IncidentChange
 
 
 def _time(value: str) -> datetime:
@@ -23,7 +23,8 @@ def anomaly_from_dict(d: dict[str, Any]) -> Anomaly:
         window=str(d["window"]), window_start=_time(d["window_start"]),
         score=float(d["score"]), severity=d["severity"], observed=_float(d["observed"]),
         expected=_float(d["expected"]), lower=_float(d["lower"]), upper=_float(d["upper"]),
-        detectors=tuple(str(n) for n in d["detectors"]))
+        detectors=tuple(str(n) for n in d["detectors"]),
+        onset=_time(d["onset"]) if d.get("onset") else None)
 
 
 def incident_from_dict(d: dict[str, Any]) -> Incident:
@@ -33,7 +34,8 @@ def incident_from_dict(d: dict[str, Any]) -> Incident:
         resolved=_time(d["resolved"]) if d.get("resolved") else None,
         origin=str(d["origin"]), services=list(d.get("services", [])),
         series=list(d.get("series", [])), anomalies=int(d.get("anomalies", 0)),
-        peak_score=float(d.get("peak_score", 0.0)), severity=d.get("severity", "warning"))
+        peak_score=float(d.get("peak_score", 0.0)), severity=d.get("severity", "warning"),
+        evidence=[Evidence.from_dict(e) for e in d.get("evidence") or []])
 
 
 def change_to_dict(change: IncidentChange) -> dict[str, Any]:

@@ -11,13 +11,12 @@ Rules (docs/detection.md, "Incidents"):
   together, then each touched incident emits at most one change: `opened` when it is new,
   else `escalated` when its severity rose or a service joined. More anomalies on services
   already named change the record but send nothing: operators want few alerts.
-- The origin is the service with the earliest anomaly. Services whose first anomaly lies
-  within one aggregate window of the earliest count as simultaneous (detectors do not all
-  fire in the same minute), and among those the most upstream dependency wins: a service
-  that calls another candidate (directly or not) is dropped, then the deepest callee in
-  `DEPENDS_ON` is kept (accounts over payments over gateway). It is recomputed whenever a
-  service joins, so it can only move while the incident is younger than one window, or when
-  a late anomaly moves its start earlier.
+- The origin is named from each series' change onset and the call graph
+  (`mad.detect.origin`): the deepest service whose own signals changed first, since callers
+  inherit their callees' failures and their symptom often crosses a threshold first. Each
+  incident keeps its `evidence`, one record per series (its first anomalous window's values,
+  the estimated onset, how many windows), from which the origin is recomputed after every
+  anomaly; it may move as long as the incident grows.
 - Optionally (`confirm_windows` N > 1, default 1) an incident is alerted only once its
   anomalies span N window starts, or at once when a threshold rule fired (rules already wait
   for consecutive windows); one that goes quiet unconfirmed is dropped without an alert. On
@@ -41,8 +40,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mad.catalog import DEPENDS_ON
-from mad.detect.model import Anomaly, Change, Incident, IncidentChange
+from mad.detect.model import Anomaly, Change, Evidence, Incident, IncidentChange
+from mad.detect.origin import choose_origin as choose_origin  # the rule, for callers
+from mad.detect.origin import origin_of
 
 _WINDOW_S = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
 _RANK = {"warning": 0, "critical": 1}
@@ -53,33 +53,6 @@ CONFIRM_WINDOWS = 1  # distinct window starts before an incident is alerted (rul
 def window_seconds(window: str) -> float:
     """Length of an aggregate window (`1m`, `5m`, `1h`); unknown names count as one minute."""
     return _WINDOW_S.get(window, 60.0)
-
-
-def _calls(service: str) -> set[str]:
-    """Every service `service` depends on, directly or through others."""
-    seen: set[str] = set()
-    todo = list(DEPENDS_ON.get(service, ()))
-    while todo:
-        dep = todo.pop()
-        if dep not in seen:
-            seen.add(dep)
-            todo.extend(DEPENDS_ON.get(dep, ()))
-    return seen
-
-
-def _depth(service: str, _seen: frozenset[str] = frozenset()) -> int:
-    """Length of the longest call chain that reaches `service` (gateway 0, accounts 2)."""
-    callers = [s for s, deps in DEPENDS_ON.items() if service in deps and s not in _seen]
-    return max((_depth(c, _seen | {service}) + 1 for c in callers), default=0)
-
-
-def choose_origin(first_seen: dict[str, datetime], window_s: float) -> str:
-    """The likely origin among services and the time of their first anomaly (see module doc)."""
-    earliest = min(first_seen.values())
-    slack = timedelta(seconds=window_s)
-    candidates = {s for s, t in first_seen.items() if t - earliest <= slack}
-    upstream = {s for s in candidates if not (_calls(s) & (candidates - {s}))} or candidates
-    return min(upstream, key=lambda s: (-_depth(s), first_seen[s], s))
 
 
 def _utc(value: datetime) -> datetime:
@@ -271,14 +244,17 @@ class IncidentTracker:
         if a.service not in inc.services:
             inc.services.append(a.service)
         inc.services.sort(key=lambda s: (item.first_seen[s], s))
-        inc.origin = choose_origin(item.first_seen, item.window_s)
+        _note(inc, t, a)
+        inc.origin, key = origin_of(inc.evidence, item.window_s)
+        inc.evidence = [e if e.origin == (e.key == key) else
+                        dataclasses.replace(e, origin=e.key == key) for e in inc.evidence]
 
     # -- state -------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """Plain JSON-able state: open incidents and the ids still reserved."""
         return {
-            "version": 1,
+            "version": 2,
             "gap_s": self.gap.total_seconds(),
             "resolve_after_s": self.resolve_after.total_seconds(),
             "confirm_windows": self.confirm,
@@ -305,8 +281,11 @@ class IncidentTracker:
             rec = dict(raw["incident"])
             for name in ("started", "last_seen", "resolved"):
                 rec[name] = _utc(datetime.fromisoformat(rec[name])) if rec[name] else None
+            rec["evidence"] = [Evidence.from_dict(e) for e in rec.get("evidence") or []]
             inc = Incident(**rec)
             first = {s: _utc(datetime.fromisoformat(t)) for s, t in raw["first_seen"].items()}
+            if not inc.evidence:  # saved before incidents kept evidence (state version 1)
+                inc.evidence = _evidence_of(inc, first)
             windows = {_utc(datetime.fromisoformat(t)) for t in raw.get("windows", [])}
             tracker._open.append(_Open(inc, first, float(raw["window_s"]), int(raw["seq"]),
                                        bool(raw.get("confirmed", True)), windows))
@@ -316,5 +295,60 @@ class IncidentTracker:
         return tracker
 
 
+def _note(inc: Incident, t: datetime, a: Anomaly) -> None:
+    """Add an anomaly to the incident's evidence: a new series gets its record, a known one
+    counts one more window (a rule and a detector on one window count once) and how many of
+    them came in a row."""
+    onset = min(_utc(a.onset), t) if a.onset is not None else t
+    score = float(a.score) if a.score == a.score else 0.0
+    for i, e in enumerate(inc.evidence):
+        if e.key != a.key:
+            continue
+        if t < e.first:  # a late anomaly: the change is seen from it on
+            e = dataclasses.replace(e, first=t, observed=a.observed, expected=a.expected,
+                                    lower=a.lower, upper=a.upper, detectors=a.detectors,
+                                    windows=e.windows + 1)
+        elif t == e.first:
+            e = dataclasses.replace(e, detectors=tuple(dict.fromkeys(
+                (*e.detectors, *a.detectors))))
+        elif t != e.last:
+            streak = e.streak + 1 if t == e.last + _step(a) else 1
+            e = dataclasses.replace(e, windows=e.windows + 1, streak=streak,
+                                    longest=max(e.longest, streak))
+        if a.severity == "critical":
+            e = dataclasses.replace(e, severity="critical")
+        inc.evidence[i] = dataclasses.replace(e, onset=min(e.onset, onset),
+                                              last=max(e.last, t),
+                                              score=score if e.score != e.score
+                                              else max(e.score, score))
+        break
+    else:
+        inc.evidence.append(Evidence(
+            service=a.service, series=a.series, stat=a.stat, onset=onset, first=t, last=t,
+            windows=1, observed=a.observed, expected=a.expected, lower=a.lower, upper=a.upper,
+            score=score, detectors=a.detectors, severity=a.severity))
+    inc.evidence.sort(key=lambda e: (e.onset, e.first, e.key))
+
+
+def _step(a: Anomaly) -> timedelta:
+    return timedelta(seconds=window_seconds(a.window))
+
+
+def _evidence_of(inc: Incident, first_seen: dict[str, datetime]) -> list[Evidence]:
+    """Evidence for an incident saved without it: each series from its service's first
+    anomaly, one window, values unknown."""
+    nan = float("nan")
+    out = []
+    for key in inc.series:
+        service, _, rest = key.partition("/")
+        series, _, stat = rest.rpartition("/")
+        when = first_seen.get(service, inc.started)
+        out.append(Evidence(service, series, stat, when, when, when, 1, nan, nan, nan, nan,
+                            nan, ()))
+    out.sort(key=lambda e: (e.onset, e.first, e.key))
+    return out
+
+
 def _snapshot(inc: Incident) -> Incident:
-    return dataclasses.replace(inc, services=list(inc.services), series=list(inc.series))
+    return dataclasses.replace(inc, services=list(inc.services), series=list(inc.series),
+                               evidence=list(inc.evidence))

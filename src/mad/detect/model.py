@@ -6,8 +6,9 @@ Pure data, shared by the pipeline (`mad.detect.pipeline`), the incident grouping
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Severity = Literal["warning", "critical"]
@@ -30,6 +31,8 @@ class Anomaly:
     lower: float  # the band of normal values around `expected`
     upper: float
     detectors: tuple[str, ...]  # members (or `rule:<name>`) that pushed the score up
+    onset: datetime | None = None  # when the series began to leave its normal band (at or
+    # before `window_start`; None when not estimated, e.g. read back from `md-anomalies`)
 
     @property
     def key(self) -> str:
@@ -40,7 +43,60 @@ class Anomaly:
         out = asdict(self)
         out["window_start"] = self.window_start.isoformat()
         out["detectors"] = list(self.detectors)
+        out["onset"] = self.onset.isoformat() if self.onset is not None else None
         return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The change one series of an incident showed: the first anomalous window's values,
+    when the change began (`onset`) and how long it lasted."""
+
+    service: str
+    series: str
+    stat: str
+    onset: datetime  # when the series began to leave its normal band
+    first: datetime  # its first anomalous window start in the incident
+    last: datetime  # its latest anomalous window start
+    windows: int  # anomalous window starts seen
+    observed: float  # at `first`
+    expected: float
+    lower: float
+    upper: float
+    score: float  # the highest score seen
+    detectors: tuple[str, ...]  # at `first`
+    severity: Severity = "warning"  # the highest seen
+    origin: bool = False  # this series' onset named the incident's origin
+    streak: int = 1  # consecutive anomalous windows up to `last`
+    longest: int = 1  # the longest such run
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}/{self.series}/{self.stat}"
+
+    @property
+    def rule(self) -> bool:
+        """A threshold rule fired (rules already wait for consecutive windows)."""
+        return any(d.startswith("rule:") for d in self.detectors)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("onset", "first", "last"):
+            out[name] = getattr(self, name).isoformat()
+        out["detectors"] = list(self.detectors)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evidence:
+        return cls(
+            service=str(d["service"]), series=str(d["series"]), stat=str(d["stat"]),
+            onset=_time(d["onset"]), first=_time(d["first"]), last=_time(d["last"]),
+            windows=int(d["windows"]), observed=_num(d["observed"]),
+            expected=_num(d["expected"]), lower=_num(d["lower"]), upper=_num(d["upper"]),
+            score=_num(d["score"]), detectors=tuple(str(n) for n in d["detectors"]),
+            severity="critical" if d.get("severity") == "critical" else "warning",
+            origin=bool(d.get("origin", False)), streak=int(d.get("streak", 1)),
+            longest=int(d.get("longest", 1)))
 
 
 @dataclass
@@ -52,18 +108,20 @@ class Incident:
     started: datetime  # first anomalous window start
     last_seen: datetime  # latest anomalous window start
     resolved: datetime | None
-    origin: str  # the likely origin service: earliest, then most upstream dependency
+    origin: str  # the likely origin service (mad.detect.origin)
     services: list[str] = field(default_factory=list)
     series: list[str] = field(default_factory=list)  # Anomaly.key values, first seen first
     anomalies: int = 0
     peak_score: float = 0.0
     severity: Severity = "warning"
+    evidence: list[Evidence] = field(default_factory=list)  # one per series, by onset
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for name in ("started", "last_seen", "resolved"):
             value = getattr(self, name)
             out[name] = value.isoformat() if value is not None else None
+        out["evidence"] = [e.to_dict() for e in self.evidence]
         return out
 
 
@@ -79,3 +137,13 @@ class IncidentChange:
     @property
     def dedup_key(self) -> str:
         return f"{self.incident.id}:{self.seq}:{self.change}"
+
+
+def _time(value: Any) -> datetime:
+    t = datetime.fromisoformat(str(value))
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _num(value: Any) -> float:
+    """JSON has no NaN: orjson writes it as null, which reads back as NaN."""
+    return math.nan if value is None else float(value)

@@ -19,6 +19,12 @@ detector to expose one, and the ensemble's members disagree on what "expected" m
 Severity is by size, not score (scores saturate: the range member always says 1.0): an
 anomaly `critical_sigmas` or more robust sigmas from the median is critical, else a warning.
 
+Each anomaly carries its `onset`, when the series began to leave its normal band
+(`mad.detect.origin.change_onset`, looking back over the baseline's values from the first
+window of the anomaly; the same onset for every window while the Decider stays open). A rule
+anomaly's onset is the start of its breaching run, or earlier when the scored values of its
+stat left their band before. The incident tracker names the origin from them.
+
 Bad values (NaN, inf, a missing column) are neither scored nor learnt and do not move the
 Decider; the scorer counts them (`bad`).
 """
@@ -28,8 +34,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -38,7 +44,8 @@ from mad.config import DetectSettings
 from mad.detect.detectors.base import Detector
 from mad.detect.detectors.registry import restore
 from mad.detect.model import Anomaly
-from mad.detect.rules import Rule, RuleCounters, rules_for
+from mad.detect.origin import change_onset
+from mad.detect.rules import WINDOW_S, Rule, RuleCounters, rules_for
 from mad.detect.vote import Decider
 
 log = logging.getLogger(__name__)
@@ -89,14 +96,57 @@ def contributors(detector: Detector, x: float, t: float, floor: float) -> tuple[
     return tuple(dict.fromkeys(names)) or (detector.name,)
 
 
+class RecentValues:
+    """The last `BASELINE` finite values of one stat and their window starts (epoch seconds),
+    oldest first: the rolling baseline, and what a change onset is looked for in."""
+
+    def __init__(self, values: list[float] | None = None,
+                 times: list[float] | None = None) -> None:
+        self.values = list(values or [])
+        self.times = list(times or [])[-len(self.values):] if self.values else []
+
+    def add(self, x: float, t: float) -> None:
+        self.values.append(x)
+        self.times.append(t)
+        if len(self.values) > BASELINE:
+            del self.values[0]
+        del self.times[:max(0, len(self.times) - len(self.values))]
+
+    def before(self, t: float, step: float) -> tuple[list[float], list[float]]:
+        """The values before `t` and their window starts; values saved without their times
+        (by an older version) are taken as consecutive windows."""
+        values, times = list(self.values), list(self.times)
+        missing = len(values) - len(times)
+        if missing > 0:
+            end = times[0] if times else t
+            times = [end - (missing - i) * step for i in range(missing)] + times
+        cut = sum(1 for when in times if when < t)
+        return values[:cut], times[:cut]
+
+    def onset(self, x: float, t: float, step: float) -> float:
+        """When the change seen at `t` (value `x`) began (`mad.detect.origin.change_onset`)."""
+        values, times = self.before(t, step)
+        return change_onset(values, times, t, x, step)
+
+    def state(self) -> dict[str, list[float]]:
+        return {"values": list(self.values), "times": list(self.times)}
+
+
 class StatScorer:
-    """The detector, Decider and baseline of one stat of one series."""
+    """The detector, Decider and baseline of one stat of one series, and the onset of the
+    anomaly open now (epoch seconds; None while there is none)."""
 
     def __init__(self, detector: Detector, decider: Decider,
-                 history: list[float] | None = None) -> None:
+                 history: list[float] | None = None, times: list[float] | None = None,
+                 onset: float | None = None) -> None:
         self.detector = detector
         self.decider = decider
-        self.history = list(history or [])
+        self.baseline = RecentValues(history, times)
+        self.onset = onset
+
+    @property
+    def history(self) -> list[float]:
+        return self.baseline.values
 
     def step(self, x: float, t: float) -> tuple[float, bool, tuple[str, ...]]:
         """Score, decide and learn one value: (score, anomalous, contributors)."""
@@ -107,14 +157,13 @@ class StatScorer:
         self.detector.learn_one(x, t)
         return score, anomalous, names
 
-    def learn_baseline(self, x: float) -> None:
-        self.history.append(x)
-        if len(self.history) > BASELINE:
-            del self.history[0]
+    def learn_baseline(self, x: float, t: float) -> None:
+        self.baseline.add(x, t)
 
     def state(self) -> dict[str, Any]:
         return {"detector": self.detector.state(), "decider": self.decider.state(),
-                "history": list(self.history)}
+                "history": list(self.baseline.values), "times": list(self.baseline.times),
+                "onset": self.onset}
 
 
 class SeriesScorer:
@@ -138,6 +187,13 @@ class SeriesScorer:
         self.counters = RuleCounters(dict(state.get("rules", {})))
         self.points = int(state.get("points", 0))
         self.bad = int(state.get("bad", 0))
+        self.rule_onsets: dict[str, float] = {  # rule name -> onset of its breach now
+            str(k): float(v) for k, v in dict(state.get("rule_onsets", {})).items()}
+        saved_values = dict(state.get("rule_values", {}))
+        self.rule_values: dict[str, RecentValues] = {  # the rules' stats not scored
+            stat: RecentValues([float(v) for v in saved_values.get(stat, {}).get("values", [])],
+                               [float(v) for v in saved_values.get(stat, {}).get("times", [])])
+            for stat in sorted({r.stat for r in self.rules} - set(self.stats))}
 
     def _restore(self, saved: Mapping[str, Any] | None) -> StatScorer:
         cfg = self.settings
@@ -146,12 +202,16 @@ class SeriesScorer:
                               Decider(cfg.threshold, cfg.clear, cfg.cooldown))
         old = Decider.from_state(dict(saved["decider"]))
         decider = Decider(cfg.threshold, cfg.clear, cfg.cooldown, old.open, old.quiet_left)
+        onset = saved.get("onset")
         return StatScorer(restore(dict(saved["detector"])), decider,
-                          [float(v) for v in saved.get("history", [])])
+                          [float(v) for v in saved.get("history", [])],
+                          [float(v) for v in saved.get("times", [])],
+                          None if onset is None else float(onset))
 
     def process(self, row: WindowRow) -> list[Anomaly]:
         """Score one window (the caller passes windows in time order, each once)."""
         t = row.window_start.timestamp()
+        step = WINDOW_S.get(self.settings.window, 60.0)
         self.points += 1
         found: list[Anomaly] = []
         for stat, scorer in self.stats.items():
@@ -160,7 +220,11 @@ class SeriesScorer:
                 self.bad += 1
                 continue
             score, anomalous, names = scorer.step(x, t)
-            if anomalous:
+            if not anomalous:
+                scorer.onset = None
+            else:
+                if scorer.onset is None:
+                    scorer.onset = scorer.baseline.onset(x, t, step)
                 expected, lower, upper = baseline_band(scorer.history)
                 sigmas = abs(x - expected) / max((upper - expected) / BAND_SIGMAS, 1e-12)
                 found.append(Anomaly(
@@ -170,13 +234,44 @@ class SeriesScorer:
                     severity="critical" if sigmas >= self.settings.critical_sigmas
                     else "warning",
                     observed=x, expected=expected, lower=lower, upper=upper,
-                    detectors=names))
-            scorer.learn_baseline(x)
-        found.extend(self.counters.evaluate(self.rules, self.settings.window, row.window_start,
-                                            row.service, row.series, row.values))
+                    detectors=names, onset=_when(scorer.onset)))
+            scorer.learn_baseline(x, t)
+        fired = self.counters.evaluate(self.rules, self.settings.window, row.window_start,
+                                       row.service, row.series, row.values)
+        found.extend(self._rule_onsets(fired, t, step))
+        for name, recent in self.rule_values.items():
+            value = float(row.values.get(name, math.nan))
+            if math.isfinite(value):
+                recent.add(value, t)
         return found
+
+    def _rule_onsets(self, fired: list[Anomaly], t: float, step: float) -> list[Anomaly]:
+        """Rule anomalies with their onset: the start of the breaching run, or earlier when
+        the stat's recent values left their band before (kept while the rule fires)."""
+        onsets: dict[str, float] = {}
+        out = []
+        for a in fired:
+            name = a.detectors[0].removeprefix("rule:")
+            onset = self.rule_onsets.get(name)
+            if onset is None:
+                run = int(self.counters.runs.get(name, {}).get("run", 1))
+                onset = t - max(0, run - 1) * step
+                scorer = next((sc for st, sc in self.stats.items() if st == a.stat), None)
+                recent = scorer.baseline if scorer is not None else self.rule_values.get(a.stat)
+                if recent is not None:
+                    onset = min(onset, recent.onset(a.observed, t, step))
+            onsets[name] = onset
+            out.append(replace(a, onset=_when(onset)))
+        self.rule_onsets = onsets
+        return out
 
     def state(self) -> dict[str, Any]:
         return {"spec": self.spec,
                 "stats": {stat: s.state() for stat, s in self.stats.items()},
-                "rules": self.counters.state(), "points": self.points, "bad": self.bad}
+                "rules": self.counters.state(), "points": self.points, "bad": self.bad,
+                "rule_onsets": dict(self.rule_onsets),
+                "rule_values": {stat: r.state() for stat, r in self.rule_values.items()}}
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

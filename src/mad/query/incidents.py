@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, and_, desc, select
 
 from mad.config import Settings
@@ -41,7 +40,7 @@ from mad.query.access import (
 )
 from mad.query.detection import anomaly_keys, read_anomalies
 from mad.query.gate import held_now
-from mad.state.detect_state import detect_alerts_sent, detect_incidents
+from mad.state.detect_state import decode_lists, detect_alerts_sent, detect_incidents
 from mad.stores import ObjectStore
 
 STATUSES = ("open", "resolved")
@@ -75,7 +74,8 @@ def _check(status: str | None, limit: int) -> None:
 
 
 def _rows(engine: Engine, start: datetime | None, end: datetime | None, status: str | None,
-          limit: int, incident_id: str | None = None) -> list[dict[str, Any]]:
+          limit: int, incident_id: str | None = None,
+          evidence: bool = False) -> list[dict[str, Any]]:
     t = detect_incidents
     conds = []
     if start is not None:  # overlaps [start, end): seen at or after start
@@ -93,8 +93,9 @@ def _rows(engine: Engine, start: datetime | None, end: datetime | None, status: 
     with engine.connect() as conn:
         rows = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
     for row in rows:
-        row["services"] = orjson.loads(row["services"])
-        row["series"] = orjson.loads(row["series"])
+        decode_lists(row)
+        if not evidence:
+            del row["evidence"]
     return rows
 
 
@@ -152,7 +153,14 @@ def incidents(settings: Settings, start: datetime | None = None, end: datetime |
 
 
 def incident_detail(settings: Settings, incident_id: str) -> dict[str, Any]:
-    """One incident: `incident` (as `incidents` gives it), `anomalies` (its anomalies:
+    """One incident: `incident` (as `incidents` gives it, plus `evidence`: per series,
+    earliest onset first, `service`, `series`, `stat`, `onset` (when it began to leave its
+    normal band), `first` and `last` (its anomalous windows), `windows` (how many),
+    `longest` (the most in a row), `streak` (in a row up to `last`), `observed`, `expected`,
+    `lower`, `upper` (at `first`), `score` (the highest), `detectors` (at `first`),
+    `severity` (the highest) and `origin` (true for the series whose onset named the
+    origin); [] for an incident saved before evidence was kept),
+    `anomalies` (its anomalies:
     window_start, service, series, stat, observed, expected, lower, upper, score, severity,
     detectors), `series` (per affected `service/series/stat`, at most MAX_SERIES: `key`,
     `service`, `series`, `stat` and `points` from 2 h before to 2 h after it, each
@@ -163,7 +171,7 @@ def incident_detail(settings: Settings, incident_id: str) -> dict[str, Any]:
     if not isinstance(incident_id, str) or not _ID.fullmatch(incident_id):
         raise QueryError(f"bad incident id {incident_id!r}")
     with state_db(settings) as engine:
-        rows = _rows(engine, None, None, None, 1, incident_id)
+        rows = _rows(engine, None, None, None, 1, incident_id, evidence=True)
         if not rows:
             raise QueryError(f"no incident {incident_id!r} (see `mad detect status`)")
         sent = _alerts_sent(engine, [incident_id])

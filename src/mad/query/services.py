@@ -192,7 +192,8 @@ def _lake_anomalies(settings: Settings, spans: dict[str, list[Span]], service: s
             continue
         if not any(first <= a.window_start < last for first, last in spans.get(a.window, ())):
             continue
-        row = {k: plain(v) for k, v in a.to_dict().items()}
+        # `onset` is not stored in md-anomalies (incidents keep it in their evidence)
+        row = {k: plain(v) for k, v in a.to_dict().items() if k != "onset"}
         row["window_start"] = a.window_start
         out.append(row)
     return out

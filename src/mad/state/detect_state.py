@@ -3,7 +3,9 @@
 - `detect_series`: one row per window size x service x series: the scorer state (detectors,
   deciders, baselines, rule counters; JSON) and the watermark, the last window start scored.
 - `detect_meta`: named JSON documents, e.g. the incident tracker's state per window size.
-- `detect_incidents`: the incidents as the tracker last saw them (upserted by id).
+- `detect_incidents`: the incidents as the tracker last saw them (upserted by id), with their
+  evidence (JSON: per series, the change and its onset; `mad.detect.origin`). The column came
+  later: a database without it gets it added (nullable), and its older rows read as `[]`.
 - `detect_outbox`: incident changes committed but not yet delivered to every sink.
 - `detect_alerts_sent`: `<sink>:<dedup_key>` of every delivered alert (`SentAlerts`, the
   dispatcher's SentLog), so nothing is sent twice across restarts.
@@ -42,6 +44,12 @@ from sqlalchemy.exc import IntegrityError
 from mad.state.db import UtcDateTime, metadata
 
 
+class EvidenceRow(Protocol):
+    """One series' change in an incident (detection's `Evidence`)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class IncidentRow(Protocol):
     """What `DetectStore.commit` saves of an incident (detection's `Incident` has these)."""
 
@@ -67,6 +75,8 @@ class IncidentRow(Protocol):
     def services(self) -> list[str]: ...
     @property
     def series(self) -> list[str]: ...
+    @property
+    def evidence(self) -> Sequence[EvidenceRow]: ...
 
 detect_series = Table(
     "detect_series",
@@ -104,6 +114,7 @@ detect_incidents = Table(
     Column("services", Text, nullable=False),  # JSON list
     Column("series", Text, nullable=False),  # JSON list
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("evidence", Text),  # JSON list of objects; NULL in rows saved before it existed
 )
 
 detect_outbox = Table(
@@ -137,6 +148,14 @@ detect_leases = Table(
     Column("owner", String(256), nullable=False),
     Column("expires", UtcDateTime, nullable=False),
 )
+
+
+def decode_lists(row: dict[str, Any]) -> dict[str, Any]:
+    """A `detect_incidents` row with its JSON columns decoded (`evidence` [] when NULL)."""
+    row["services"] = orjson.loads(row["services"])
+    row["series"] = orjson.loads(row["series"])
+    row["evidence"] = orjson.loads(row["evidence"]) if row.get("evidence") else []
+    return row
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,8 @@ class DetectStore:
                     last_seen=inc.last_seen, resolved=inc.resolved, origin=inc.origin,
                     severity=inc.severity, anomalies=inc.anomalies,
                     peak_score=float(inc.peak_score), services=orjson.dumps(inc.services)
-                    .decode(), series=orjson.dumps(inc.series).decode(), updated_at=now))
+                    .decode(), series=orjson.dumps(inc.series).decode(), updated_at=now,
+                    evidence=orjson.dumps([e.to_dict() for e in inc.evidence]).decode()))
             for key, payload in outbox:
                 conn.execute(detect_outbox.delete().where(detect_outbox.c.key == key))
                 conn.execute(detect_outbox.insert().values(
@@ -224,8 +244,7 @@ class DetectStore:
         with self.engine.connect() as conn:
             rows = [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(q)]
         for row in rows:
-            row["services"] = orjson.loads(row["services"])
-            row["series"] = orjson.loads(row["series"])
+            decode_lists(row)
         return rows
 
 

@@ -1,5 +1,6 @@
 """Anomalies: the incident timeline; each incident with its series (observed line, expected
-band, anomaly markers), contributing detectors, origin and alerts sent; and the operator's
+band, anomaly markers), contributing detectors, origin and its evidence (per series, the
+change and when it began), alerts sent; and the operator's
 actions: thumbs up or down, snoozing an incident or a series, maintenance windows per
 service (`mad.query.incidents` to read, `mad.detect.operator` to act)."""
 
@@ -23,6 +24,8 @@ SNOOZE_FOR: dict[str, timedelta] = {
     "24 hours": timedelta(hours=24), "7 days": timedelta(days=7),
 }
 CHARTS = 4  # series charts shown at first: those with the most anomalous windows
+EVIDENCE_COLUMNS = ("origin", "service", "series", "change", "onset", "first anomaly",
+                    "windows", "score", "detectors")
 VERDICTS = {"up": "Real incident", "down": "False alarm"}
 ICONS = {"up": ":material/thumb_up:", "down": ":material/thumb_down:"}
 
@@ -38,6 +41,37 @@ def verdict_of(feedback: Any) -> str | None:
     if isinstance(feedback, Mapping):
         return str(feedback.get("verdict")) if feedback.get("verdict") else None
     return str(feedback) if feedback else None
+
+
+def _clock(value: Any) -> str:
+    """An evidence time (ISO-8601 text in the stored JSON) as shown on the page."""
+    if isinstance(value, str) and value:
+        try:
+            return when(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return when(value)
+
+
+def _change(e: Mapping[str, Any]) -> str:
+    """What a series did at its first anomalous window: against a rule's threshold, or
+    against its expected value and normal band."""
+    observed, expected = number(e.get("observed")), number(e.get("expected"))
+    if any(str(d).startswith("rule:") for d in e.get("detectors") or []):
+        return f"{observed} (rule threshold {expected})"
+    return (f"{observed} (expected {expected}, normal {number(e.get('lower'))}.."
+            f"{number(e.get('upper'))})")
+
+
+def evidence_rows(evidence: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """An incident's evidence as table rows, earliest onset first; `origin` marks the series
+    whose onset named the origin."""
+    return [{"origin": "✓" if e.get("origin") else "", "service": e.get("service"),
+             "series": f"{e.get('series')} {e.get('stat')}", "change": _change(e),
+             "onset": _clock(e.get("onset")), "first anomaly": _clock(e.get("first")),
+             "windows": e.get("windows"), "score": e.get("score"),
+             "detectors": ", ".join(str(d) for d in e.get("detectors") or [])}
+            for e in evidence or []]
 
 
 def table(incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,6 +124,13 @@ def detail(settings: Settings, q: Any, incident: Mapping[str, Any]) -> None:
     st.markdown(f"**Contributing detectors:** {', '.join(detectors) or '–'}  \n"
                 f"**Services:** {', '.join(inc.get('services') or []) or '–'} · "
                 f"**Status:** {inc.get('status', '–')}")
+    evidence = evidence_rows(inc.get("evidence"))
+    if evidence:
+        st.markdown("**Evidence** (per series: its first anomalous window, and when it began "
+                    "to leave its normal band; the origin is the deepest service whose own "
+                    "change began first)")
+        st.dataframe(frame(evidence, EVIDENCE_COLUMNS), hide_index=True, width="stretch",
+                     key="inc_evidence")
     for problem in data.get("errors") or []:
         st.warning(str(problem))
     held_note(data.get("held"))
