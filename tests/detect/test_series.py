@@ -69,3 +69,23 @@ def test_changed_detector_settings_start_a_fresh_detector() -> None:
                          json.loads(json.dumps(first.state())))
     assert again.points == 400  # counters carry on
     assert again.state()["stats"]["avg"]["history"] == []  # detector and baseline start over
+
+
+def test_a_batch_of_windows_scores_as_window_by_window() -> None:
+    """`process_many` (one detector batch per stat) gives `process`'s anomalies and state,
+    with members, onsets, rules, NaN values and the batch cut anywhere."""
+    items = rows()
+    items[400] = WindowRow(items[400].service, items[400].series, items[400].window_start,
+                           {"avg": math.nan, "p99": 1.0})
+    rules = [{"name": "slow", "series": "latency_ms", "stat": "p99", "op": ">",
+              "threshold": 37.5, "windows": 1}]
+    one = SeriesScorer(settings(rules=rules, stats=["avg", "p99"]), "payments", "latency_ms")
+    expected = [one.process(row) for row in items]
+    many = SeriesScorer(settings(rules=rules, stats=["avg", "p99"]), "payments", "latency_ms")
+    got = []
+    for a, b in ((0, 1), (1, 250), (250, 401), (401, len(items))):
+        got += many.process_many(items[a:b])
+    assert got == expected
+    assert any(a.detectors[0].startswith("rule:") for found in got for a in found)
+    assert sum(len(f) for f in got) > 5
+    assert json.dumps(many.state()) == json.dumps(one.state())

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from mad.config import DetectSettings
-from mad.detect.detectors.base import Detector
+from mad.detect.detectors.base import Detector, score_series
 from mad.detect.detectors.registry import restore
 from mad.detect.model import Anomaly
 from mad.detect.origin import change_onset
@@ -77,23 +77,23 @@ def baseline_band(history: list[float]) -> tuple[float, float, float]:
     return med, med - BAND_SIGMAS * sigma, med + BAND_SIGMAS * sigma
 
 
-def contributors(detector: Detector, x: float, t: float, floor: float) -> tuple[str, ...]:
-    """Which members of a vote pushed its score to `floor` or above at `(x, t)` (call before
-    learning the point); a detector without members names itself."""
-    members = getattr(detector, "members", None)
-    likelihoods = getattr(detector, "likelihoods", None)
-    spec = getattr(detector, "spec", None)
-    weights = getattr(detector, "weights", {})
-    if not (isinstance(members, list) and isinstance(likelihoods, list)
-            and isinstance(spec, list)):
-        return (detector.name,)
-    names = []
-    for i, (member, liks, m) in enumerate(zip(members, likelihoods, spec, strict=True)):
-        raw = member.score_one(x, t)
-        score = max(lk.score(raw) for lk in liks) if liks else raw
-        if float(weights.get(f"m{i}", 1.0)) * score >= floor:
-            names.append(str(m.get("name", member.name)))
-    return tuple(dict.fromkeys(names)) or (detector.name,)
+@dataclass(frozen=True)
+class Scored:
+    """A batch of one stat's scores, and for a vote each member's weighted score per point."""
+
+    scores: np.ndarray
+    weighted: np.ndarray | None  # members x points, or None for a single detector
+    members: list[str]
+    detector: str
+
+    def names_at(self, i: int, floor: float) -> tuple[str, ...]:
+        """Which members pushed point `i`'s score to `floor` or above; a detector without
+        members names itself."""
+        if self.weighted is None:
+            return (self.detector,)
+        names = [m for m, w in zip(self.members, self.weighted[:, i], strict=True)
+                 if float(w) >= floor]
+        return tuple(dict.fromkeys(names)) or (self.detector,)
 
 
 class RecentValues:
@@ -148,14 +148,19 @@ class StatScorer:
     def history(self) -> list[float]:
         return self.baseline.values
 
-    def step(self, x: float, t: float) -> tuple[float, bool, tuple[str, ...]]:
-        """Score, decide and learn one value: (score, anomalous, contributors)."""
-        score = float(self.detector.score_one(x, t))
+    def score_batch(self, xs: np.ndarray, ts: np.ndarray) -> Scored:
+        """Score then learn a batch of values (NaN ones are skipped by the detector)."""
+        detail = getattr(self.detector, "score_detail", None)
+        if detail is not None:
+            scores, weighted = detail(xs, ts)
+            return Scored(scores, weighted, list(self.detector.member_names()),  # type: ignore[attr-defined]
+                          self.detector.name)
+        return Scored(score_series(self.detector, ts, xs), None, [], self.detector.name)
+
+    def decide(self, score: float) -> bool:
+        """Feed the Decider one score: True while an anomaly is open."""
         self.decider.step(score)
-        anomalous = self.decider.open
-        names = contributors(self.detector, x, t, self.decider.clear) if anomalous else ()
-        self.detector.learn_one(x, t)
-        return score, anomalous, names
+        return self.decider.open
 
     def learn_baseline(self, x: float, t: float) -> None:
         self.baseline.add(x, t)
@@ -210,17 +215,33 @@ class SeriesScorer:
 
     def process(self, row: WindowRow) -> list[Anomaly]:
         """Score one window (the caller passes windows in time order, each once)."""
-        t = row.window_start.timestamp()
+        return self.process_many([row])[0]
+
+    def process_many(self, rows: Sequence[WindowRow]) -> list[list[Anomaly]]:
+        """Score windows in time order, each once, with one detector batch per stat: the
+        anomalies of each row, as `process` called on each row in turn gives them."""
+        ts = np.array([row.window_start.timestamp() for row in rows], dtype=float)
+        values = {stat: np.array([float(row.values.get(stat, math.nan)) for row in rows],
+                                 dtype=float) for stat in self.stats}
+        scored = {stat: scorer.score_batch(values[stat], ts)
+                  for stat, scorer in self.stats.items()}
+        return [self._apply(row, float(ts[i]), {stat: (float(values[stat][i]), scored[stat], i)
+                                                 for stat in self.stats})
+                for i, row in enumerate(rows)]
+
+    def _apply(self, row: WindowRow, t: float,
+               at: Mapping[str, tuple[float, Scored, int]]) -> list[Anomaly]:
+        """Decide, record and learn the baselines and rules of one scored window."""
         step = WINDOW_S.get(self.settings.window, 60.0)
         self.points += 1
         found: list[Anomaly] = []
         for stat, scorer in self.stats.items():
-            x = float(row.values.get(stat, math.nan))
+            x, scored, i = at[stat]
             if not math.isfinite(x):
                 self.bad += 1
                 continue
-            score, anomalous, names = scorer.step(x, t)
-            if not anomalous:
+            score = float(scored.scores[i])
+            if not scorer.decide(score):
                 scorer.onset = None
             else:
                 if scorer.onset is None:
@@ -234,7 +255,8 @@ class SeriesScorer:
                     severity="critical" if sigmas >= self.settings.critical_sigmas
                     else "warning",
                     observed=x, expected=expected, lower=lower, upper=upper,
-                    detectors=names, onset=_when(scorer.onset)))
+                    detectors=scored.names_at(i, scorer.decider.clear),
+                    onset=_when(scorer.onset)))
             scorer.learn_baseline(x, t)
         fired = self.counters.evaluate(self.rules, self.settings.window, row.window_start,
                                        row.service, row.series, row.values)

@@ -152,6 +152,11 @@ class Ensemble:
 
     def score_many(self, xs: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """Score then learn a batch, with the scores of the `score_one`/`learn_one` loop."""
+        return self.score_detail(xs, ts)[0]
+
+    def score_detail(self, xs: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`score_many`, and each member's weighted score per point (members x points; 0 for
+        a NaN or infinite value): which members made an anomalous point."""
         xs = np.asarray(xs, dtype=float)
         ts = np.asarray(ts, dtype=float)
         self._cache = None
@@ -165,7 +170,13 @@ class Ensemble:
         self.previous = previous[:n_prev].tolist()
         out = np.zeros(len(xs))
         out[good] = kept
-        return out
+        weighted = np.zeros((len(self.members), len(xs)))
+        weighted[:, good] = weights[:, None] * scores
+        return out, weighted
+
+    def member_names(self) -> list[str]:
+        return [str(m.get("name", member.name)) for m, member in zip(self.spec, self.members,
+                                                                     strict=True)]
 
     def state(self) -> dict[str, Any]:
         return {"name": self.name, "spec": self.spec, "how": self.how, "warmup": self.warmup,
