@@ -215,6 +215,17 @@ def test_second_window_confirms_and_opens_from_the_first() -> None:
     assert [c.change for c in tr.observe([anomaly(4, "payments")])] == ["escalated"]
 
 
+def test_a_strong_score_confirms_at_once_a_weak_one_waits() -> None:
+    tr = IncidentTracker(gap_s=900, resolve_after_s=1800, confirm_windows=2,
+                         confirm_score=0.8)
+    assert tr.observe([anomaly(0, "gateway", score=0.65)]) == []
+    assert tr.advance(T0 + timedelta(hours=1)) == []  # the weak blip went quiet: not sent
+    (opened,) = tr.observe([anomaly(70, "accounts", score=0.85)])
+    assert opened.change == "opened" and opened.incident.services == ["accounts"]
+    again = IncidentTracker.from_state(tr.state())
+    assert again.state() == tr.state() and again.confirm_score == 0.8
+
+
 def test_rule_anomaly_confirms_at_once() -> None:
     tr = tracker(confirm=3)
     (opened,) = tr.observe([anomaly(0, detectors=("rule:error-rate-5pct",))])

@@ -48,6 +48,7 @@ _WINDOW_S = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
 _RANK = {"warning": 0, "critical": 1}
 RECENT_IDS_S = 7 * 86400.0  # resolved ids kept this long to avoid reusing them
 CONFIRM_WINDOWS = 1  # distinct window starts before an incident is alerted (rules: at once)
+CONFIRM_SCORE = 2.0  # an anomaly scoring this much confirms at once (above 1: never)
 
 
 def window_seconds(window: str) -> float:
@@ -99,10 +100,12 @@ class IncidentTracker:
     """Turns batches of anomalies into incident changes; one per alert to send."""
 
     def __init__(self, gap_s: float, resolve_after_s: float,
-                 confirm_windows: int = CONFIRM_WINDOWS) -> None:
+                 confirm_windows: int = CONFIRM_WINDOWS,
+                 confirm_score: float = CONFIRM_SCORE) -> None:
         self.gap = timedelta(seconds=gap_s)
         self.resolve_after = timedelta(seconds=resolve_after_s)
         self.confirm = max(1, int(confirm_windows))
+        self.confirm_score = float(confirm_score)
         self._open: list[_Open] = []
         self._recent: dict[str, datetime] = {}  # resolved id -> its started time
 
@@ -175,7 +178,8 @@ class IncidentTracker:
             if not item.confirmed:
                 item.windows.add(t)
                 rule = any(d.startswith("rule:") for a in seen.anomalies for d in a.detectors)
-                if not rule and len(item.windows) < self.confirm:
+                strong = any(a.score >= self.confirm_score for a in seen.anomalies)
+                if not rule and not strong and len(item.windows) < self.confirm:
                     continue
                 item.confirmed, item.windows = True, set()
                 seen.services, seen.rank_before = set(), -1
@@ -258,6 +262,7 @@ class IncidentTracker:
             "gap_s": self.gap.total_seconds(),
             "resolve_after_s": self.resolve_after.total_seconds(),
             "confirm_windows": self.confirm,
+            "confirm_score": self.confirm_score,
             "open": [
                 {
                     "incident": item.incident.to_dict(),
@@ -276,7 +281,8 @@ class IncidentTracker:
     def from_state(cls, d: dict[str, Any]) -> IncidentTracker:
         """Rebuild a tracker from `state()`; it then behaves as one that never stopped."""
         tracker = cls(float(d["gap_s"]), float(d["resolve_after_s"]),
-                      int(d.get("confirm_windows", 1)))
+                      int(d.get("confirm_windows", 1)),
+                      float(d.get("confirm_score", CONFIRM_SCORE)))
         for raw in d.get("open", []):
             rec = dict(raw["incident"])
             for name in ("started", "last_seen", "resolved"):
