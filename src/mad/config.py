@@ -355,8 +355,18 @@ class DetectSettings(Section):
     critical_sigmas: float = Field(6.0, gt=0, le=1000, description="distance from the "
                                    "baseline, in robust sigmas, from which a detector anomaly "
                                    "is critical (rules carry their own severity)")
-    hold_windows: int = Field(1, ge=1, le=1000, description="newest window starts not scored "
-                              "yet: they may still be filling")
+    allowed_lateness_s: float = Field(60.0, ge=0, le=86400, description="a window is scored "
+                                      "once the watermark has passed its end by this much "
+                                      "(events arriving later count as late)")
+    idle_host_s: float = Field(180.0, gt=0, le=86400, description="a host whose newest event "
+                               "is this far behind the median host no longer holds the "
+                               "watermark back")
+    late_horizon_hours: int = Field(48, ge=1, le=24 * 366, description="how long what each "
+                                    "window was scored with is kept, to count the late events "
+                                    "that change it afterwards")
+    hold_windows: int = Field(0, ge=0, le=1000, description="also hold back the newest N window "
+                              "starts in the lake (before the watermark, the only guard; 0: "
+                              "the watermark alone)")
     batch_windows: int = Field(60, ge=1, le=100_000, description="window starts per batch "
                                "(anomalies, incidents and alerts are saved per batch)")
     checkpoint_s: float = Field(300.0, ge=0, le=86400, description="seconds between saves of "

@@ -133,8 +133,10 @@ def test_finds_spikes_rules_and_slo_breaches(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
     write_aggregates(Path(settings.lake_url), synthetic_rows())
     summary = run(settings)
-    assert summary.windows == 239  # the newest window start is held back
-    assert summary.points == 239 * 4 and summary.batches == 10
+    # complete windows only: the newest window start (240 minutes in) says events reached
+    # 03:59, so the windows ending by 03:58 (03:59 minus the allowed lateness) are scored
+    assert summary.windows == 238 and summary.watermark_basis == "services"
+    assert summary.points == 238 * 4 and summary.batches == 10
     found = {(a.detectors[0], a.service, a.series, f"{a.window_start:%H:%M}")
              for a in stored(settings)}
     assert ("spatial", "payments", "latency_ms", "02:30") in found  # the spike at minute 150
@@ -163,10 +165,10 @@ def test_two_passes_over_a_growing_lake_equal_one_pass(tmp_path: Path, state_url
     parts = make_settings(tmp_path / "parts", state_url)
     write_aggregates(Path(parts.lake_url), rows[: 4 * 130])
     first = run(parts)
-    assert first.windows == 129
+    assert first.windows == 128
     write_aggregates(Path(parts.lake_url), rows)  # the ETL rewrote the day with more windows
     second = run(parts)
-    assert second.windows == 239 - 129
+    assert second.windows == 238 - 128
     assert anomalies(parts) == anomalies(whole) and anomalies(whole)
     assert incidents(parts) == incidents(whole)
     assert alerts(parts) == alerts(whole)
@@ -214,12 +216,13 @@ def test_bad_input_is_counted_not_fatal(tmp_path: Path) -> None:
     write_aggregates(lake_dir, [*rows[:8], keyless], "part-1.parquet")
     summary = run(settings)
     assert summary.duplicates == 8 and summary.bad_rows == 1 and summary.bad_values == 2
-    assert summary.windows == 114 and not summary.held
+    assert summary.windows == 113 and not summary.held
 
     folder = lake_dir / "md-aggregates" / "window=1m" / "date=2026-11-02"
     folder.mkdir(parents=True)
-    write_aggregates(lake_dir, [(datetime(2026, 11, 2, 0, m), *synthetic_rows(1)[0][1:])
-                                for m in range(3)])
+    # both services go on into the next day (one alone would not move the watermark)
+    write_aggregates(lake_dir, [(datetime(2026, 11, 2, 0, m), *row[1:])
+                                for m in range(3) for row in synthetic_rows(1)])
     (folder / "zz-broken.parquet").write_bytes(b"not parquet")
     held = run(settings)
     assert held.points == 0 and "cannot read aggregates" in held.held
@@ -251,7 +254,7 @@ def test_one_process_scores_a_window_size_at_a_time(tmp_path: Path) -> None:
     write_aggregates(Path(settings.lake_url), synthetic_rows(60))
     first = DetectRunner(settings)
     try:
-        assert first.run_once().windows == 59
+        assert first.run_once().windows == 58
         second = DetectRunner(settings)
         with pytest.raises(DetectBusy, match="being scored by"):
             second.run_once()
@@ -291,7 +294,7 @@ def test_a_day_that_failed_the_quality_gate_holds_detection(tmp_path: Path) -> N
     assert held.points == 0 and "date=2026-11-01" in held.held
     summary = run(settings, gate=ClosedDay("2026-11-02"))
     assert summary.windows == 60 and "date=2026-11-02" in summary.held
-    assert run(settings).windows == 59
+    assert run(settings).windows == 58
 
 
 @contextmanager
@@ -459,7 +462,8 @@ def test_cli_help_errors_status_and_a_clean_stop_on_sigterm(tmp_path: Path) -> N
     status = mad_cli(settings, "detect", "status", "--format", "json")
     assert status.returncode == 0, status.stderr
     data = orjson.loads(status.stdout)
-    assert len(data["series"]) == 4 and {s["lag_s"] for s in data["series"]} == {60.0}
+    # up to date: the newest window and the one within the allowed lateness wait
+    assert len(data["series"]) == 4 and {s["lag_s"] for s in data["series"]} == {120.0}
     assert data["pending_alerts"] == 0
     assert "series scored: 4" in mad_cli(settings, "detect", "status").stdout
 

@@ -153,6 +153,28 @@ def newest_start(store: ObjectStore, keys: list[str]) -> datetime | None:
     return None if row is None or row[0] is None else _utc(row[0])
 
 
+def newest_by_service(store: ObjectStore, keys: list[str]) -> dict[str, datetime]:
+    """The latest window start of each service in `keys` (rows without a service or window
+    start are left out)."""
+    if not keys:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="mad-detect-") as tmp:
+        paths = _fetch(store, keys, Path(tmp))
+        con = duckdb.connect()  # its own: a failed statement must not poison later reads
+        try:
+            rows = con.sql(f"SELECT CAST(service AS VARCHAR), max(window_start) FROM "
+                           f"read_parquet({paths!r}, union_by_name=true, "
+                           "hive_partitioning=false) WHERE service IS NOT NULL AND "
+                           "window_start IS NOT NULL GROUP BY 1").fetchall()
+        except duckdb.Error as err:
+            raise UnreadableAggregates(f"cannot read aggregates {keys}: "
+                                       f"{_first_line(err)}") from None
+        finally:
+            con.close()
+    return {str(service): _utc(newest) for service, newest in rows
+            if isinstance(newest, datetime)}
+
+
 def anomalies_key(day: str, window: str) -> str:
     return lake.anomalies_key(day, window)
 

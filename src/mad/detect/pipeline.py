@@ -11,7 +11,8 @@
    with a transformed partition the quality checks hold, until an operator accepts it or a
    re-run passes; `QualityGate`), that cannot be read, or that is being
    replaced by the ETL at that instant: detection never skips past data it could not see;
-4. scores each series' windows newer than its watermark, in window order, in batches of
+4. scores each series' windows newer than its watermark that are complete (see "Which
+   windows are scored" below), in window order, in batches of
    `detect.batch_windows` window starts. Per batch: the anomalies are written to
    `md-anomalies` (replacing that series x window range, so a replay does not duplicate
    them), the incident tracker is fed window by window (then advanced to the end of the
@@ -36,13 +37,21 @@ One process scores a window size at a time: `run_once` takes a lease in the stat
 `DetectBusy`. The lease of a killed process on the same host is taken over at once, one from
 another host once it expires (3 x `watch_interval_s`, at least 10 minutes).
 
-Windows that are not scored, on purpose:
-- the newest `detect.hold_windows` window starts of the lake (default 1, the window that is
-  still filling while events arrive; its count and averages would look like a drop);
-- windows at or before a series' watermark. The ETL recomputes a whole day when late events
-  arrive, so a window already scored can change afterwards; it is not scored again (its
-  anomalies, incidents and alerts stand), since detectors learn in time order and alerts
-  were already sent. Raise `hold_windows` when events arrive late often.
+Which windows are scored: those that are complete, that is whose end the event-time
+watermark (`mad.detect.watermark`) has passed by `detect.allowed_lateness_s`. The watermark
+comes from the source clocks the ETL records with the aggregates (`mad.state.event_clocks`:
+the oldest newest-event time over hosts that are not idle, or the ingest floor of the raw
+lake, whichever is later), or, for aggregates no ETL clock describes, from the newest window
+of each service. It never goes back (`detect_watermarks`). An explicit `detect.hold_windows`
+also holds back the newest N window starts of the lake, as it did before the watermark.
+
+Windows at or before a series' watermark are not scored again. The ETL recomputes a whole day
+when late events arrive, so a window already scored can change afterwards; its anomalies,
+incidents and alerts stand, since detectors learn in time order and alerts were already sent.
+Each pass compares the counts of the scored windows of the days it reads, and of the older
+days (within `detect.late_horizon_hours`) whose aggregate files changed, with the counts they
+were scored with (`mad.state.detect_scored`), and records the windows that changed as late
+(`detect_late`): the pass summary, `mad detect status` and the state database show them.
 
 Restart: killing the process at any point and running again gives the same anomalies,
 incidents and alerts as one uninterrupted run, provided the aggregates it replays did not
@@ -69,7 +78,9 @@ from mad.detect.codec import change_to_dict
 from mad.detect.incidents import IncidentTracker, window_seconds
 from mad.detect.lake_io import (
     UnreadableAggregates,
+    Windows,
     aggregate_days,
+    newest_by_service,
     newest_start,
     read_windows,
     write_anomalies,
@@ -79,11 +90,14 @@ from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
 from mad.detect.summary import BatchReport, DetectSummary
+from mad.detect.watermark import Source, Watermark, compute
 from mad.state import (
     DetectPass,
     DetectRuns,
     DetectStore,
+    EventClocks,
     QualityStore,
+    ScoredStore,
     SentAlerts,
     SeriesState,
     open_state,
@@ -135,6 +149,9 @@ class Progress:
     scorers: dict[Key, SeriesScorer] = field(default_factory=dict)
     dirty: set[Key] = field(default_factory=set)  # scored since the last checkpoint
     saved_at: float = field(default_factory=time.monotonic)
+    kept: datetime | None = None  # the watermark of the previous pass (it never goes back)
+    checked: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)  # older
+    # days compared for late changes: their aggregate files (key, bytes) when compared
 
 
 class DetectRunner:
@@ -145,6 +162,8 @@ class DetectRunner:
         self.store = lake_store(settings)
         engine = open_state(settings.state_url)
         self.db = DetectStore(engine)
+        self.scored = ScoredStore(engine)
+        self.clocks = EventClocks(engine)
         self.gate: PartitionGate = gate or (
             QualityGate(QualityStore(engine)) if settings.quality.enabled else OpenGate())
         self.outbox = Outbox(self.db, Dispatcher(open_sinks(settings) if sinks is None
@@ -223,7 +242,9 @@ class DetectRunner:
         tracker = (IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s,
                                    self.cfg.confirm_windows)
                    if state is None else IncidentTracker.from_state(state))
-        return Progress(saved, tracker, {k: s.watermark for k, s in saved.items()})
+        kept = self.scored.watermark(self.cfg.window)
+        return Progress(saved, tracker, {k: s.watermark for k, s in saved.items()},
+                        kept=kept.at if kept is not None else None)
 
     def _pass(self, p: Progress, summary: DetectSummary, stop: threading.Event | None,
               progress: Callable[[BatchReport], None] | None) -> None:
@@ -232,17 +253,36 @@ class DetectRunner:
         if not days:
             summary.held = f"no aggregates of window={window} in the lake yet"
             return
-        try:
-            newest = newest_start(self.store, days[max(days)])
-        except (ObjectNotFound, UnreadableAggregates) as err:
-            summary.held = f"newest day not readable now ({err})"
-            return
-        if newest is None:
-            return
-        cutoff = newest - self.step * (self.cfg.hold_windows - 1)
         # a batch covers every series up to its last window start, so nothing before the
         # newest watermark's day is left to score (a series that stopped does not hold it)
         first_day = max(p.marks.values()).date().isoformat() if p.marks else ""
+        try:
+            mark = self._watermark(p, {d: k for d, k in days.items() if d >= first_day})
+            newest = (newest_start(self.store, days[max(days)]) if self.cfg.hold_windows
+                      else None)
+        except (ObjectNotFound, UnreadableAggregates) as err:
+            summary.held = f"newest day not readable now ({err})"
+            return
+        summary.event_watermark, summary.watermark_basis = mark.at, mark.basis
+        last = mark.last_start(self.step.total_seconds(), self.cfg.allowed_lateness_s)
+        if mark.at is None or last is None:
+            return
+        if mark.at != p.kept:
+            self.scored.save_watermark(window, mark.at, mark.basis, mark.sources, mark.idle,
+                                       mark.ingest_floor)
+            p.kept = mark.at
+        held_from = (newest - self.step * (self.cfg.hold_windows - 1)
+                     if newest is not None else None)
+        self.scored.prune(window, mark.at - timedelta(hours=self.cfg.late_horizon_hours))
+        since = self.scored.since(window)  # late changes are looked for from here on
+        if since is not None:
+            self._late_in_older_days(p, days, first_day, since, summary)
+
+        def fresh(row: WindowRow) -> bool:
+            seen = p.marks.get((row.service, row.series))
+            return (row.window_start <= last and (seen is None or row.window_start > seen)
+                    and (held_from is None or row.window_start < held_from))
+
         for day, keys in days.items():
             if day < first_day:
                 continue
@@ -259,11 +299,8 @@ class DetectRunner:
                 log.error("%s", err)
                 summary.held = str(err)
                 return
-
-            def fresh(row: WindowRow) -> bool:
-                mark = p.marks.get((row.service, row.series))
-                return row.window_start < cutoff and (mark is None or row.window_start > mark)
-
+            if since is not None:
+                self._late(p, day, got, since, summary)
             summary.duplicates += sum(1 for r in got.duplicates if fresh(r))
             summary.bad_rows += got.bad_rows
             for batch in _batches([r for r in got.rows if fresh(r)], self.cfg.batch_windows):
@@ -275,6 +312,70 @@ class DetectRunner:
                     self.checkpoint()
                 if progress is not None:
                     progress(report)
+
+    # -- completeness and late changes -----------------------------------------------------
+
+    def _watermark(self, p: Progress, recent: dict[str, list[str]]) -> Watermark:
+        """This pass's watermark: from the ETL's source clocks when it recorded any for this
+        window size, else from the newest window start of each service in `recent` (the days
+        from the newest scored one on)."""
+        clocks = self.clocks.sources(self.cfg.window)
+        if clocks:
+            sources = [Source(c.kind, f"{c.service}/{c.host}", c.newest_event, c.newest_ingest)
+                       for c in clocks]
+            basis = "hosts"
+        else:
+            newest = newest_by_service(self.store, [k for keys in recent.values()
+                                                    for k in keys])
+            sources = [Source("", service, t) for service, t in sorted(newest.items())]
+            basis = "services"
+        return compute(sources, self.cfg.idle_host_s, self.settings.writer.flush_interval_s,
+                       previous=p.kept, basis=basis)
+
+    def _late_in_older_days(self, p: Progress, days: dict[str, list[str]], first_day: str,
+                            since: datetime, summary: DetectSummary) -> None:
+        """Look for late changes in the days before `first_day` (scored already, not read by
+        this pass) from `since` on, each once its aggregate files changed; a day held by
+        the quality gate or unreadable now is looked at by a later pass."""
+        window = self.cfg.window
+        for day, keys in days.items():
+            if day >= first_day or day < since.date().isoformat():
+                continue
+            files = tuple(sorted(self.store.sizes(
+                f"{lake.aggregates_prefix(window)}date={day}/").items()))
+            if p.checked.get(day) == files or not self.gate.passed(window, day):
+                continue
+            try:
+                got = read_windows(self.store, keys)
+            except (ObjectNotFound, UnreadableAggregates) as err:
+                log.warning("late changes of date=%s not looked for now: %s", day, err)
+                continue
+            self._late(p, day, got, since, summary)
+            p.checked[day] = files
+
+    def _late(self, p: Progress, day: str, got: Windows, since: datetime,
+              summary: DetectSummary) -> None:
+        """Compare the windows of `day` at or before their series' watermark with what they
+        were scored with; count and record those that changed (`detect_late`)."""
+        try:
+            first = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:  # a `date=` folder that names no day: nothing was scored by day
+            return
+        start = max(first, since)
+        current: dict[Key, dict[datetime, int]] = {}
+        for row in got.rows:
+            seen = p.marks.get((row.service, row.series))
+            if seen is not None and start <= row.window_start <= seen:
+                current.setdefault((row.service, row.series), {})[row.window_start] = \
+                    _count(row)
+        if not current:
+            return
+        found = self.scored.compare(self.cfg.window, start, first + timedelta(days=1), current)
+        summary.late_windows += len(found)
+        summary.late_events += sum(f.added for f in found)
+        for f in found[:5]:
+            log.info("late: %s/%s window %s was scored with count %d, now %d", f.service,
+                     f.series, f.window_start.isoformat(), f.scored_count, f.count)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -299,6 +400,10 @@ class DetectRunner:
             changes += p.tracker.observe([a for a in anomalies if a.window_start == start])
             changes += p.tracker.advance(start + self.step)
         write_anomalies(self.store, self.cfg.window, anomalies, spans)
+        counts: dict[Key, dict[datetime, int]] = {}
+        for row in rows:
+            counts.setdefault((row.service, row.series), {})[row.window_start] = _count(row)
+        self.scored.record(self.cfg.window, counts)
         incidents: dict[str, Incident] = {c.incident.id: c.incident for c in changes}
         incidents.update({i.id: i for i in p.tracker.open_incidents()})
         self.db.commit(self.cfg.window, [],
@@ -313,6 +418,12 @@ class DetectRunner:
         sent, summary.pending = self.outbox.deliver()
         summary.alerts += sent
         return BatchReport(starts[0], starts[-1], len(rows), len(anomalies), len(changes))
+
+
+def _count(row: WindowRow) -> int:
+    """The window's event count as scored (-1 when the row has none)."""
+    n = row.values.get("count", math.nan)
+    return int(n) if math.isfinite(n) and abs(n) < 2**62 else -1
 
 
 def _progress(p: Progress, scored_to: datetime) -> dict[str, object]:

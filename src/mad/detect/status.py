@@ -32,6 +32,22 @@ def render(data: dict[str, Any], limit: int = 10) -> str:
                          f"{s['watermark']}  lag {lag}  ({plural(s['points'], 'window')})")
     else:
         lines.append("series scored: none yet (run `mad detect run`)")
+    mark = data.get("watermark")
+    if mark is not None:
+        floor = f", ingest floor {mark['ingest_floor']}" if mark["ingest_floor"] else ""
+        lines.append(f"events complete to {mark['at']} (from {mark['basis']}: "
+                     f"{plural(mark['sources'], 'source')}, {mark['idle']} idle{floor}); "
+                     f"windows complete to {mark['complete_to']}")
+    else:
+        lines.append("events complete to: not known yet (run `mad etl run`, then "
+                     "`mad detect run`)")
+    late = data.get("late") or {}
+    lines.append(f"late after scoring: {plural(late.get('windows', 0), 'series window')}, "
+                 f"{plural(late.get('events', 0), 'event')} added"
+                 + (f" (last found {late['last_found']})" if late.get("last_found") else ""))
+    for w in (late.get("recent") or [])[:limit]:
+        lines.append(f"  {w['window_start']}  {w['service']}/{w['series']}  scored with "
+                     f"count {w['scored_count']}, now {w['count']}")
     lines.append(f"incidents: {plural(data['open_incidents'], 'incident')} open; "
                  f"{plural(data['pending_alerts'], 'alert')} waiting for delivery, "
                  f"{plural(data['failed_alerts'], 'alert')} refused for good, "

@@ -22,6 +22,11 @@ class DetectSummary:
     bad_rows: int = 0  # aggregate rows without a window start, service or series
     bad_values: int = 0  # NaN / inf / missing values of scored stats (not scored)
     watermark: datetime | None = None  # the latest window start scored in this pass
+    event_watermark: datetime | None = None  # how far events are complete (the pass's
+    # event-time watermark, `mad.detect.watermark`; windows end this much before it is scored)
+    watermark_basis: str = ""  # what gave it: hosts, services, ingest, previous
+    late_windows: int = 0  # series windows found changed after they were scored
+    late_events: int = 0  # events added to them since (counted on the `events` series)
     held: str = ""  # why the pass stopped before the newest data, if it did
 
     def line(self) -> str:
@@ -39,6 +44,13 @@ class DetectSummary:
                      f"{plural(self.bad_values, 'bad value')}")
         if self.watermark is not None:
             text += f"; scored up to {self.watermark:%Y-%m-%d %H:%M} UTC"
+        if self.event_watermark is not None:
+            text += (f"; events complete to {self.event_watermark:%Y-%m-%d %H:%M:%S} UTC "
+                     f"({self.watermark_basis})")
+        if self.late_windows:
+            text += f"; late after scoring: {plural(self.late_windows, 'series window')}"
+            if self.late_events:
+                text += f" (+{plural(self.late_events, 'event')})"
         return text + (f"; held back: {self.held}" if self.held else "")
 
 

@@ -8,22 +8,33 @@ computes them. Each day is one recorded run (plan `aggregates`) that publishes e
 `window=/date=` partitions by staging and swap and, in the transaction that records it as
 succeeded, marks those windows current for the day's version of events.
 
+The same run measures how far each source's events of the day have reached (`day_clocks`,
+`mad.etl.transforms.clocks`), recorded with the aggregates (`mad.state.event_clocks`): what
+detection's watermark is computed from.
+
 A state database from before days were versioned has none; the first pass versions the days
 its runs wrote, taking the aggregates already in the lake as current (`adopt_unversioned`).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mad import lake
 from mad.etl import compact as comp
 from mad.etl.engines import Engine
 from mad.etl.publish import PartitionStore
 from mad.etl.transforms.aggregates import HISTORY_WINDOWS, WINDOWS, aggregates_plan
+from mad.etl.transforms.clocks import clocks_plan
 from mad.state import EtlLedger
+from mad.state.event_clocks import SourceClock
+
+log = logging.getLogger(__name__)
 
 AGGREGATES = lake.AGGREGATES_DATASET
 HISTORY_DAYS = 2  # days of events before a recomputed day, for the outlier score
@@ -71,6 +82,36 @@ def aggregate_day(engine: Engine, parts: PartitionStore, day: str, windows: Sequ
         comp.split_large(engine, out / "aggregates", target_bytes)
         replaced += parts.publish(stage_id, {"aggregates": AGGREGATES})
     return replaced
+
+
+def day_clocks(engine: Engine, parts: PartitionStore, day: str,
+               reading: Callable[[Sequence[str]], list[str]]) -> list[SourceClock]:
+    """How far each source's events of `day` have reached (`mad.etl.transforms.clocks`); a
+    row the engine returns out of shape is left out with a warning."""
+    events = reading(day_keys(parts, [day]))
+    if not events:
+        return []
+    out = []
+    for row in engine.query(clocks_plan(), [], {"events": events}, "clocks"):
+        clock = _clock(row)
+        if clock is None:
+            log.warning("day %s: source clock row left out (out of shape): %r", day, row)
+            continue
+        out.append(clock)
+    return out
+
+
+def _clock(row: dict[str, Any]) -> SourceClock | None:
+    try:
+        newest = float(row["newest_event"])
+        ingest = row.get("newest_ingest")
+        return SourceClock(str(row["kind"]), str(row["service"]), str(row["host"] or ""),
+                           datetime.fromtimestamp(newest, UTC),
+                           datetime.fromtimestamp(float(ingest), UTC)
+                           if ingest is not None and math.isfinite(float(ingest)) else None,
+                           int(row["events"]))
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def recent(files: list[str], first: datetime, window: str) -> list[str]:

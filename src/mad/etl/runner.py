@@ -12,7 +12,9 @@ One `run_once()`:
    within the dedup horizon, `mad.etl.horizon`), publishes the partitions by staging and
    swap, and records the run, its files and partitions in the state database;
 4. recomputes the 1m / 5m / 1h aggregates of every day the state database shows as due
-   (`mad.etl.aggregate`): its events changed after its aggregates were last published;
+   (`mad.etl.aggregate`): its events changed after its aggregates were last published; with
+   them, the day's source clocks (how far each host's events have reached: detection's
+   watermark, `mad.state.event_clocks`);
 5. compacts the partitions this pass wrote that hold `AUTO_SMALL_FILES` small files or more
    (`mad.etl.compact`); `compact()` (`mad etl compact`) does every partition of the lake.
 
@@ -65,6 +67,7 @@ from mad.quality.auditor import Audit, Auditor, StagedRun, StreamFacts
 from mad.quality.model import RUN
 from mad.state import (
     EtlLedger,
+    EventClocks,
     IngestAcks,
     QualityStore,
     RawFileLedger,
@@ -252,6 +255,7 @@ class EtlRunner:
                                                    lake.ERRORS_DATASET) for k in e.files]
         RawFileLedger(self.state, consumer="etl").forget(raw)
         self.ledger.drop_partitions((e.dataset, e.partition) for e in expired)
+        EventClocks(self.state).forget(e.day for e in expired if e.dataset == AGGREGATES)
         QualityStore(self.state).forget((e.dataset, e.partition) for e in expired)
         raw_days = [e.day for e in expired if e.dataset in lake.RAW_DATASETS.values()]
         if raw_days:
@@ -536,6 +540,7 @@ class EtlRunner:
             replaced = agg.aggregate_day(self.engine, self.lake, day, windows, run_id,
                                          self.settings.etl.target_file_bytes, self._parquet)
             written = [self._measure(p) for p in replaced]
+            clocks = agg.day_clocks(self.engine, self.lake, day, self._parquet)
         except Exception as err:
             summary.fail(self._failed(run_id, err), run_id)
             return
@@ -544,7 +549,7 @@ class EtlRunner:
             raise
         zero = dict.fromkeys(("rows_in", "rows_out", "duplicates", "quarantined", "late"), 0)
         self.ledger.succeed(run_id, {**zero, "partitions": len(replaced)}, written,
-                            aggregated=[(w, day, version) for w in windows])
+                            aggregated=[(w, day, version) for w in windows], clocks=clocks)
         summary.days_aggregated.append(day)
 
 

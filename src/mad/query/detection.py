@@ -6,8 +6,13 @@ Where detection stands comes from what it commits per batch (`progress:<window>`
 `detect_meta`: the last window start scored and every series' last window), merged with the
 checkpointed watermarks (`detect_series`) and the last recorded pass (`detect_runs`), so it is
 current while a pass runs, not only after the next checkpoint. Lag is the newest aggregate
-window in the lake minus a series' last scored window: with `hold_windows=1` a series that is
-up to date lags by one window.
+window in the lake minus a series' last scored window: a series that is up to date lags by
+about one window plus `detect.allowed_lateness_s` (a window is scored once complete), more
+while a host's clock runs behind.
+
+The event-time watermark of the last pass (`detect_watermarks`: when events are complete,
+from what) and the windows found changed after they were scored (`detect_late`: late events)
+come from `mad.state.detect_scored`.
 
 Only looks: a missing lake or state database is a ConfigError (nothing is created).
 """
@@ -16,18 +21,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
 from mad import lake
 from mad.config import Settings
+from mad.detect.incidents import window_seconds
 from mad.detect.lake_io import aggregate_days
 from mad.detect.model import Anomaly
 from mad.errors import MadError
 from mad.query.access import DB_ERRORS, open_lake, parquet_rows, state_db, utc
-from mad.state import DetectRuns, DetectStore, OperatorStore, SentAlerts, safe_url
+from mad.state import DetectRuns, DetectStore, OperatorStore, ScoredStore, SentAlerts, safe_url
 from mad.stores import ObjectStore
 
 
@@ -137,7 +143,11 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     watermark, points, lag_s; most behind first), `open_incidents`, `pending_alerts`,
     `failed_alerts`, `silenced_alerts` (held back by a silence) and the newest
     `alert_failures`, the newest `limit` `incidents` and
-    recent `anomalies` (ISO text times), and `last_run` (the newest recorded pass or None)."""
+    recent `anomalies` (ISO text times), `last_run` (the newest recorded pass or None),
+    `watermark` (the event-time watermark of the last pass: `at`, `complete_to` (the latest
+    complete window start), `basis`, `sources`, `idle`, `ingest_floor`, `updated_at`; None
+    before the first pass) and `late` (`windows` changed after they were scored, `events`
+    added to them, `last_found`, and the newest `limit` of them as `recent`)."""
     window = settings.detect.window
     store = open_lake(settings)
     with state_db(settings) as engine:
@@ -149,6 +159,7 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         failed, failures = SentAlerts(engine).failures(limit)
         silenced = _silenced_count(engine)
         runs = _recent_runs(engine, window, 1)
+        mark, late = _watermark_and_late(engine, settings, limit)
     newest = newest_window(store, window)
     series: list[dict[str, Any]] = []
     for (service, name), m in marks.items():
@@ -171,7 +182,36 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
                       for i in incidents],
         "anomalies": [a.to_dict() for a in reversed(recent)],
         "last_run": _run_text(runs[0]) if runs else None,
+        "watermark": mark, "late": late,
     }
+
+
+def _watermark_and_late(engine: Engine, settings: Settings,
+                        limit: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The last pass's watermark and the late windows, as plain data (none in a database
+    that detection has not opened since they exist)."""
+    window = settings.detect.window
+    store = ScoredStore(engine)
+    try:
+        saved = store.watermark(window)
+        late = store.late(window, limit)
+    except DB_ERRORS:
+        return None, {"windows": 0, "events": 0, "last_found": None, "recent": []}
+    late = {**late, "last_found": _iso(late["last_found"]),
+            "recent": [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()}
+                       for r in late["recent"]]}
+    if saved is None:
+        return None, late
+    step = window_seconds(window)
+    complete_to = saved.at - timedelta(seconds=step + settings.detect.allowed_lateness_s)
+    return {"at": saved.at.isoformat(), "complete_to": complete_to.isoformat(),
+            "basis": saved.basis, "sources": saved.sources, "idle": saved.idle,
+            "ingest_floor": _iso(saved.ingest_floor),
+            "updated_at": saved.updated_at.isoformat()}, late
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _silenced_count(engine: Engine) -> int:

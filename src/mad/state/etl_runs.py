@@ -11,7 +11,8 @@
   quarantined whole), so a new count needs no new column.
 
 Which days' aggregates are current is kept beside them (`mad.state.etl_days`), written in the
-same transactions as the runs that change it.
+same transactions as the runs that change it, and so are the source clocks of the days whose
+aggregates a run published (`mad.state.event_clocks`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sqlalchemy import (
 )
 
 from mad.lake import TRANSFORMED_DATASETS
-from mad.state import etl_days
+from mad.state import etl_days, event_clocks
 from mad.state.db import UtcDateTime, delete_partitions, metadata
 
 etl_runs = Table(
@@ -134,11 +135,14 @@ class EtlLedger:
 
     def succeed(self, run_id: str, counts: dict[str, int], written: Iterable[Written],
                 changed_days: Iterable[str] = (),
-                aggregated: Iterable[tuple[str, str, int]] = ()) -> None:
+                aggregated: Iterable[tuple[str, str, int]] = (),
+                clocks: Sequence[event_clocks.SourceClock] = ()) -> None:
         """Record the run as succeeded with its counts (names beyond the columns go to
         `etl_run_counts`) and the partitions it wrote; in the same transaction, bump the
         version of the event days it changed and record the `(window, day, version)`
-        aggregates it published (`mad.state.etl_days`)."""
+        aggregates it published (`mad.state.etl_days`) with `clocks`, the source clocks of
+        their day (`mad.state.event_clocks`; a run publishes the aggregates of one day)."""
+        aggregated = list(aggregated)
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             started = conn.execute(select(etl_runs.c.started_at).where(
@@ -162,6 +166,8 @@ class EtlLedger:
                                                                 value=int(value)))
             etl_days.bump_days(conn, changed_days)
             etl_days.mark_aggregated(conn, run_id, aggregated)
+            if aggregated:
+                event_clocks.record(conn, [(w, d) for w, d, _ in aggregated], clocks)
 
     def fail(self, run_id: str, error: str) -> None:
         now = datetime.now(UTC)
