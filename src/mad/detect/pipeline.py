@@ -382,13 +382,21 @@ class DetectRunner:
     def _batch(self, p: Progress, rows: list[WindowRow], summary: DetectSummary) -> BatchReport:
         anomalies: list[Anomaly] = []
         spans: dict[Key, tuple[datetime, datetime]] = {}
+        by_key: dict[Key, list[WindowRow]] = {}
         for row in rows:
-            key = (row.service, row.series)
+            by_key.setdefault((row.service, row.series), []).append(row)
+        found: dict[int, list[Anomaly]] = {}  # id(row) -> its anomalies
+        for key, series_rows in by_key.items():  # one detector batch per series and stat
             scorer = p.scorers.get(key)
             if scorer is None:
                 state = p.saved[key].state if key in p.saved else None
-                scorer = p.scorers[key] = SeriesScorer(self.cfg, row.service, row.series, state)
-            anomalies += scorer.process(row)
+                scorer = p.scorers[key] = SeriesScorer(self.cfg, key[0], key[1], state)
+            for row, row_found in zip(series_rows, scorer.process_many(series_rows),
+                                      strict=True):
+                found[id(row)] = row_found
+        for row in rows:
+            key = (row.service, row.series)
+            anomalies += found[id(row)]
             summary.bad_values += sum(1 for s in self.cfg.stats
                                       if not math.isfinite(row.values.get(s, math.nan)))
             spans[key] = (spans[key][0] if key in spans else row.window_start, row.window_start)
