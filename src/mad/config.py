@@ -349,8 +349,11 @@ class DetectSettings(Section):
     cooldown: int = Field(0, ge=0, description="windows after a close before a new one")
     incident_gap_s: float = Field(900.0, gt=0, description="anomalies closer than this group")
     resolve_after_s: float = Field(1800.0, gt=0, description="quiet time before resolved")
-    confirm_windows: int = Field(1, ge=1, le=60, description=(
-        "alert an incident once its anomalies span this many windows (a rule alerts at once)"))
+    confirm_windows: int = Field(2, ge=1, le=60, description=(
+        "alert an incident once its anomalies span this many windows (a rule, or an anomaly "
+        "scoring `confirm_score`, alerts at once)"))
+    confirm_score: float = Field(0.8, ge=0, le=2, description=(
+        "an anomaly scoring at least this confirms its incident at once (above 1: never)"))
     watch_interval_s: float = Field(60.0, gt=0, description="`mad detect run --watch` poll")
     critical_sigmas: float = Field(6.0, gt=0, le=1000, description="distance from the "
                                    "baseline, in robust sigmas, from which a detector anomaly "

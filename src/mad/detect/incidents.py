@@ -17,10 +17,12 @@ Rules (docs/detection.md, "Incidents"):
   incident keeps its `evidence`, one record per series (its first anomalous window's values,
   the estimated onset, how many windows), from which the origin is recomputed after every
   anomaly; it may move as long as the incident grows.
-- Optionally (`confirm_windows` N > 1, default 1) an incident is alerted only once its
-  anomalies span N window starts, or at once when a threshold rule fired (rules already wait
-  for consecutive windows); one that goes quiet unconfirmed is dropped without an alert. On
-  `mad bench incidents` N=2 raised precision but lost recall on one seed, so it is off.
+- With `confirm_windows` N > 1 (the pipeline's default is 2) an incident is alerted only once
+  its anomalies span N window starts, or at once when a threshold rule fired (rules already
+  wait for consecutive windows) or an anomaly scored at least `confirm_score` (0.8 in the
+  pipeline); one that goes quiet unconfirmed is dropped without an alert, its anomalies stay
+  in md-anomalies. A lone weak anomaly in one window is the commonest false alarm on `mad
+  bench incidents` (docs/detection.md).
 - `advance(now)` resolves incidents whose last anomaly is more than `resolve_after_s` before
   `now`. `now` is the data clock (the end of the latest window processed), so a backfill
   resolves incidents exactly as a live run would.
@@ -108,6 +110,13 @@ class IncidentTracker:
         self.confirm_score = float(confirm_score)
         self._open: list[_Open] = []
         self._recent: dict[str, datetime] = {}  # resolved id -> its started time
+
+    def configured_as(self, other: IncidentTracker) -> IncidentTracker:
+        """This tracker's incidents under `other`'s grouping and confirmation settings (a
+        restored tracker follows settings changed since it was saved)."""
+        self.gap, self.resolve_after = other.gap, other.resolve_after
+        self.confirm, self.confirm_score = other.confirm, other.confirm_score
+        return self
 
     # -- changes -----------------------------------------------------------------------
 

@@ -239,9 +239,10 @@ class DetectRunner:
     def _load(self) -> Progress:
         saved = self.db.load_series(self.cfg.window)
         state = self.db.load_meta(f"tracker:{self.cfg.window}")
-        tracker = (IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s,
-                                   self.cfg.confirm_windows)
-                   if state is None else IncidentTracker.from_state(state))
+        tracker = IncidentTracker(self.cfg.incident_gap_s, self.cfg.resolve_after_s,
+                                  self.cfg.confirm_windows, self.cfg.confirm_score)
+        if state is not None:  # its incidents, under the settings of this run
+            tracker = IncidentTracker.from_state(state).configured_as(tracker)
         kept = self.scored.watermark(self.cfg.window)
         return Progress(saved, tracker, {k: s.watermark for k, s in saved.items()},
                         kept=kept.at if kept is not None else None)
