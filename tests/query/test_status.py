@@ -45,7 +45,7 @@ def test_detect_status_shows_what_batches_committed_before_a_checkpoint(
         during = detect_collect(settings)
         assert during["scored_to"] == summary.watermark.isoformat()  # type: ignore[union-attr]
         assert len(during["series"]) > 0 and during["last_run"]["status"] == "succeeded"
-        assert {s["lag_s"] for s in during["series"]} >= {60.0}
+        assert min(s["lag_s"] for s in during["series"]) >= 60.0  # the newest wait
         assert "none yet" not in detect_render(during)
     finally:
         runner.close()  # the checkpoint: the same series, the same places
