@@ -76,6 +76,9 @@ def test_overview_numbers_are_what_the_lake_and_state_hold(pipeline_lake: BuiltL
     # the newest windows wait for the event-time watermark (allowed lateness, slow hosts)
     lag = (newest.replace(tzinfo=UTC) - detect["scored_to"]).total_seconds()
     assert detect["lag_s"] == lag and lag >= 60.0 and detect["series"] == marks
+    # every scored window was complete: the last one ends by the watermark's complete_to
+    assert detect["complete_to"] is not None and detect["complete_to"] >= detect["scored_to"]
+    assert (detect["late_windows"], detect["late_events"]) == (0, 0)
     [(open_incidents,)] = sql(pipeline_lake, "SELECT count(*) FROM detect_incidents "
                                              "WHERE status = 'open'")
     assert detect["open_incidents"] == open_incidents

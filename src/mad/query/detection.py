@@ -159,7 +159,7 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         failed, failures = SentAlerts(engine).failures(limit)
         silenced = _silenced_count(engine)
         runs = _recent_runs(engine, window, 1)
-        mark, late = _watermark_and_late(engine, settings, limit)
+        mark, late = watermark_and_late(engine, settings, limit)
     newest = newest_window(store, window)
     series: list[dict[str, Any]] = []
     for (service, name), m in marks.items():
@@ -186,7 +186,7 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
     }
 
 
-def _watermark_and_late(engine: Engine, settings: Settings,
+def watermark_and_late(engine: Engine, settings: Settings,
                         limit: int) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The last pass's watermark and the late windows, as plain data (none in a database
     that detection has not opened since they exist)."""

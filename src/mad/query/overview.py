@@ -28,7 +28,7 @@ from mad.query.access import (
     parquet_rows,
     state_db,
 )
-from mad.query.detection import newest_window, scored_marks
+from mad.query.detection import newest_window, scored_marks, watermark_and_late
 from mad.query.ingest import ingest_status, ledger_summary
 from mad.query.quality import counters, latest_scores
 from mad.state import Components, DetectStore, EtlLedger, SentAlerts
@@ -178,7 +178,7 @@ def _quarantine_reasons(store: ObjectStore, total: int, errors: list[str]) -> di
 def _empty_detect() -> dict[str, Any]:
     return {"window": None, "scored_to": None, "newest_window": None, "lag_s": None,
             "series": 0, "open_incidents": 0, "pending_alerts": 0, "failed_alerts": 0,
-            "silenced": None}
+            "silenced": None, "complete_to": None, "late_windows": 0, "late_events": 0}
 
 
 def _detect(settings: Settings, store: ObjectStore | None,
@@ -191,7 +191,11 @@ def _detect(settings: Settings, store: ObjectStore | None,
         out["open_incidents"] = len(db.incidents(100_000, status="open"))
         out["pending_alerts"] = len(db.pending_alerts())
         out["failed_alerts"] = SentAlerts(engine).failures(1)[0]
+        mark, late = watermark_and_late(engine, settings, 0)
     out["scored_to"], out["series"] = scored_to, len(marks)
+    done = None if mark is None else mark.get("complete_to")
+    out["complete_to"] = datetime.fromisoformat(done) if isinstance(done, str) else None
+    out["late_windows"], out["late_events"] = int(late["windows"]), int(late["events"])
     newest = newest_window(store, window) if store is not None else None
     out["newest_window"] = newest
     if newest is not None and scored_to is not None:

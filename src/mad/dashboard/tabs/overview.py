@@ -126,8 +126,11 @@ def render(settings: Settings, period: TimeRange) -> None:
         st.subheader("In and out per stage")
         st.dataframe(frame(stages(data)), hide_index=True, width="stretch")
         st.caption(f"Detection scored to {when(det.get('scored_to'))}; newest window "
-                   f"{when(det.get('newest_window'))}. Raw lake: {number(raw['files'])} "
-                   f"files, {number(raw['bytes'])} bytes.")
+                   f"{when(det.get('newest_window'))}; events complete to "
+                   f"{when(det.get('complete_to'))}; "
+                   f"{number(det.get('late_windows'))} scored windows changed later "
+                   f"(+{number(det.get('late_events'))} late events). Raw lake: "
+                   f"{number(raw['files'])} files, {number(raw['bytes'])} bytes.")
     with quarantine_col:
         st.subheader("Quarantined")
         rows = reasons(etl.get("quarantined"))
