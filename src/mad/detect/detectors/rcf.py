@@ -84,6 +84,20 @@ def _mix(z: np.uint64) -> np.uint64:
 
 
 @njit(cache=True)
+def _new_leaf(node: np.ndarray, box: np.ndarray, k: int, leaf: int, parent: int,
+              p: np.ndarray) -> None:
+    """Make node `leaf` of tree `k` a leaf holding point `p`, under `parent`."""
+    node[k, _LEFT, leaf] = _NONE
+    node[k, _RIGHT, leaf] = _NONE
+    node[k, _PARENT, leaf] = parent
+    node[k, _DIM, leaf] = _LEAF
+    node[k, _MASS, leaf] = 1
+    for d in range(len(p)):
+        box[k, leaf, 0, d] = p[d]
+        box[k, leaf, 1, d] = p[d]
+
+
+@njit(cache=True)
 def _insert(node: np.ndarray, cut: np.ndarray, box: np.ndarray, leaf_of: np.ndarray,
             free: np.ndarray, meta: np.ndarray, path: np.ndarray, p: np.ndarray, slot: int,
             base: np.uint64, commit: bool) -> float:
@@ -99,14 +113,7 @@ def _insert(node: np.ndarray, cut: np.ndarray, box: np.ndarray, leaf_of: np.ndar
             if commit:
                 meta[k, 1] -= 1
                 leaf = free[k, meta[k, 1]]
-                node[k, _LEFT, leaf] = _NONE
-                node[k, _RIGHT, leaf] = _NONE
-                node[k, _PARENT, leaf] = _NONE
-                node[k, _DIM, leaf] = _LEAF
-                node[k, _MASS, leaf] = 1
-                for d in range(dims):
-                    box[k, leaf, 0, d] = p[d]
-                    box[k, leaf, 1, d] = p[d]
+                _new_leaf(node, box, k, leaf, _NONE, p)
                 meta[k, 0] = leaf
                 leaf_of[k, slot] = leaf
             continue
@@ -182,14 +189,8 @@ def _insert(node: np.ndarray, cut: np.ndarray, box: np.ndarray, leaf_of: np.ndar
         meta[k, 1] -= 1
         inner = free[k, meta[k, 1]]
         up = node[k, _PARENT, v]
-        node[k, _LEFT, leaf] = _NONE
-        node[k, _RIGHT, leaf] = _NONE
-        node[k, _PARENT, leaf] = inner
-        node[k, _DIM, leaf] = _LEAF
-        node[k, _MASS, leaf] = 1
+        _new_leaf(node, box, k, leaf, inner, p)
         for d in range(dims):
-            box[k, leaf, 0, d] = p[d]
-            box[k, leaf, 1, d] = p[d]
             box[k, inner, 0, d] = min(box[k, v, 0, d], p[d])
             box[k, inner, 1, d] = max(box[k, v, 1, d], p[d])
         left_is_new = p[cut_dim] <= cut_val
