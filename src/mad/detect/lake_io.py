@@ -135,22 +135,28 @@ def read_windows(store: ObjectStore, keys: list[str]) -> Windows:
     return out
 
 
-def newest_start(store: ObjectStore, keys: list[str]) -> datetime | None:
-    """The latest window start in `keys` (None when they hold no rows)."""
-    if not keys:
-        return None
+def _aggregate_rows(store: ObjectStore, keys: list[str], columns: str,
+                    tail: str = "") -> list[tuple[Any, ...]]:
+    """`SELECT columns FROM <the aggregate files keys> tail`, as rows."""
     with tempfile.TemporaryDirectory(prefix="mad-detect-") as tmp:
         paths = _fetch(store, keys, Path(tmp))
         con = duckdb.connect()  # its own: a failed statement must not poison later reads
         try:
-            row = con.sql(f"SELECT max(window_start) FROM read_parquet({paths!r}, "
-                          "union_by_name=true, hive_partitioning=false)").fetchone()
+            return con.sql(f"SELECT {columns} FROM read_parquet({paths!r}, "
+                           f"union_by_name=true, hive_partitioning=false) {tail}").fetchall()
         except duckdb.Error as err:
             raise UnreadableAggregates(f"cannot read aggregates {keys}: "
                                        f"{_first_line(err)}") from None
         finally:
             con.close()
-    return None if row is None or row[0] is None else _utc(row[0])
+
+
+def newest_start(store: ObjectStore, keys: list[str]) -> datetime | None:
+    """The latest window start in `keys` (None when they hold no rows)."""
+    if not keys:
+        return None
+    rows = _aggregate_rows(store, keys, "max(window_start)")
+    return None if not rows or rows[0][0] is None else _utc(rows[0][0])
 
 
 def newest_by_service(store: ObjectStore, keys: list[str]) -> dict[str, datetime]:
@@ -158,19 +164,8 @@ def newest_by_service(store: ObjectStore, keys: list[str]) -> dict[str, datetime
     start are left out)."""
     if not keys:
         return {}
-    with tempfile.TemporaryDirectory(prefix="mad-detect-") as tmp:
-        paths = _fetch(store, keys, Path(tmp))
-        con = duckdb.connect()  # its own: a failed statement must not poison later reads
-        try:
-            rows = con.sql(f"SELECT CAST(service AS VARCHAR), max(window_start) FROM "
-                           f"read_parquet({paths!r}, union_by_name=true, "
-                           "hive_partitioning=false) WHERE service IS NOT NULL AND "
-                           "window_start IS NOT NULL GROUP BY 1").fetchall()
-        except duckdb.Error as err:
-            raise UnreadableAggregates(f"cannot read aggregates {keys}: "
-                                       f"{_first_line(err)}") from None
-        finally:
-            con.close()
+    rows = _aggregate_rows(store, keys, "CAST(service AS VARCHAR), max(window_start)",
+                           "WHERE service IS NOT NULL AND window_start IS NOT NULL GROUP BY 1")
     return {str(service): _utc(newest) for service, newest in rows
             if isinstance(newest, datetime)}
 
