@@ -28,11 +28,10 @@ from sqlalchemy import Engine
 
 from mad import lake
 from mad.config import Settings
-from mad.detect.incidents import window_seconds
 from mad.detect.lake_io import aggregate_days
 from mad.detect.model import Anomaly
 from mad.errors import MadError
-from mad.query.access import DB_ERRORS, open_lake, parquet_rows, state_db, utc
+from mad.query.access import BUCKETS, DB_ERRORS, open_lake, parquet_rows, state_db, utc
 from mad.state import DetectRuns, DetectStore, OperatorStore, ScoredStore, SentAlerts, safe_url
 from mad.stores import ObjectStore
 
@@ -202,7 +201,7 @@ def watermark_and_late(engine: Engine, settings: Settings,
                        for r in late["recent"]]}
     if saved is None:
         return None, late
-    step = window_seconds(window)
+    step = float(BUCKETS.get(window, 60))
     complete_to = saved.at - timedelta(seconds=step + settings.detect.allowed_lateness_s)
     return {"at": saved.at.isoformat(), "complete_to": complete_to.isoformat(),
             "basis": saved.basis, "sources": saved.sources, "idle": saved.idle,
