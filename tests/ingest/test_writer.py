@@ -208,7 +208,8 @@ CHILD = textwrap.dedent("""
     from mad.config import load_settings
     from mad.runtime.writer import run_writer as main
     overrides = {"ingest.stream.embedded.path": sys.argv[1], "ingest.stream.embedded.shards": 2,
-                 "lake.url": sys.argv[2], "writer.flush_bytes": 1024, "writer.read_batch": 20}
+                 "lake.url": sys.argv[2], "data_dir": sys.argv[3],
+                 "writer.flush_bytes": 1024, "writer.read_batch": 20}
     sys.exit(main(load_settings(env={}, overrides=overrides)))
 """)
 
@@ -220,7 +221,8 @@ def test_stop_mid_run_loses_nothing(tmp_path: Path, lines: list[bytes], sig: int
     lake_dir = tmp_path / "lake"
     store = LocalStore(lake_dir)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "stream"), str(lake_dir)],
+        [sys.executable, "-c", CHILD, str(tmp_path / "stream"), str(lake_dir),
+         str(tmp_path / "data")],  # its state database and health file stay in tmp_path
         stderr=subprocess.PIPE,
     )
     try:
