@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from mad.detect.detectors import _jit
+
 LOG_FLOOR = math.log(1e-10)
 SQRT2 = math.sqrt(2.0)
 
@@ -74,12 +76,7 @@ def _run(raws: np.ndarray, recent: np.ndarray, n_recent: int, ring: np.ndarray, 
         if fl[4] == 0.0 and raw == 0.0:
             continue
         fl[4] = 1.0
-        if n_recent == short:
-            recent[: short - 1] = recent[1:].copy()
-            recent[short - 1] = raw
-        else:
-            recent[n_recent] = raw
-            n_recent += 1
+        n_recent = _jit.push(recent, n_recent, raw)
         total = 0.0
         for j in range(n_recent):
             total += recent[j]

@@ -53,6 +53,19 @@ def median_of(a: np.ndarray) -> float:
     return float((s[half - 1] + s[half]) / 2.0)
 
 
+@njit(cache=True)
+def push(buf: np.ndarray, n: int, x: float) -> int:
+    """Append `x` to the `n` values of `buf` (oldest first), dropping the oldest when full;
+    the new count."""
+    cap = len(buf)
+    if n == cap:
+        buf[: cap - 1] = buf[1:].copy()
+        buf[cap - 1] = x
+        return n
+    buf[n] = x
+    return n + 1
+
+
 def ew_to_slots(stats: EwStats) -> list[float]:
     return [stats.mean, stats.var, float(stats.count)]
 

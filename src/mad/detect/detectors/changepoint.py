@@ -86,11 +86,7 @@ def _run(xs: np.ndarray, buf: np.ndarray, n: int, spread: np.ndarray, reference:
             m = _sorted_insert(srt, m, x if k == 0 else buf[n - k])
         if n == cap:
             m = _sorted_remove(srt, m, buf[0])
-            buf[: cap - 1] = buf[1:].copy()
-            buf[cap - 1] = x
-        else:
-            buf[n] = x
-            n += 1
+        n = _jit.push(buf, n, x)
         _jit.ew_update(spread, 0, 0.01, x)
     return out, n
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from mad.detect.detectors import _jit
 from mad.detect.detectors.base import Detector, is_bad, score_loop
 from mad.detect.detectors.registry import create, register, restore
 from mad.detect.likelihood import Likelihood
@@ -61,12 +62,7 @@ def _refractory(combined: np.ndarray, previous: np.ndarray, n_prev: int) -> tupl
             top = max(top, previous[j])
         out[i] = 0.0 if n_prev and score <= top else score
         if cap:
-            if n_prev == cap:
-                previous[: cap - 1] = previous[1:].copy()
-                previous[cap - 1] = score
-            else:
-                previous[n_prev] = score
-                n_prev += 1
+            n_prev = _jit.push(previous, n_prev, score)
     return out, n_prev
 
 

@@ -29,7 +29,6 @@ def _run(xs: np.ndarray, ts: np.ndarray, buf: np.ndarray, cnt: np.ndarray, sprea
          buckets: int, min_bucket: int, scale_floor: float) -> np.ndarray:
     """Score then learn each point; `buf[b, :cnt[b]]` holds bucket b's values, oldest first."""
     out = np.zeros(len(xs))
-    cap = buf.shape[1]
     for i in range(len(xs)):
         x = xs[i]
         if not math.isfinite(x):
@@ -42,12 +41,7 @@ def _run(xs: np.ndarray, ts: np.ndarray, buf: np.ndarray, cnt: np.ndarray, sprea
             mad = _jit.median_of(np.abs(hist - med)) * MAD_TO_SIGMA
             floor = scale_floor * _jit.ew_std(spread, 0) + 1e-9 * (1.0 + abs(med))
             out[i] = _jit.squash((x - med) / max(mad, floor))
-        if n == cap:
-            buf[b, : cap - 1] = buf[b, 1:].copy()
-            buf[b, cap - 1] = x
-        else:
-            buf[b, n] = x
-            cnt[b] = n + 1
+        cnt[b] = _jit.push(buf[b], n, x)
         _jit.ew_update(spread, 0, 0.01, x)
     return out
 
