@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from mad import lake
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 T = TypeVar("T")
 
@@ -68,10 +68,10 @@ def wait_for(check: Callable[[], T], limit_s: float = 60.0, what: str = "conditi
 
 def up_env(data: Path, **extra: str) -> dict[str, str]:
     """Settings of a `mad up` on free ports with short intervals and no backfill."""
-    return {**os.environ, "MAD_DATA_DIR": str(data), "MAD_INGEST__PORT": str(free_port()),
-            "MAD_SIMULATE__PORT": str(free_port()),
-            "MAD_SUPERVISOR__STATUS_PORT": str(free_port()),
-            "MAD_DASHBOARD__PORT": str(free_port()), "MAD_WRITER__FLUSH_INTERVAL_S": "0.5",
+    ingest, simulate, status, dashboard = free_ports(4)  # distinct: one server per port
+    return {**os.environ, "MAD_DATA_DIR": str(data), "MAD_INGEST__PORT": str(ingest),
+            "MAD_SIMULATE__PORT": str(simulate), "MAD_SUPERVISOR__STATUS_PORT": str(status),
+            "MAD_DASHBOARD__PORT": str(dashboard), "MAD_WRITER__FLUSH_INTERVAL_S": "0.5",
             "MAD_ETL__WATCH_INTERVAL_S": "1", "MAD_DETECT__WATCH_INTERVAL_S": "1",
             "MAD_SUPERVISOR__RESTART_BACKOFF_S": "0.2", "MAD_SUPERVISOR__BACKFILL_HOURS": "0",
             **extra}
