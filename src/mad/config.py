@@ -556,6 +556,9 @@ class StateSettings(Section):
 
 
 class Settings(Section):
+    profile: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]{0,31}$", description=(
+        "the named profile these settings were built with (`--profile`, `MAD_PROFILE`, "
+        "or `profile:` in mad.yaml): its values sit above the file's own sections"))
     data_dir: Path = Path("data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     generate: GenerateSettings = Field(default_factory=lambda: GenerateSettings())
@@ -603,6 +606,22 @@ RENAMED: dict[str, str] = {
 }
 _CHOICES = ("ingest.stream", "etl.engine", "detect.detector")  # BackendChoice sections
 
+# Named profiles: a layer of settings chosen by name. `embedded` is the defaults (one machine,
+# no servers); `scale` puts every stage on a distributed engine. Their endpoints are the
+# usual local ports: set the real ones under `profiles.scale` in mad.yaml (or by
+# `MAD_...` variables); `mad doctor` checks each one.
+PROFILES: dict[str, dict[str, Any]] = {
+    "embedded": {},
+    "scale": {
+        "ingest": {"stream": {"backend": "kinesis"}},
+        "lake": {"url": "s3://mad-lake"},
+        "etl": {"engine": {"backend": "spark",
+                           "spark": {"master": "spark://127.0.0.1:7077"}}},
+        "state": {"url": "postgresql+psycopg://postgres@127.0.0.1:5432/mad"},
+        "store": {"hot": {"backend": "redis"}},
+    },
+}
+
 
 def load_settings(
     config_file: Path | None = None,
@@ -617,21 +636,51 @@ def load_settings(
     data: dict[str, Any] = {}
     default = Path(DEFAULT_CONFIG_FILE)
     path = config_file or (default if default.exists() else None)
-    layers: list[dict[str, Any]] = []
-    if path is not None:
-        layers.append(_read_yaml(path))
+    file_layer = _read_yaml(path) if path is not None else {}
+    custom = _custom_profiles(file_layer.pop("profiles", None))
+    upper: list[dict[str, Any]] = []
     for dotted in (_env_layer(os.environ if env is None else env),
                    {k: v for k, v in (overrides or {}).items() if v is not None}):
         layer: dict[str, Any] = {}
         for key, value in dotted.items():
             _set_dotted(layer, key, value)
-        layers.append(layer)
+        upper.append(layer)
+    name = next((layer["profile"] for layer in reversed([file_layer, *upper])
+                 if layer.get("profile") is not None), None)
+    layers = [file_layer, *_profile_layers(name, custom), *upper]
     for layer in layers:
         _merge(data, _normalize(layer))
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
+
+
+def _custom_profiles(raw: Any) -> dict[str, dict[str, Any]]:
+    """`profiles:` of mad.yaml: a mapping of profile name to a mapping of sections."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Mapping | None) for k, v in raw.items()):
+        raise ConfigError("'profiles' must map each profile name to a mapping of sections, "
+                          "e.g. profiles: {scale: {lake: {url: s3://bucket}}}")
+    return {name: dict(value or {}) for name, value in raw.items()}
+
+
+def _profile_layers(name: Any, custom: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The layers profile `name` adds: the built-in one, then mad.yaml's `profiles.<name>`."""
+    if name is None:
+        return []
+    known = sorted({*PROFILES, *custom})
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(f"unknown profile {name!r} (known: {', '.join(known)}; define "
+                          "more under 'profiles:' in mad.yaml)")
+    builtin = PROFILES.get(name, {})
+    return [_copy(builtin), dict(custom.get(name, {}))]
+
+
+def _copy(layer: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in layer.items()}
 
 
 def _normalize(layer: dict[str, Any]) -> dict[str, Any]:

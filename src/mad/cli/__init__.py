@@ -1,9 +1,10 @@
 """`mad ...`: the command-line entry point.
 
 One module per stage adds its commands (`generate`, `ingest`, `etl`, `quality`, `detect`,
-`bench`, `dashboard`, `query`, `lake`, `store`, `api`); commands import their stage lazily, so
-`mad --help` stays fast. Every user error (bad flag, bad setting, missing file) ends as one line
-on stderr and a non-zero exit code.
+`bench`, `dashboard`, `query`, `lake`, `store`, `api`, `doctor`); commands import their stage
+lazily, so `mad --help` stays fast. Every user error (bad flag, bad setting, missing file)
+ends as one line on stderr and a non-zero exit code. `mad --profile NAME <command>` selects a
+settings profile for the command and every process it starts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mad.cli import (
     bench,
     dashboard,
     detect,
+    doctor,
     etl,
     generate,
     ingest,
@@ -24,6 +26,7 @@ from mad.cli import (
     query,
     store,
 )
+from mad.cli.common import ProfileOption, use_profile
 from mad.errors import MadError
 
 app = typer.Typer(
@@ -34,7 +37,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for stage in (generate, ingest, etl, quality, detect, bench, dashboard, query, lake, store, api):
+for stage in (generate, ingest, etl, quality, detect, bench, dashboard, query, lake, store, api,
+              doctor):
     stage.register(app)
 
 
@@ -48,8 +52,10 @@ def _version(show: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          profile: str | None = ProfileOption) -> None:
     """Metrics Anomaly Detection: simulate, ingest, transform and watch banking services."""
+    use_profile(profile)
 
 
 def main(argv: list[str] | None = None) -> None:

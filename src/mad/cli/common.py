@@ -11,6 +11,17 @@ ConfigOption = typer.Option(
     None, "--config", help="YAML settings file (default: ./mad.yaml when present)."
 )
 LakeOption = typer.Option(None, help="Lake: a folder or s3://bucket[/prefix].")
+ProfileOption = typer.Option(
+    None, "--profile", help="Named settings profile: embedded (default) or scale (Kinesis, "
+    "S3, Spark, PostgreSQL, Redis), or one defined under 'profiles:' in mad.yaml.")
+
+
+def use_profile(name: str | None) -> None:
+    """Select profile `name` for this command and every process it starts (`MAD_PROFILE`)."""
+    import os
+
+    if name is not None:
+        os.environ["MAD_PROFILE"] = name
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

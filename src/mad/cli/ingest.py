@@ -10,7 +10,14 @@ from typing import Any
 
 import typer
 
-from mad.cli.common import ConfigOption, LakeOption, settings_from, sub_app
+from mad.cli.common import (
+    ConfigOption,
+    LakeOption,
+    ProfileOption,
+    settings_from,
+    sub_app,
+    use_profile,
+)
 from mad.errors import MadError
 
 ingest_app = sub_app("Ingest API, durable stream and raw lake writer.")
@@ -142,6 +149,7 @@ def up(
         None, min=0, max=168, help="Hours of labelled traffic posted once, on the first "
         "start, before going live (default supervisor.backfill_hours, 3; 0: none)."),
     lake: str | None = LakeOption,
+    profile: str | None = ProfileOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Run every stage, embedded and wired, supervised: simulator -> ingest API -> stream ->
@@ -152,6 +160,7 @@ def up(
 
     if not 0 <= rate <= MAX_LIVE_RATE:
         raise MadError(f"--rate must be >= 0 and <= {MAX_LIVE_RATE:g} events/s")
+    use_profile(profile)
     overrides = _ingest_overrides(None, None, None, lake)
     overrides["supervisor.backfill_hours"] = backfill_hours
     settings = settings_from(config, **overrides)
