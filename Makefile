@@ -41,7 +41,9 @@ spark: install
 ##      from the sagemaker-pyspark wheel on PyPI (no Maven needed); put their paths in
 ##      etl.engine.spark.jars. A real cluster supplies jars matching its own Hadoop.
 SPARK_JARS := $(VENV)/spark-jars
-spark-jars: install
+SPARK_JAR_FILES := $(SPARK_JARS)/hadoop-aws-3.3.1.jar $(SPARK_JARS)/aws-java-sdk-bundle-1.11.901.jar
+spark-jars: $(SPARK_JAR_FILES)
+$(SPARK_JAR_FILES) &: | $(VENV)/.installed-$(HASH)
 	@mkdir -p $(SPARK_JARS)/dl
 	$(PIP) download --no-deps --dest $(SPARK_JARS)/dl sagemaker-pyspark==1.4.5
 	cd $(SPARK_JARS) && tar -xzf dl/sagemaker_pyspark-1.4.5.tar.gz --wildcards --strip-components=3 \
@@ -75,7 +77,7 @@ system-deps:
 	  else echo "chromium missing: run 'sudo apt-get install chromium' (the browser tests are skipped)"; fi; }
 
 ## test: lint, type-check and every test suite (slow ones too; `-m "not slow"` in test-fast)
-test: lint system-deps
+test: lint system-deps spark-jars
 	$(BIN)/pytest -q
 
 test-fast: install-test
