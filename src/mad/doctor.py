@@ -12,7 +12,9 @@ Checks, each bounded in time (a few seconds of connect timeout) and never creati
             hadoop-aws and AWS SDK bundle jars in `etl.engine.spark.jars`;
 - `hot`:    the hot store answers a ping (`store.enabled: false` skips it).
 
-A failed check names what is wrong and what to do in its one line; no secret is printed.
+Each check ends `ok`, `note` (not set up yet, but the first stage to run sets it up: a missing
+SQLite file, tables, a Kinesis stream with `create: true`, a bucket the raw writer creates) or
+`FAIL`, naming what is wrong and what to do in its one line; no secret is printed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from mad.config import Settings
 TIMEOUT_S = 3.0
 
 
+NOTE = "not created yet; "  # a detail holding this is a `note`: set up by the first run
+
+
 @dataclass(frozen=True)
 class Check:
     part: str  # state, stream, lake, engine, hot
@@ -37,8 +42,12 @@ class Check:
     ok: bool
     detail: str
 
+    @property
+    def status(self) -> str:
+        return "FAIL" if not self.ok else "note" if NOTE in self.detail else "ok"
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}
 
 
 def run_checks(settings: Settings) -> list[Check]:
@@ -89,7 +98,7 @@ def _state(settings: Settings) -> tuple[bool, str]:
         if not path.is_file():
             folder = path.parent if str(path.parent) else Path(".")
             writable = _writable_folder(folder)
-            return writable, (f"{shown}: not created yet; the first stage to run creates it"
+            return writable, (f"{shown}: {NOTE}the first stage to run creates it"
                               if writable else f"{shown}: cannot create {path} ({folder} is "
                               "not writable)")
         connect: dict[str, Any] = {"timeout": TIMEOUT_S}
@@ -107,7 +116,7 @@ def _state(settings: Settings) -> tuple[bool, str]:
     if missing:
         listed = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
         return True, (f"{shown}: reachable; {len(missing)} of {len(metadata.tables)} tables "
-                      f"not created yet ({listed}): the first stage to run creates them")
+                      f"{NOTE}the first stage to run creates them ({listed})")
     return True, f"{shown}: reachable, all {len(metadata.tables)} tables present"
 
 
@@ -142,9 +151,11 @@ def _stream(settings: Settings) -> tuple[bool, str]:
     except Exception as err:
         code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
-            hint = ("created with {n} shards by the first `mad ingest serve`" if options.create
-                    else "create it (ingest.stream.kinesis.create is false)")
-            return False, f"{where}: does not exist; {hint.format(n=options.shards)}"
+            if options.create:
+                return True, (f"{where}: {NOTE}the first `mad ingest serve` creates it with "
+                              f"{options.shards} shards")
+            return False, (f"{where}: does not exist; create it, or set "
+                           "ingest.stream.kinesis.create: true")
         return False, f"{where}: cannot reach Kinesis: {_one_line(str(err))}"
     status, shards = summary["StreamStatus"], summary.get("OpenShardCount")
     note = "" if shards == options.shards else \
@@ -161,15 +172,15 @@ def _lake(settings: Settings) -> tuple[bool, str]:
             ok = os.access(folder, os.W_OK | os.X_OK)
             return ok, f"{folder}: {'exists, writable' if ok else 'exists, NOT writable'}"
         ok = _writable_folder(folder)
-        return ok, (f"{folder}: not created yet; the raw writer creates it" if ok
+        return ok, (f"{folder}: {NOTE}the raw writer creates it" if ok
                     else f"{folder}: cannot be created (no writable parent)")
     from mad.stores import lake_store
 
     store = lake_store(settings)
     where = f"{settings.lake_url} at {settings.aws.endpoint_url or 'AWS ' + settings.aws.region}"
     if not store.root_exists():
-        return False, (f"{where}: bucket does not exist or is not allowed for these "
-                       "credentials (create it, or check aws.*)")
+        return True, (f"{where}: bucket {NOTE}the raw writer creates it (needs "
+                      "s3:CreateBucket; else create it, and check aws.* if it exists)")
     store.list("md-raw-")  # listing is what every stage does first
     return True, f"{where}: bucket exists and lists"
 

@@ -20,7 +20,8 @@ def doctor(
     config: Path | None = ConfigOption,
 ) -> None:
     """Check the state database, stream, lake, ETL engine and hot store of these settings:
-    one line each, what is wrong and what to do. Exits 1 when a check fails."""
+    one line each: ok, note (set up by the first run) or FAIL, with what to do. Exits 1
+    when a check fails."""
     import orjson
 
     from mad.doctor import run_checks
@@ -38,6 +39,6 @@ def doctor(
     else:
         typer.echo(f"profile {settings.profile or 'embedded'}")
         for c in checks:
-            typer.echo(f"{'ok' if c.ok else 'FAIL':<5} {c.part:<7} {c.backend:<10} {c.detail}")
+            typer.echo(f"{c.status:<5} {c.part:<7} {c.backend:<10} {c.detail}")
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
