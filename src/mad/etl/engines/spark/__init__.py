@@ -4,6 +4,7 @@
     session.py    the SparkSession with the settings the lake relies on
     paths.py      lake paths as Spark reads them (`s3a://`, a raw file's ingest hour)
     engine.py     `SparkEngine`: plans, row counts and rewrites on a session
+    cluster.py    `LocalCluster`: a standalone master and workers on loopback
 
 `mad.config` checks `etl.engine` against the registry on every settings load, which imports
 this package: PySpark and sqlglot are imported only when an engine is built.
