@@ -22,7 +22,9 @@ PySpark is imported inside the functions, so importing `mad.etl.engines` stays l
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,15 +131,25 @@ def spark_session(
     maps `s3://` URLs to it) and needs the hadoop-aws jars in `jars`; `extra` overrides any
     setting. A JVM takes its jars and memory at start: a second session in the same process
     shares the first one's.
+
+    The process keeps its own Ctrl-C handling: PySpark replaces the SIGINT handler with one
+    that cancels every job and raises KeyboardInterrupt, which under `mad up` (whose children
+    stop when the supervisor tells them, not on the terminal's SIGINT) cut a pass short and
+    printed tracebacks; the previous handler is put back.
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
 
     conf = session_conf(jars, s3, extra)
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if main and previous is not None:
+        signal.signal(signal.SIGINT, previous)
     for key, value in conf.items():
         if key.startswith("spark.sql.") and key not in STATIC_SQL_CONF:
             spark.conf.set(key, value)
