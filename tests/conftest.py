@@ -1,8 +1,15 @@
 """Shared fixtures: free loopback ports, a real moto server (S3 and Kinesis emulator) for the
-session, and one generated 6-hour backfill."""
+session, and one generated 6-hour backfill.
+
+PySpark starts one JVM per test process and keeps it for every later session, and only the
+jars named when that JVM starts are on the driver's class path. So when `make spark-jars`
+has fetched the S3A jars, every test session's JVM starts with them (PYSPARK_SUBMIT_ARGS),
+whichever module starts Spark first: an `s3a://` test then works after any other Spark test.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -18,6 +25,11 @@ import pytest
 from mad.config import AwsSettings
 from tests.reconciled import SUITES as RECONCILED_SUITES
 from tests.reconciled import failures as reconciled_failures
+
+S3A_JARS = [Path(__file__).resolve().parents[1] / ".venv" / "spark-jars" / name
+            for name in ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")]
+if all(j.is_file() for j in S3A_JARS) and "PYSPARK_SUBMIT_ARGS" not in os.environ:
+    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--jars {','.join(map(str, S3A_JARS))} pyspark-shell"
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ STAGE_PACKAGES = {"etl": {"etl", "quality"}, "quality": {"etl", "quality"}}
 # the history of every quality metric
 QUALITY_READS = {"mad.detect.detectors"}
 SHARED = {"config", "registry", "errors", "catalog", "events", "lake", "state", "stores", "web",
-          "words"}
+          "words", "setup_checks"}
 # the folders where backends live: only these (and the registry, the settings) name them
 BACKEND_FOLDERS = ("stores", "ingest/streams", "etl/engines", "etl/publish", "hotstore/backends")
 BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb", "redis")

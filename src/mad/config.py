@@ -610,8 +610,9 @@ _CHOICES = ("ingest.stream", "etl.engine", "detect.detector")  # BackendChoice s
 # no servers); `scale` puts every stage on a distributed engine. Their endpoints are the
 # usual local ports: set the real ones under `profiles.scale` in mad.yaml (or by
 # `MAD_...` variables); `mad doctor` checks each one.
+DEFAULT_PROFILE = "embedded"
 PROFILES: dict[str, dict[str, Any]] = {
-    "embedded": {},
+    DEFAULT_PROFILE: {},
     "scale": {
         "ingest": {"stream": {"backend": "kinesis"}},
         "lake": {"url": "s3://mad-lake"},

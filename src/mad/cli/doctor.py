@@ -24,6 +24,7 @@ def doctor(
     when a check fails."""
     import orjson
 
+    from mad.config import DEFAULT_PROFILE
     from mad.doctor import run_checks
 
     if fmt not in ("table", "json"):
@@ -32,12 +33,12 @@ def doctor(
     settings = settings_from(config)
     checks = run_checks(settings)
     if fmt == "json":
-        typer.echo(orjson.dumps({"profile": settings.profile or "embedded",
+        typer.echo(orjson.dumps({"profile": settings.profile or DEFAULT_PROFILE,
                                  "ok": all(c.ok for c in checks),
                                  "checks": [c.as_dict() for c in checks]},
                                 option=orjson.OPT_INDENT_2).decode())
     else:
-        typer.echo(f"profile {settings.profile or 'embedded'}")
+        typer.echo(f"profile {settings.profile or DEFAULT_PROFILE}")
         for c in checks:
             typer.echo(f"{c.status:<5} {c.part:<7} {c.backend:<10} {c.detail}")
     if not all(c.ok for c in checks):

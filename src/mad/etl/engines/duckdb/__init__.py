@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from mad.etl.engines.base import ENGINES
+from mad.etl.engines.duckdb.setup_check import check as setup_check  # noqa: F401  (registers `mad doctor`'s check)
 from mad.registry import Options
 
 if TYPE_CHECKING:

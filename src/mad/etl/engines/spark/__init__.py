@@ -19,6 +19,7 @@ from pydantic import Field, StringConstraints
 
 from mad.errors import ConfigError
 from mad.etl.engines.base import ENGINES
+from mad.etl.engines.spark.setup_check import check as setup_check  # noqa: F401  (registers `mad doctor`'s check)
 from mad.registry import Options
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from mad.errors import ConfigError
 from mad.ingest.streams.base import STREAMS, Stream, StreamContext
 from mad.ingest.streams.embedded.owner import EmbeddedStream
 from mad.ingest.streams.embedded.reader import EmbeddedReader
+from mad.ingest.streams.embedded.setup_check import check as setup_check  # noqa: F401  (registers `mad doctor`'s check)
 from mad.registry import Options
 
 __all__ = ["EmbeddedOptions", "EmbeddedReader", "EmbeddedStream", "open_embedded"]

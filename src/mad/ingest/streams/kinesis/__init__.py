@@ -14,6 +14,7 @@ from pydantic import Field
 from mad.ingest.streams.base import STREAMS, StreamContext
 from mad.ingest.streams.kinesis.pages import MAX_GET_RECORDS
 from mad.ingest.streams.kinesis.put import backoff_seconds, plan_batches, settle_put_response
+from mad.ingest.streams.kinesis.setup_check import check as setup_check  # noqa: F401  (registers `mad doctor`'s check)
 from mad.ingest.streams.kinesis.stream import KinesisStream
 from mad.lake import EVENTS_STREAM
 from mad.registry import Options
