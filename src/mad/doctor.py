@@ -22,12 +22,11 @@ and what to do in its one line; no secret is printed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mad.setup_checks import BACKEND_CHECKS, NOTE, TIMEOUT_S, one_line, writable_folder
+from mad.setup_checks import BACKEND_CHECKS, NOTE, TIMEOUT_S, CheckFn, one_line, writable_folder
 
 if TYPE_CHECKING:
     from mad.config import Settings
@@ -49,27 +48,22 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in pipeline order; an unexpected error is that check's failure."""
-    checks: list[tuple[str, str, Callable[[Settings], tuple[bool, str]]]] = [
+    stream, engine = settings.ingest.stream.backend, settings.etl.engine.backend
+    checks: list[tuple[str, str, CheckFn]] = [
         ("state", _state_backend(settings), _state),
-        ("stream", settings.ingest.stream.backend, _by_backend),
+        ("stream", stream, BACKEND_CHECKS.get(("stream", stream), _no_check)),
         ("lake", _lake_scheme(settings), _lake),
-        ("engine", settings.etl.engine.backend, _by_backend),
+        ("engine", engine, BACKEND_CHECKS.get(("engine", engine), _no_check)),
         ("hot", settings.store.hot.backend if settings.store.enabled else "off", _hot),
     ]
     out = []
     for part, backend, check in checks:
-        if check is _by_backend:
-            check = BACKEND_CHECKS.get((part, backend), _no_check)
         try:
             ok, detail = check(settings)
         except Exception as err:  # a check must report, never crash the others
             ok, detail = False, f"{type(err).__name__}: {one_line(str(err))}"
         out.append(Check(part, backend, ok, detail))
     return out
-
-
-def _by_backend(settings: Settings) -> tuple[bool, str]:  # replaced by the backend's check
-    return _no_check(settings)
 
 
 def _no_check(settings: Settings) -> tuple[bool, str]:
