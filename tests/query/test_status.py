@@ -21,7 +21,7 @@ def forget_detection(built: BuiltLake) -> None:
     con = sqlite3.connect(built.state_db)
     with con:
         for table in ("detect_series", "detect_meta", "detect_incidents", "detect_runs",
-                      "detect_outbox", "detect_alerts_sent", "detect_leases"):
+                      "detect_outbox", "detect_alerts_sent", "leases"):
             con.execute(f"DELETE FROM {table}")
     con.close()
     shutil.rmtree(built.lake / "md-anomalies")

@@ -80,21 +80,6 @@ def test_outbox_and_sent_log(engine: Engine) -> None:
     assert SentAlerts(engine).seen("jsonl:b:0:opened")  # a new process sees it too
 
 
-def test_leases_have_one_holder(engine: Engine) -> None:
-    db = DetectStore(engine)
-    assert db.acquire("detect:1m", "a", 60) is None
-    assert db.acquire("detect:1m", "a", 60) is None  # renewed
-    assert db.acquire("detect:1m", "b", 60) == "a"
-    assert db.acquire("detect:5m", "b", 60) is None  # another window size
-    assert db.acquire("detect:1m", "b", 60, stale=lambda holder: holder == "a") is None
-    assert db.acquire("detect:1m", "a", 60) == "b"
-    db.release("detect:1m", "a")  # not the holder: nothing happens
-    assert db.acquire("detect:1m", "a", 60) == "b"
-    db.release("detect:1m", "b")
-    assert db.acquire("detect:1m", "a", 0.000001) is None
-    assert db.acquire("detect:1m", "b", 60) is None  # a's lease expired
-
-
 def test_alerts_refused_for_good_are_done_and_listed(state_url: str) -> None:
     from mad.state import SentAlerts, open_state
 

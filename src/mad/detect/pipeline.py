@@ -85,7 +85,7 @@ from mad.detect.lake_io import (
     read_windows,
     write_anomalies,
 )
-from mad.detect.lease import DetectBusy, Lease
+from mad.detect.lease import DetectBusy, DetectLease
 from mad.detect.model import Anomaly, Incident, IncidentChange
 from mad.detect.outbox import Outbox
 from mad.detect.series import SeriesScorer, WindowRow
@@ -102,6 +102,7 @@ from mad.state import (
     SeriesState,
     open_state,
 )
+from mad.state.leases import LeaseStore
 from mad.stores import ObjectNotFound, lake_store
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class DetectRunner:
                                                  else sinks, SentAlerts(engine)))
         self.step = timedelta(seconds=window_seconds(self.cfg.window))
         self.progress: Progress | None = None
-        self.lease = Lease(self.db, f"detect:{self.cfg.window}",
+        self.lease = DetectLease(LeaseStore(engine), f"detect:{self.cfg.window}",
                            max(LEASE_MIN_S, 3 * self.cfg.watch_interval_s))
 
     def close(self) -> None:

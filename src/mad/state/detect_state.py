@@ -9,7 +9,6 @@
 - `detect_outbox`: incident changes committed but not yet delivered to every sink.
 - `detect_alerts_sent`: `<sink>:<dedup_key>` of every delivered alert (`SentAlerts`, the
   dispatcher's SentLog), so nothing is sent twice across restarts.
-- `detect_leases`: which process scores a window size, until when (`DetectStore.acquire`).
 
 `DetectStore.commit` saves any of these in ONE transaction. The pipeline calls it after each
 batch's anomalies are in the lake (incidents and the outbox), and at each checkpoint (series
@@ -19,9 +18,9 @@ consistent point and replays what came after it (see `mad.detect.pipeline`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -39,7 +38,6 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import IntegrityError
 
 from mad.state.db import UtcDateTime, metadata
 
@@ -141,13 +139,6 @@ detect_alerts_failed = Table(  # refused for good by a sink (a 4xx, a redirect):
 )
 
 
-detect_leases = Table(
-    "detect_leases",
-    metadata,
-    Column("name", String(128), primary_key=True),
-    Column("owner", String(256), nullable=False),
-    Column("expires", UtcDateTime, nullable=False),
-)
 
 
 def decode_lists(row: dict[str, Any]) -> dict[str, Any]:
@@ -248,39 +239,6 @@ class DetectStore:
         return rows
 
 
-    def acquire(self, name: str, owner: str, ttl_s: float,
-                stale: Callable[[str], bool] = lambda holder: False) -> str | None:
-        """Take or renew the lease `name` for `owner` until `ttl_s` from now. Returns None
-        when `owner` holds it, else the holder. A lease past its expiry, or whose holder
-        `stale(holder)` says is gone, is taken over; a conditional update makes two
-        processes that try at once get one winner."""
-        now = datetime.now(UTC)
-        until = now + timedelta(seconds=ttl_s)
-        q = select(detect_leases.c.owner, detect_leases.c.expires).where(
-            detect_leases.c.name == name)
-        try:
-            with self.engine.begin() as conn:
-                row = conn.execute(q).first()
-                if row is None:
-                    conn.execute(detect_leases.insert().values(name=name, owner=owner,
-                                                               expires=until))
-                    return None
-                holder = str(row.owner)
-                if holder != owner and row.expires >= now and not stale(holder):
-                    return holder
-                taken = conn.execute(detect_leases.update().where(and_(
-                    detect_leases.c.name == name, detect_leases.c.owner == holder)).values(
-                    owner=owner, expires=until)).rowcount
-                return None if taken == 1 else holder
-        except IntegrityError:  # another process inserted it first
-            with self.engine.connect() as conn:
-                row = conn.execute(q).first()
-            return str(row.owner) if row is not None else "another process"
-
-    def release(self, name: str, owner: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(detect_leases.delete().where(and_(
-                detect_leases.c.name == name, detect_leases.c.owner == owner)))
 
 
 class SentAlerts:
