@@ -252,6 +252,11 @@ class WriterSettings(Section):
     read_batch: int = Field(5000, ge=1, le=100_000)
     stale_temp_s: float = Field(3600.0, gt=0, description="at start, delete the temp files "
                                 "(.tmp-*) older than this that a crash left in a local raw lake")
+    lease_s: float = Field(30.0, gt=0, le=3600, description="how long a raw writer's lease on "
+                           "a stream shard lasts unless renewed (about every third of it), when "
+                           "several writers share a Kinesis stream through the state database; "
+                           "a writer that dies on another host is taken over after this (one of "
+                           "this host at once)")
     revalidate: bool | None = Field(
         None, description="check every event again; default: only when the stream is not "
         "embedded (the embedded stream's one appender, the ingest API, already checked them)",

@@ -53,14 +53,21 @@ def render(data: dict[str, Any]) -> str:
     out = [f"stream: {data['stream']['backend']}, {_size(data['stream']['disk_bytes'])} on disk,"
            f" {plural(data['stream']['dropped_records'], 'record')} dropped by retention budget",
            ""]
+    leased = any(r.get("writer") for r in data["shards"])
     rows: list[tuple[str, ...]] = [
         ("SHARD", "LAST", "CHECKPOINT", "LAG RECORDS", "LAG BYTES", "LAG AGE")
+        + (("WRITER", "LEASE UNTIL (UTC)") if leased else ())
     ]
     for r in data["shards"]:
         age = r["lag_seconds"]
-        rows.append((str(r["shard"]), str(r["last"]), str(r["committed"]),
-                     str(r["lag_records"]), _size(r["lag_bytes"]),
-                     "-" if age is None else f"{age:.1f} s"))
+        row: tuple[str, ...] = (str(r["shard"]), str(r["last"]), str(r["committed"]),
+                                str(r["lag_records"]), _size(r["lag_bytes"]),
+                                "-" if age is None else f"{age:.1f} s")
+        if leased:
+            until = r.get("lease_expires")
+            row += (r.get("writer") or "(none)", until.astimezone(UTC).strftime(
+                "%H:%M:%S") if isinstance(until, datetime) else "-")
+        rows.append(row)
     out += [*_table(rows), "", *_writer_lines(data["writer"]), "", f"lake: {data['lake']}", ""]
     if data["state_error"]:
         out += [f"state database unreadable: {data['state_error']}", ""]

@@ -2,9 +2,16 @@
 
 A local put writes a hidden `.tmp-*` file and renames it into place; an S3 put above the
 multipart threshold is an upload completed at the end. A crash in between leaves the temp
-file or the open upload, which no listing shows and nothing else deletes. The raw writer is
-the only writer of the raw datasets, so when it starts it asks the store to remove what is
-older than `max_age_s` under them: old enough that no put of a live process can own it.
+file or the open upload, which no listing shows and nothing else deletes. Only raw writers
+write the raw datasets, so when one starts it asks the store to remove what is older than
+`max_age_s` under them: old enough that no put of a live process can own it.
+
+Several writers may share one lake (one per leased shard set, `shard_leases.py`), so a
+writer that starts sweeps while others write. That is safe because a put's temp file lives
+only for that one put (write, fsync, rename: well under a second for a raw file of at most
+`flush_bytes`), and its age is that of its last write (`st_mtime`), while only files older than
+`stale_temp_s` (default 1 h, always > 0) are deleted; an S3 upload is aborted only when it was
+initiated longer ago than that.
 """
 
 from __future__ import annotations

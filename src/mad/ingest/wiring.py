@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from mad.config import Settings
 from mad.ingest.ledger import RetryingLedger
+from mad.ingest.shard_leases import AllShards, ShardChoice, ShardLeases
 from mad.ingest.streams import NullMonitor, Stream, StreamContext, StreamMonitor
 from mad.ingest.writer import RawWriter
 from mad.ingest.writer_health import HealthFile, health_path
 from mad.state import RawFileLedger, open_state
+from mad.state.leases import LeaseStore
 from mad.stores import lake_store
 
 
@@ -50,14 +52,25 @@ def writer_health(settings: Settings) -> HealthFile:
     return HealthFile(health_path(settings.data_dir, settings.writer.consumer))
 
 
+def writer_shards(settings: Settings, stream: Stream) -> ShardChoice:
+    """Which shards the writer reads: on a stream that writers anywhere may share, those it
+    leases in the state database (`writer.lease_s`); else every shard."""
+    if not stream.shared:
+        return AllShards(stream)
+    return ShardLeases(lambda: LeaseStore(open_state(settings.state_url)),
+                       settings.writer.consumer, settings.writer.lease_s)
+
+
 def build_writer(settings: Settings, stream: Stream) -> RawWriter:
     """A raw writer from `stream` into the configured lake, recording files in the ledger
     (opened on first use and retried while the state database fails) and publishing its
     health. Events are checked again unless the stream says its one appender already
-    checked them (`writer.revalidate` overrides)."""
+    checked them (`writer.revalidate` overrides). On a shared stream it reads the shards it
+    leases (`writer_shards`)."""
     revalidate = settings.writer.revalidate
     if revalidate is None:
         revalidate = not stream.appends_checked
     return RawWriter(stream, lake_store(settings, create=True), settings.writer,
                      ledger=RetryingLedger(lambda: ledger(settings)),
-                     checked_upstream=not revalidate, health=writer_health(settings))
+                     checked_upstream=not revalidate, health=writer_health(settings),
+                     shards=writer_shards(settings, stream))

@@ -1,6 +1,6 @@
 """The raw writer: stream -> raw lake, buffered per partition like Firehose.
 
-Every record of every shard is routed to one buffer per (dataset, service, ingest hour):
+Every record of the shards it reads is routed to one buffer per (dataset, service, ingest hour):
 a valid event to `md-raw-{kind}s`, anything else to `md-raw-errors` as an error envelope
 (records the ingest API already rejected arrive under key `ERRORS_KEY` as envelopes). A
 buffer becomes one `part-{uuid}.jsonl.gz` file when it reaches `flush_bytes` (uncompressed)
@@ -9,6 +9,16 @@ or `flush_interval_s` of age, and at shutdown.
 Checkpoints: per shard, the writer commits the highest position P such that every record
 up to P is in a file already written. A crash therefore re-writes some records (the ETL
 deduplicates by event_id) but never loses one.
+
+Shards: on a stream several writer processes may consume (Kinesis), the writers of one
+consumer share the shards through leases in the state database (`shard_leases.py`): each
+reads the shards it leases, about its fair share, renewed every `writer.lease_s / 3`. A shard
+it takes starts from its committed checkpoint; one above its share is written, committed and
+then given back; one another writer took meanwhile (the lease expired) is forgotten: its
+buffered lines are dropped (the new owner reads them again from the checkpoint) and it is
+never committed again. A buffer keeps the shard of each line for that. At shutdown the
+leases are given back after the last commit. Without leases (the embedded stream, or a
+writer built without a state database) it reads every shard.
 
 Failures that may pass never stop `run`: a lake write that fails (disk full, S3 down) keeps
 its buffer and is retried with a doubling backoff before anything more is read; a state
@@ -39,10 +49,12 @@ from mad.errors import TransientError
 from mad.events import check
 from mad.ingest.intake import ERRORS_KEY, error_envelope
 from mad.ingest.ledger import FileLedger, FileRow, RetryingLedger
+from mad.ingest.shard_leases import AllShards, Change, ShardChoice, holder_name
 from mad.ingest.streams import Stream, StreamMonitor, StreamRecord
 from mad.ingest.temp_sweep import sweep_stale_temp
 from mad.ingest.writer_health import HealthFile, NullHealthFile, WriterHealth
 from mad.state import NullLedger
+from mad.state.leases import Held
 from mad.stores import ObjectStore
 
 __all__ = ["ERRORS_KEY", "RawWriter", "status_rows"]
@@ -72,10 +84,28 @@ class _Buffer:
 
     opened: float
     lines: list[bytes] = field(default_factory=list)
+    of: list[str] = field(default_factory=list)  # the shard of each line
     nbytes: int = 0
     first: dict[str, int] = field(default_factory=dict)  # lowest position held, per shard
-    counts: Counter[str] = field(default_factory=Counter)  # kind, or error code
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (shard, kind or code)
     shards: Counter[str] = field(default_factory=Counter)  # stream records per shard
+
+    def totals(self) -> Counter[str]:
+        """Records by kind, or by error code."""
+        out: Counter[str] = Counter()
+        for (_, what), n in self.counts.items():
+            out[what] += n
+        return out
+
+    def drop(self, shard: str) -> None:
+        """Forget the lines of `shard` (another writer holds it now)."""
+        keep = [i for i, s in enumerate(self.of) if s != shard]
+        self.lines = [self.lines[i] for i in keep]
+        self.of = [self.of[i] for i in keep]
+        self.nbytes = sum(len(line) + 1 for line in self.lines)
+        self.first.pop(shard, None)
+        self.shards.pop(shard, None)
+        self.counts = Counter({k: n for k, n in self.counts.items() if k[0] != shard})
 
 
 @dataclass
@@ -97,14 +127,17 @@ class RawWriter:
 
     `clock` measures buffer age (monotonic seconds); tests pass their own. `ledger` records
     the files (retried while the state database fails; a plain ledger is wrapped), `health`
-    is where the writer's health is published for other processes.
+    is where the writer's health is published for other processes. `shards` says which
+    shards it reads: every one (`AllShards`, the default) or those it leases
+    (`ShardLeases`, when several writers share the stream).
     """
 
     def __init__(self, stream: Stream, store: ObjectStore, settings: WriterSettings,
                  clock: Callable[[], float] = time.monotonic,
                  ledger: FileLedger | RetryingLedger | None = None,
                  checked_upstream: bool = False,
-                 health: HealthFile | NullHealthFile | None = None) -> None:
+                 health: HealthFile | NullHealthFile | None = None,
+                 shards: ShardChoice | None = None) -> None:
         self.stream, self.store, self.settings, self.clock = stream, store, settings, clock
         if isinstance(ledger, RetryingLedger):
             self.ledger = ledger
@@ -119,13 +152,15 @@ class RawWriter:
         # then only their routing fields are looked at here.
         self.checked_upstream = checked_upstream
         self.consumer = settings.consumer
-        self._shards = stream.shards()
-        self._committed = {s: stream.committed(self.consumer, s) for s in self._shards}
-        self._cursor = dict(self._committed)
+        self.leases = shards or AllShards(stream)
+        self._shards: list[str] = []  # the shards read, in the stream's order
+        self._committed: dict[str, int | None] = {}
+        self._cursor: dict[str, int | None] = {}
         self._buffers: dict[tuple[str, str | None, int], _Buffer] = {}
         self._landed_at: tuple[float, dict[str, int]] = (-LANDED_INTERVAL_S, {})
         self._totals = _Totals()
         self._lock = threading.Lock()  # stats() may be called from another thread
+        self._sync(stream.shards())
 
     # -- one step at a time ----------------------------------------------------------------
 
@@ -133,6 +168,8 @@ class RawWriter:
         """Read one batch from every shard, route it, flush what is due, commit.
         Returns how many records were read."""
         self.ledger.retry()
+        if self.leases.due():
+            self.rebalance()
         read = 0
         for shard in self._shards:
             batch = self.stream.read(shard, self._cursor[shard], self.settings.read_batch)
@@ -162,7 +199,11 @@ class RawWriter:
         return len(keys)
 
     def commit(self) -> None:
-        """Advance each shard's checkpoint to the last position covered by written files."""
+        """Advance each shard's checkpoint to the last position covered by written files
+        (only under a lease renewed recently: one lost meanwhile is dropped first)."""
+        if not self.leases.fresh():
+            self.leases.renew()
+            self._sync(self._shards)
         for shard in self._shards:
             lows = [b.first[shard] for b in self._buffers.values() if shard in b.first]
             safe = min(lows) - 1 if lows else self._cursor[shard]
@@ -183,12 +224,65 @@ class RawWriter:
                 self.consumer, landed):
             self._landed_at = (now, landed)
 
+    def rebalance(self) -> Change:
+        """Check the shard leases now (`poll` does when due): forget the shards another
+        writer holds now (their unwritten records are left to it), start the newly taken
+        ones from their checkpoints, and write, commit and give back those above this
+        writer's share."""
+        order = self.stream.shards()
+        change = self.leases.balance(order)
+        self._sync(order)
+        if change.surplus:
+            keys = [k for k, b in self._buffers.items()
+                    if any(s in b.first for s in change.surplus)]
+            for key in keys:
+                self._flush(key)
+            self.commit()
+            self.leases.release(change.surplus)
+            self._sync(order)
+        return change
+
+    def release(self) -> None:
+        """Give back every shard lease (after the last commit); a state database that
+        cannot take it now lets the leases expire instead."""
+        try:
+            self.leases.release()
+        except TransientError as err:
+            log.warning("raw writer: could not give back the shard leases (%s); they expire "
+                        "on their own", err)
+
+    def _sync(self, order: list[str]) -> None:
+        """Read exactly the shards the leases hold: drop the others' buffered lines and
+        positions, start the new ones from their committed checkpoints."""
+        held = self.leases.held
+        for shard in [s for s in self._shards if s not in held]:
+            for key, buf in list(self._buffers.items()):
+                if shard in buf.first:
+                    buf.drop(shard)
+                    if not buf.lines:
+                        with self._lock:
+                            del self._buffers[key]
+            self._shards.remove(shard)
+            with self._lock:
+                self._committed.pop(shard, None)
+            self._cursor.pop(shard, None)
+        for shard in order:
+            if shard in held and shard not in self._cursor:
+                committed = self.stream.committed(self.consumer, shard)
+                with self._lock:
+                    self._committed[shard] = committed
+                self._cursor[shard] = committed
+                self._shards.append(shard)
+        rank = {s: i for i, s in enumerate(order)}
+        self._shards.sort(key=lambda s: rank.get(s, len(rank)))
+
     def drain(self) -> None:
         """Read until the stream has nothing more, then write everything (batch mode)."""
         self._sweep()
         while self.poll() > 0:
             continue
         self.flush_all()
+        self.release()
 
     def run(self, stop: threading.Event, idle_sleep: float = MAX_IDLE_SLEEP,
             drain: bool = False) -> None:
@@ -209,7 +303,7 @@ class RawWriter:
             except TransientError as err:
                 self._failed(err)
                 pause = min(max(pause * 2, 0.5), MAX_RETRY_SLEEP)
-                stop.wait(pause)
+                self._pause(stop, pause)
                 continue
             self._publish()
             if not read:
@@ -218,6 +312,19 @@ class RawWriter:
             self._finish(drain)
         finally:
             self._publish(force=True)
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait `seconds` (less when `stop` is set), renewing the shard leases when due, so
+        a long backoff does not let them expire."""
+        end = time.monotonic() + seconds
+        while not stop.is_set() and (left := end - time.monotonic()) > 0:
+            stop.wait(min(left, MAX_IDLE_SLEEP))
+            if self.leases.due():
+                try:
+                    self.leases.renew()
+                except TransientError:
+                    continue
+                self._sync(self._shards)
 
     def _finish(self, drain: bool) -> None:
         error: TransientError | None = None
@@ -239,6 +346,7 @@ class RawWriter:
             log.error("raw writer: stopping with %d records not written (%s); they stay in "
                       "the stream and are written at the next start", buffered, error)
         self.ledger.flush(self.stop_attempts)
+        self.release()
 
     def stats(self) -> dict[str, Any]:
         """Counters for `mad ingest status` and the health endpoint."""
@@ -309,9 +417,10 @@ class RawWriter:
                 if buf is None:
                     buf = self._buffers[key] = _Buffer(self.clock())
                 buf.lines.append(line)
+                buf.of.append(shard)
                 buf.nbytes += len(line) + 1
                 buf.first.setdefault(shard, rec.position)
-                buf.counts[count] += weight
+                buf.counts[shard, count] += weight
                 buf.shards[shard] += 1
                 done = rec.position
                 if buf.nbytes >= flush_bytes:
@@ -374,12 +483,13 @@ class RawWriter:
             t.files += 1
             t.bytes += len(data)
             t.raw_bytes += buf.nbytes
-            (t.errors if kind == _ERRORS else t.records).update(buf.counts)
+            counts = buf.totals()
+            (t.errors if kind == _ERRORS else t.records).update(counts)
             t.last_flush_at = time.time()
             t.failing.pop("lake", None)
         # The file is durable: from here on it is never written again, whatever the ledger.
         self.ledger.record(FileRow(name, name.split("/", 1)[0], service, hour, len(buf.lines),
-                                   len(data), dict(buf.counts), dict(buf.shards)))
+                                   len(data), dict(counts), dict(buf.shards)))
 
     def _next_due(self) -> float:
         if not self._buffers:
@@ -418,9 +528,13 @@ def _line(payload: bytes, event: Any) -> bytes:
 
 
 def status_rows(monitor: StreamMonitor, consumer: str,
-                stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                stats: dict[str, Any] | None = None,
+                holders: dict[str, Held] | None = None) -> list[dict[str, Any]]:
     """One row per shard for a status table: positions, checkpoint and lag of `consumer`,
-    plus the writer's counters (files, bytes, errors by reason) when `stats` is given."""
+    the writer holding the shard's lease (`writer`: host:pid, `lease_expires`: UTC; None
+    without leases), plus the writer's counters (files, bytes, errors by reason) when
+    `stats` is given."""
+    holders = holders or {}
     lags = monitor.lag(consumer)
     rows = []
     status = monitor.status()
@@ -434,6 +548,8 @@ def status_rows(monitor: StreamMonitor, consumer: str,
             "lag_records": lag.records if lag else None,
             "lag_bytes": lag.bytes if lag else None,
             "lag_seconds": lag.age_seconds if lag else None,
+            "writer": holder_name(held.owner) if (held := holders.get(shard.shard)) else None,
+            "lease_expires": held.expires if held else None,
         })
     if stats is not None:
         for row in rows:

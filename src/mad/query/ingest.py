@@ -12,13 +12,17 @@ from typing import Any
 
 from mad.config import Settings
 from mad.errors import ConfigError, TransientError
+from mad.ingest.shard_leases import shard_holders
 from mad.ingest.wiring import ledger, open_configured_stream, stream_monitor, writer_health
 from mad.ingest.writer import status_rows
 from mad.query.access import DB_ERRORS
+from mad.state import open_state
+from mad.state.leases import Held, LeaseStore
 
 
 def ingest_status(settings: Settings) -> dict[str, Any]:
-    """Per-shard positions and lag of the writer's consumer (`shards`), the stream
+    """Per-shard positions and lag of the writer's consumer, and on a shared stream the
+    writer holding each shard's lease and until when (`shards`), the stream
     (`stream`: backend, disk bytes, records dropped by retention), the writer's health
     report (`writer`, None when it never reported; `age_s` since its report), the lake URL,
     and the raw files ledger (`datasets`: files, records, bytes, last write per dataset;
@@ -27,7 +31,8 @@ def ingest_status(settings: Settings) -> dict[str, Any]:
     stream = open_configured_stream(settings, role="observer")  # the API may own it
     try:
         monitor = stream_monitor(settings, stream)
-        shards = status_rows(monitor, settings.writer.consumer)
+        shards = status_rows(monitor, settings.writer.consumer,
+                             holders=shard_holders_now(settings) if stream.shared else None)
         stream_status = monitor.status()
     finally:
         stream.close()
@@ -39,6 +44,21 @@ def ingest_status(settings: Settings) -> dict[str, Any]:
         "lake": settings.lake_url,
         **ledger_summary(settings),
     }
+
+
+def shard_holders_now(settings: Settings) -> dict[str, Held]:
+    """The live shard leases of the writers of `writer.consumer`, by shard (none when the
+    state database cannot be read now: the rest of the status still shows)."""
+    try:
+        engine = open_state(settings.state_url, create=False)
+    except (TransientError, ConfigError, *DB_ERRORS):
+        return {}
+    try:
+        return shard_holders(LeaseStore(engine), settings.writer.consumer)
+    except (TransientError, ConfigError, *DB_ERRORS):
+        return {}
+    finally:
+        engine.dispose()
 
 
 def writer_report(settings: Settings) -> dict[str, Any] | None:

@@ -56,10 +56,11 @@ def run_writer(settings: Settings, stream: Stream | None = None,
 
 
 def one_writer_lock(settings: Settings, wait_s: float = 600.0) -> IO[str]:
-    """Hold `{data_dir}/{consumer}.lock` while writing: one raw writer per consumer on this
-    machine. A second one (a writer restarted while the one of a killed supervisor is still
-    writing what the stream held) waits for the first to finish instead of writing the same
-    records again."""
+    """Hold `{data_dir}/{consumer}.lock` while writing: one raw writer per consumer and data
+    folder (its health file is there too). A second one (a writer restarted while the one of
+    a killed supervisor is still writing what the stream held) waits for the first to finish
+    instead of writing the same records again. Several writers sharing a Kinesis stream
+    (shard leases in the state database) each run from a data folder of their own."""
     path = Path(settings.data_dir) / f"{settings.writer.consumer}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - the caller closes it

@@ -127,6 +127,11 @@ class Stream(Protocol):
     """True when only the ingest API can append, so every event in it was already checked
     (the raw writer then need not check again); False when any producer may append."""
 
+    shared: bool
+    """True when writer processes anywhere may consume it at once (Kinesis): the writers of
+    one consumer then share its shards through leases in the state database. False when
+    only processes of one data folder can read it (the embedded stream: one writer there)."""
+
     def shards(self) -> list[str]:
         """The shard ids, in a stable order."""
         ...

@@ -78,6 +78,7 @@ class EmbeddedStream(ClosesOnExit):
     the module docstring. `retention_interval=None` turns the retention timer off."""
 
     appends_checked = True
+    shared = False
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ class EmbeddedReader(ClosesOnExit):
     module docstring."""
 
     appends_checked = True
+    shared = False
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ class KinesisStream(ClosesOnExit):
     """
 
     appends_checked = False
+    shared = True
 
     def __init__(
         self,
