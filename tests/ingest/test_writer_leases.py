@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from tests.pg_server import postgres_fixture
 
 from mad.config import AwsSettings, WriterSettings, load_settings
+from mad.errors import ConfigError
 from mad.generate.backfill import run_backfill
 from mad.ingest.shard_leases import ShardLeases, shard_holders, shard_lease
 from mad.ingest.status import render
@@ -244,3 +245,11 @@ def test_status_shows_each_shards_writer_and_lease_expiry(
             "datasets": {}, "errors": {}}
     text = render(data)
     assert "WRITER" in text and rows[0]["writer"] in text
+    assert sorted(a.stats()["shards"]) == sorted(a.leases.held)
+
+
+def test_the_lease_length_is_a_positive_setting() -> None:
+    assert WriterSettings().lease_s == 30.0
+    assert load_settings(env={"MAD_WRITER__LEASE_S": "5"}).writer.lease_s == 5.0
+    with pytest.raises(ConfigError, match="lease_s"):
+        load_settings(env={"MAD_WRITER__LEASE_S": "0"})

@@ -362,6 +362,8 @@ class RawWriter:
                 "errors": dict(t.errors),
                 "last_flush_at": t.last_flush_at,
                 "committed": dict(self._committed),
+                "shards": list(self._shards),
+                "lease_owner": self.leases.owner,
                 "open_buffers": len(self._buffers),
                 "buffered_bytes": sum(b.nbytes for b in list(self._buffers.values())),
                 "flush_failures": sum(t.failures.values()) + self.ledger.failures,
