@@ -253,3 +253,30 @@ def test_the_lease_length_is_a_positive_setting() -> None:
     assert load_settings(env={"MAD_WRITER__LEASE_S": "5"}).writer.lease_s == 5.0
     with pytest.raises(ConfigError, match="lease_s"):
         load_settings(env={"MAD_WRITER__LEASE_S": "0"})
+
+
+def test_a_shard_lost_alone_leaves_the_other_shards_lines_in_the_same_buffers(
+        lab: Lab, events: list[tuple[str, bytes]]) -> None:
+    # Keyed by event_id (as any producer may key them), a service's events spread over every
+    # shard, so one buffer holds lines of several shards.
+    lab.put([(orjson.loads(line)["event_id"], line) for _, line in events])
+    a = lab.writer()
+    a.rebalance()
+    a.poll()  # one batch of every shard buffered
+    buffered = {s: ids_of(lab.feed.read(s, lab.feed.committed(CONSUMER, s), 100))
+                for s in lab.feed.shards()}
+    assert all(buffered.values())
+    before = {s: lab.feed.committed(CONSUMER, s) for s in lab.feed.shards()}
+    lost = sorted(a.leases.held)[1]
+    store, name = LeaseStore(lab.engine), shard_lease(CONSUMER, lost)
+    store.release(name, str(a.leases.owner))  # as if it expired and a writer elsewhere
+    assert store.acquire(name, "elsewhere:1:x", 30) is None  # took it
+    a.rebalance()  # lost: that one; and with a second writer counted, one shard given back
+    assert len(a.leases.held) == 2 and lost not in a.leases.held
+    a.flush_all()
+    kept = set(lab.feed.shards()) - {lost}
+    written = ids_in(lab.tmp_path / "lake0")
+    assert set(written.values()) == {1}
+    assert set(written) == set().union(*(buffered[s] for s in kept))
+    assert lab.feed.committed(CONSUMER, lost) == before[lost]  # never committed again
+    assert all(lab.feed.committed(CONSUMER, s) != before[s] for s in kept)
