@@ -26,7 +26,7 @@ from mad.config import AwsSettings, WriterSettings, load_settings
 from mad.errors import ConfigError
 from mad.generate.backfill import run_backfill
 from mad.ingest.shard_leases import ShardLeases, shard_holders, shard_lease
-from mad.ingest.status import render
+from mad.ingest.status import collect, render
 from mad.ingest.streams import StreamRecord
 from mad.ingest.streams.kinesis import KinesisStream
 from mad.ingest.writer import RawWriter, status_rows
@@ -246,6 +246,13 @@ def test_status_shows_each_shards_writer_and_lease_expiry(
     text = render(data)
     assert "WRITER" in text and rows[0]["writer"] in text
     assert sorted(a.stats()["shards"]) == sorted(a.leases.held)
+    settings = load_settings(config_file=None, env={}, overrides={
+        "data_dir": str(lab.tmp_path / "data"), "state.url": lab.state_url,
+        "ingest.stream.backend": "kinesis", "ingest.stream.kinesis.stream_name": lab.name,
+        "aws.endpoint_url": lab.endpoint_url, "aws.access_key_id": "testing",
+        "aws.secret_access_key": "testing"})
+    shown = {r["shard"]: r["writer"] for r in collect(settings)["shards"]}  # mad ingest status
+    assert shown == {r["shard"]: r["writer"] for r in rows}
 
 
 def test_the_lease_length_is_a_positive_setting() -> None:
