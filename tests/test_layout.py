@@ -29,6 +29,7 @@ BACKEND_NAMES = ("kinesis", "embedded", "spark", "duckdb", "redis")
 # runs them
 QUERY_READS = {"mad.ingest.wiring", "mad.ingest.writer", "mad.etl.discover", "mad.etl.runner",
                "mad.detect.lake_io", "mad.detect.model", "mad.detect.operator",
+               "mad.detect.shards", "mad.ingest.shard_leases",
                "mad.quality.model"}
 
 

@@ -377,6 +377,14 @@ class DetectSettings(Section):
                               "the watermark alone)")
     batch_windows: int = Field(60, ge=1, le=100_000, description="window starts per batch "
                                "(anomalies, incidents and alerts are saved per batch)")
+    shards: int = Field(1, ge=1, le=1024, description="split the series of a window size "
+                        "into this many shards, leased through the state database, so several "
+                        "`mad detect run --watch` workers share them (every worker of a window "
+                        "size must use the same value; 1: one worker per window size)")
+    lease_s: float = Field(600.0, ge=10, le=86400, description="how long a detection lease "
+                           "(a window size, a shard, the incident step) lasts unless renewed; "
+                           "a worker that dies on another host is taken over after this (one "
+                           "of this host at once); at least 3 x watch_interval_s is used")
     checkpoint_s: float = Field(300.0, ge=0, le=86400, description="seconds between saves of "
                                 "the detector state (0: after every batch); a restart replays "
                                 "the windows after the last save")

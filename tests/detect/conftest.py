@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from mad.config import load_settings
 
 STEP = 300  # five minutes
 
@@ -25,3 +29,24 @@ def synthetic(n: int = 2400, seed: int = 11) -> tuple[np.ndarray, np.ndarray, np
 @pytest.fixture(scope="session")
 def series() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return synthetic()
+
+
+@pytest.fixture(scope="session")
+def etl_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real ETL's 1m aggregates of 2 generated hours (20 events/s, faults included)."""
+    from mad.etl.runner import EtlRunner
+    from mad.generate.backfill import run_backfill
+    from mad.generate.raw_lake import split_backfill
+
+    root = tmp_path_factory.mktemp("detect_etl")
+    settings = load_settings(env={}, overrides={
+        "data_dir": str(root), "generate.duration": "2h", "generate.rate": 20.0,
+        "etl.windows": ["1m"], "etl.engine.duckdb.memory_limit": "1GB"})
+    run_backfill(settings.generate, root / "generated", progress=False)
+    split_backfill(root / "generated" / "events.jsonl", Path(settings.lake_url))
+    runner = EtlRunner(settings)
+    try:
+        runner.run_once()
+    finally:
+        runner.close()
+    return Path(settings.lake_url)

@@ -345,27 +345,6 @@ def test_alerts_wait_in_the_outbox_until_a_sink_takes_them(tmp_path: Path) -> No
     assert alerts(live) == lines  # not sent twice to the JSONL sink
 
 
-@pytest.fixture(scope="module")
-def etl_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real ETL's 1m aggregates of 2 generated hours (20 events/s, faults included)."""
-    from mad.etl.runner import EtlRunner
-    from mad.generate.backfill import run_backfill
-    from mad.generate.raw_lake import split_backfill
-
-    root = tmp_path_factory.mktemp("detect_etl")
-    settings = load_settings(env={}, overrides={
-        "data_dir": str(root), "generate.duration": "2h", "generate.rate": 20.0,
-        "etl.windows": ["1m"], "etl.engine.duckdb.memory_limit": "1GB"})
-    run_backfill(settings.generate, root / "generated", progress=False)
-    split_backfill(root / "generated" / "events.jsonl", Path(settings.lake_url))
-    runner = EtlRunner(settings)
-    try:
-        runner.run_once()
-    finally:
-        runner.close()
-    return Path(settings.lake_url)
-
-
 def detect_process(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MAD_DATA_DIR": str(settings.data_dir),
            "MAD_STATE__URL": settings.state_url, "MAD_DETECT__PARAMS": '{"warmup": 30}',

@@ -12,7 +12,8 @@ from typing import Any
 from mad.detect.model import Anomaly, Evidence, Incident, IncidentChange
 
 
-def _time(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An ISO-8601 time as a UTC datetime (a time without offset is UTC)."""
     t = datetime.fromisoformat(value)
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
@@ -20,18 +21,18 @@ def _time(value: str) -> datetime:
 def anomaly_from_dict(d: dict[str, Any]) -> Anomaly:
     return Anomaly(
         service=str(d["service"]), series=str(d["series"]), stat=str(d["stat"]),
-        window=str(d["window"]), window_start=_time(d["window_start"]),
+        window=str(d["window"]), window_start=parse_time(d["window_start"]),
         score=float(d["score"]), severity=d["severity"], observed=_float(d["observed"]),
         expected=_float(d["expected"]), lower=_float(d["lower"]), upper=_float(d["upper"]),
         detectors=tuple(str(n) for n in d["detectors"]),
-        onset=_time(d["onset"]) if d.get("onset") else None)
+        onset=parse_time(d["onset"]) if d.get("onset") else None)
 
 
 def incident_from_dict(d: dict[str, Any]) -> Incident:
     return Incident(
-        id=str(d["id"]), status=d["status"], started=_time(d["started"]),
-        last_seen=_time(d["last_seen"]),
-        resolved=_time(d["resolved"]) if d.get("resolved") else None,
+        id=str(d["id"]), status=d["status"], started=parse_time(d["started"]),
+        last_seen=parse_time(d["last_seen"]),
+        resolved=parse_time(d["resolved"]) if d.get("resolved") else None,
         origin=str(d["origin"]), services=list(d.get("services", [])),
         series=list(d.get("series", [])), anomalies=int(d.get("anomalies", 0)),
         peak_score=float(d.get("peak_score", 0.0)), severity=d.get("severity", "warning"),

@@ -8,7 +8,8 @@ readers see the old or the new file, never half of one).
 Layout:
 - in: `md-aggregates/window={1m|5m|1h}/date=YYYY-MM-DD/*.parquet` (the ETL's output);
 - out: `md-anomalies/date=YYYY-MM-DD/part-{window}.parquet`, every anomaly of that day and
-  window size. A batch REPLACES the anomalies of the series and window range it scored
+  window size (with `detect.shards` > 1, `part-{window}-s{k}of{n}.parquet`: those of shard
+  k). A batch REPLACES the anomalies of the series and window range it scored
   (`write_anomalies(spans=...)`), so a batch replayed after a crash overwrites its own rows
   instead of adding them twice.
 """
@@ -209,9 +210,10 @@ def _days(span: Span) -> list[str]:
 
 
 def write_anomalies(store: ObjectStore, window: str, anomalies: list[Anomaly],
-                    spans: Mapping[tuple[str, str], Span]) -> int:
+                    spans: Mapping[tuple[str, str], Span], shard: str | None = None) -> int:
     """Replace the anomalies of each `(service, series)` within its `[first, last]` window
-    span by `anomalies`; returns how many files were written."""
+    span by `anomalies`, in the files of `shard` (a detection shard's name) or of the whole
+    window size; returns how many files were written."""
     by_day: dict[str, list[Anomaly]] = {}
     for a in anomalies:
         by_day.setdefault(a.window_start.date().isoformat(), []).append(a)
@@ -220,7 +222,7 @@ def write_anomalies(store: ObjectStore, window: str, anomalies: list[Anomaly],
         days.update(_days(span))
     written = 0
     for day in sorted(days):
-        key = anomalies_key(day, window)
+        key = lake.anomalies_key(day, window, shard)
         old = read_anomalies(store, [key]) if store.exists(key) else []
         keep = [a for a in old if not _replaced(a, window, spans)]
         rows = keep + by_day.get(day, [])

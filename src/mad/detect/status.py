@@ -32,6 +32,12 @@ def render(data: dict[str, Any], limit: int = 10) -> str:
                          f"{s['watermark']}  lag {lag}  ({plural(s['points'], 'window')})")
     else:
         lines.append("series scored: none yet (run `mad detect run`)")
+    for row in data.get("shards") or ():
+        holder = f"held by {row['holder']} until {row['expires']}" if row["holder"] else "free"
+        what = (f"fed to {row['complete_to'] or 'nothing yet'}" if row["series"] is None
+                else f"{plural(row['series'], 'series', 'series')}, complete to "
+                f"{row['complete_to'] or 'nothing yet'}")
+        lines.append(f"  shard {row['shard']:<10} {holder}; {what}")
     mark = data.get("watermark")
     if mark is not None:
         floor = f", ingest floor {mark['ingest_floor']}" if mark["ingest_floor"] else ""

@@ -16,10 +16,12 @@ from mad.lake.names import (
     aggregates_prefix,
     anomalies_key,
     anomalies_prefix,
+    anomalies_window,
     day_prefix,
     event_hour,
     partition_day,
     retention_group,
+    shard_name,
     transformed_dataset,
 )
 from mad.lake.raw import (
@@ -55,6 +57,7 @@ __all__ = [
     "aggregates_prefix",
     "anomalies_key",
     "anomalies_prefix",
+    "anomalies_window",
     "check_value",
     "day_prefix",
     "errors_key",
@@ -70,5 +73,6 @@ __all__ = [
     "raw_partition",
     "raw_prefix",
     "retention_group",
+    "shard_name",
     "transformed_dataset",
 ]

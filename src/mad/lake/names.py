@@ -9,7 +9,8 @@ events travel on); everything else asks here.
                                 typed Parquet by event time: date=YYYY-MM-DD/hour=HH
     md-quarantine               raw lines the ETL could not use, with their reason: date=/hour=
     md-aggregates               window={1m|5m|1h}/date=YYYY-MM-DD
-    md-anomalies                date=YYYY-MM-DD/part-{window}.parquet
+    md-anomalies                date=YYYY-MM-DD/part-{window}.parquet, or one file per
+                                detection shard: part-{window}-s{k}of{n}.parquet
 
 `.staging/` under the lake holds runs being published (never read as data: the leading dot
 keeps it out of every `key=value` glob and listing).
@@ -59,9 +60,30 @@ def aggregates_prefix(window: str) -> str:
     return f"{AGGREGATES_DATASET}/window={window}/"
 
 
-def anomalies_key(day: str, window: str) -> str:
-    """The one file of anomalies of a day and window size."""
-    return f"{ANOMALIES_DATASET}/date={day}/part-{window}.parquet"
+def anomalies_key(day: str, window: str, shard: str | None = None) -> str:
+    """The file of anomalies of a day and window size, or of one detection shard of them
+    (`shard` as `s{k}of{n}`, from `shard_name`)."""
+    part = f"part-{window}" if shard is None else f"part-{window}-{shard}"
+    return f"{ANOMALIES_DATASET}/date={day}/{part}.parquet"
+
+
+def shard_name(shard: int, shards: int) -> str:
+    """A detection shard's name in keys and leases: `s1of4` is shard 1 of 0..3."""
+    return f"s{shard}of{shards}"
+
+
+def anomalies_window(key: str) -> str | None:
+    """The window size of an `md-anomalies` file (`.../part-1m.parquet` or
+    `.../part-1m-s0of4.parquet`), or None for a name this layout does not write."""
+    name = key.rsplit("/", 1)[-1]
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    window, _, shard = name[5:-8].partition("-")
+    if shard:
+        k, of, n = shard[1:].partition("of")
+        if not (shard.startswith("s") and of and k.isdigit() and n.isdigit()):
+            return None
+    return window or None
 
 
 def anomalies_prefix() -> str:

@@ -30,9 +30,11 @@ from mad import lake
 from mad.config import Settings
 from mad.detect.lake_io import aggregate_days
 from mad.detect.model import Anomaly
+from mad.detect.shards import shard_of
 from mad.errors import MadError
 from mad.query.access import BUCKETS, DB_ERRORS, open_lake, parquet_rows, state_db, utc
 from mad.state import DetectRuns, DetectStore, OperatorStore, ScoredStore, SentAlerts, safe_url
+from mad.state.leases import LeaseStore
 from mad.stores import ObjectStore
 
 
@@ -52,14 +54,19 @@ def scored_marks(engine: Engine, window: str) -> tuple[dict[tuple[str, str], Mar
     marks = {(m["service"], m["series"]): Mark(m["watermark"], int(m["points"]))
              for m in db.watermarks() if m["window"] == window}
     progress = db.load_meta(f"progress:{window}") or {}
-    for item in progress.get("series") or ():
-        mark = _mark(item)
-        if mark is None:
-            continue
-        key, value = mark
-        if key not in marks or marks[key].watermark < value.watermark:
-            marks[key] = value
+    shards = db.load_meta_under(f"progress:{window}:")  # with detect.shards: one per shard
     scored_to = _time(progress.get("scored_to"))
+    for doc in [progress, *shards.values()]:
+        for item in doc.get("series") or ():
+            mark = _mark(item)
+            if mark is None:
+                continue
+            key, value = mark
+            if key not in marks or marks[key].watermark < value.watermark:
+                marks[key] = value
+        shard_to = _time(doc.get("scored_to"))
+        if shard_to is not None and (scored_to is None or shard_to > scored_to):
+            scored_to = shard_to
     if scored_to is None:
         runs = _recent_runs(engine, window, 1)
         scored_to = runs[0]["scored_to"] if runs else None
@@ -131,9 +138,21 @@ def _num(value: Any) -> float:
 
 
 def anomaly_keys(store: ObjectStore, window: str | None = None) -> list[str]:
-    """The `md-anomalies` files (of one window size), in day order."""
-    suffix = f"/part-{window}.parquet" if window is not None else ".parquet"
-    return [k for k in store.list(lake.anomalies_prefix()) if k.endswith(suffix)]
+    """The `md-anomalies` files (of one window size; one per day, or one per day and
+    detection shard), in day order."""
+    return sorted(k for k in store.list(lake.anomalies_prefix())
+                  if (size := lake.anomalies_window(k)) is not None
+                  and (window is None or size == window))
+
+
+def last_days(keys: list[str], days: int) -> list[str]:
+    """The keys (of `anomaly_keys`) of the newest `days` days."""
+    newest = sorted({_day(k) for k in keys})[-days:]
+    return [k for k in keys if _day(k) in newest]
+
+
+def _day(key: str) -> str:
+    return key.removeprefix(lake.anomalies_prefix()).split("/", 1)[0]
 
 
 def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
@@ -159,6 +178,7 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
         silenced = _silenced_count(engine)
         runs = _recent_runs(engine, window, 1)
         mark, late = watermark_and_late(engine, settings, limit)
+        shards = shard_rows(engine, settings, marks)
     newest = newest_window(store, window)
     series: list[dict[str, Any]] = []
     for (service, name), m in marks.items():
@@ -167,7 +187,8 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
                        "watermark": m.watermark.isoformat(), "points": m.points, "lag_s": lag})
     series.sort(key=lambda s: (-(s["lag_s"] or 0.0), s["service"], s["series"]))
     keys = anomaly_keys(store, window)
-    recent = sorted(read_anomalies(store, keys[-2:]), key=lambda a: a.window_start)[-limit:]
+    recent = sorted(read_anomalies(store, last_days(keys, 2)),
+                    key=lambda a: a.window_start)[-limit:]
     return {
         "window": window, "lake": store.url, "state": safe_url(settings.state_url),
         "newest_window": newest.isoformat() if newest is not None else None,
@@ -181,8 +202,48 @@ def detect_status(settings: Settings, limit: int = 10) -> dict[str, Any]:
                       for i in incidents],
         "anomalies": [a.to_dict() for a in reversed(recent)],
         "last_run": _run_text(runs[0]) if runs else None,
-        "watermark": mark, "late": late,
+        "watermark": mark, "late": late, "shards": shards,
     }
+
+
+def shard_rows(engine: Engine, settings: Settings,
+               marks: dict[tuple[str, str], Mark]) -> list[dict[str, Any]]:
+    """With `detect.shards` > 1, one row per shard: `shard` (`s<k>of<N>`), `holder`
+    (host:pid of the worker holding its lease, None when free), `expires`, `complete_to`
+    and how many `series` it has scored; plus the incident step as shard `incidents` with
+    `complete_to` its fed-to. [] without shards."""
+    n, window = settings.detect.shards, settings.detect.window
+    if n <= 1:
+        return []
+    try:
+        held = {h.name: h for h in LeaseStore(engine).held(f"detect:{window}:")}
+        db = DetectStore(engine)
+        complete = db.load_meta_under(f"complete:{window}:")
+        step = db.load_meta(f"incidents:{window}:of{n}") or {}
+    except DB_ERRORS:
+        return []
+    per_shard: dict[int, int] = {}
+    for service, series in marks:
+        k = shard_of(service, series, n)
+        per_shard[k] = per_shard.get(k, 0) + 1
+    rows = []
+    for k in range(n):
+        name = lake.shard_name(k, n)
+        lease = held.get(f"detect:{window}:shard:{name}")
+        rows.append({"shard": name, "holder": _holder(lease.owner) if lease else None,
+                     "expires": lease.expires.isoformat() if lease else None,
+                     "complete_to": (complete.get(f"complete:{window}:{name}") or {}).get("to"),
+                     "series": per_shard.get(k, 0)})
+    lease = held.get(f"detect:{window}:incidents")
+    rows.append({"shard": "incidents", "holder": _holder(lease.owner) if lease else None,
+                 "expires": lease.expires.isoformat() if lease else None,
+                 "complete_to": step.get("fed_to"), "series": None})
+    return rows
+
+
+def _holder(owner: str) -> str:
+    """`host:pid` of a lease owner `host:pid:id`."""
+    return owner.rpartition(":")[0] or owner
 
 
 def watermark_and_late(engine: Engine, settings: Settings,

@@ -12,7 +12,7 @@ from mad.state.components import Components as Components
 from mad.state.db import DEFAULT_URL, metadata, open_state, safe_url
 from mad.state.detect_runs import DetectPass, DetectRuns
 from mad.state.detect_scored import LateWindow, SavedWatermark, ScoredStore
-from mad.state.detect_state import DetectStore, SentAlerts, SeriesState
+from mad.state.detect_state import DetectStore, Handoff, SentAlerts, SeriesState
 from mad.state.etl_runs import EtlLedger, Written
 from mad.state.etl_unreadable import UnreadableFiles
 from mad.state.event_clocks import EventClocks, SourceClock
@@ -31,6 +31,7 @@ __all__ = [
     "DetectStore",
     "EtlLedger",
     "EventClocks",
+    "Handoff",
     "LateWindow",
     "NullLedger",
     "RawFileLedger",

@@ -7,6 +7,10 @@
   evidence (JSON: per series, the change and its onset; `mad.detect.origin`). The column came
   later: a database without it gets it added (nullable), and its older rows read as `[]`.
 - `detect_outbox`: incident changes committed but not yet delivered to every sink.
+- `detect_handoff`: with `detect.shards` > 1, what each shard scored per window start (its
+  anomalies, JSON; `[]` when none), for the one incident step that feeds the tracker in
+  window order across shards (`mad.detect.incidents_step`). Keyed by window size, shard
+  count, shard and window start, so a replayed batch overwrites its own rows.
 - `detect_alerts_sent`: `<sink>:<dedup_key>` of every delivered alert (`SentAlerts`, the
   dispatcher's SentLog), so nothing is sent twice across restarts.
 
@@ -140,6 +144,16 @@ detect_alerts_failed = Table(  # refused for good by a sink (a 4xx, a redirect):
 
 
 
+detect_handoff = Table(
+    "detect_handoff",
+    metadata,
+    Column("window", String(8), primary_key=True),
+    Column("shards", Integer, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("window_start", UtcDateTime, primary_key=True),
+    Column("anomalies", Text, nullable=False),  # JSON list of Anomaly.to_dict()
+)
+
 
 def decode_lists(row: dict[str, Any]) -> dict[str, Any]:
     """A `detect_incidents` row with its JSON columns decoded (`evidence` [] when NULL)."""
@@ -147,6 +161,16 @@ def decode_lists(row: dict[str, Any]) -> dict[str, Any]:
     row["series"] = orjson.loads(row["series"])
     row["evidence"] = orjson.loads(row["evidence"]) if row.get("evidence") else []
     return row
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What one detection shard scored at one window start: its anomalies (as dicts)."""
+
+    shards: int
+    shard: int
+    window_start: datetime
+    anomalies: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -177,12 +201,30 @@ class DetectStore:
             value = conn.execute(q).scalar_one_or_none()
         return None if value is None else dict(orjson.loads(value))
 
+    def load_meta_under(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every named document whose name starts with `prefix`, by name."""
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = (select(detect_meta.c.name, detect_meta.c.value)
+             .where(detect_meta.c.name.like(like, escape="\\")).order_by(detect_meta.c.name))
+        with self.engine.connect() as conn:
+            return {str(r.name): dict(orjson.loads(r.value)) for r in conn.execute(q)}
+
     def commit(self, window: str, series: Iterable[SeriesState],
                meta: Mapping[str, Mapping[str, Any]], incidents: Iterable[IncidentRow],
-               outbox: Sequence[tuple[str, dict[str, Any]]]) -> None:
+               outbox: Sequence[tuple[str, dict[str, Any]]],
+               handoff: Sequence[Handoff] = ()) -> None:
         """Save one batch atomically (see the module doc)."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
+            for h in handoff:
+                where = and_(detect_handoff.c.window == window,
+                             detect_handoff.c.shards == h.shards,
+                             detect_handoff.c.shard == h.shard,
+                             detect_handoff.c.window_start == h.window_start)
+                conn.execute(detect_handoff.delete().where(where))
+                conn.execute(detect_handoff.insert().values(
+                    window=window, shards=h.shards, shard=h.shard,
+                    window_start=h.window_start, anomalies=orjson.dumps(h.anomalies).decode()))
             for s in series:
                 conn.execute(detect_series.delete().where(and_(
                     detect_series.c.window == window, detect_series.c.service == s.service,
@@ -207,6 +249,26 @@ class DetectStore:
                 conn.execute(detect_outbox.delete().where(detect_outbox.c.key == key))
                 conn.execute(detect_outbox.insert().values(
                     key=key, created_at=now, payload=orjson.dumps(payload).decode()))
+
+    def handoff(self, window: str, shards: int, after: datetime | None,
+                to: datetime) -> list[Handoff]:
+        """The shards' rows with `after` < window start <= `to`, by window start then shard."""
+        t = detect_handoff
+        q = select(t).where(t.c.window == window, t.c.shards == shards,
+                            t.c.window_start <= to)
+        if after is not None:
+            q = q.where(t.c.window_start > after)
+        q = q.order_by(t.c.window_start, t.c.shard)
+        with self.engine.connect() as conn:
+            return [Handoff(int(r.shards), int(r.shard), r.window_start,
+                            list(orjson.loads(r.anomalies))) for r in conn.execute(q)]
+
+    def prune_handoff(self, window: str, shards: int, upto: datetime) -> None:
+        """Forget the rows the incident step has fed (window start <= `upto`)."""
+        t = detect_handoff
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.window == window, t.c.shards == shards,
+                                          t.c.window_start <= upto))
 
     def pending_alerts(self) -> list[tuple[str, dict[str, Any]]]:
         """Committed changes not yet delivered to every sink, oldest first."""
