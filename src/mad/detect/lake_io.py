@@ -171,10 +171,6 @@ def newest_by_service(store: ObjectStore, keys: list[str]) -> dict[str, datetime
             if isinstance(newest, datetime)}
 
 
-def anomalies_key(day: str, window: str) -> str:
-    return lake.anomalies_key(day, window)
-
-
 def read_anomalies(store: ObjectStore, keys: list[str]) -> list[Anomaly]:
     """The anomalies stored in `keys` (files of `md-anomalies`)."""
     if not keys:

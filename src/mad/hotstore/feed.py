@@ -176,9 +176,10 @@ class HotFeed:
         return [out[h] for h in changed]
 
     def _files(self, dataset: str, window: str, day: str) -> list[str]:
-        if dataset == "anomalies":
-            key = lake.anomalies_key(day, window)
-            return [key] if self.store.exists(key) else []
+        if dataset == "anomalies":  # one file, or one per detection shard
+            folder = f"{lake.anomalies_prefix()}date={day}/"
+            return sorted(k for k in self.store.list(folder)
+                          if lake.anomalies_window(k) == window)
         prefix = f"{lake.aggregates_prefix(window)}date={day}/"
         return sorted(k for k in self.store.list(prefix)
                       if k.endswith(".parquet") and "/" not in k[len(prefix):])
