@@ -122,9 +122,9 @@ class HotFeed:
         found: set[str] = set()
         for day in self._days(now):
             for key in self.store.list(f"{lake.ANOMALIES_DATASET}/date={day}/"):
-                name = key.rsplit("/", 1)[-1]
-                if name.startswith("part-") and name.endswith(".parquet"):
-                    found.add(name.removeprefix("part-").removesuffix(".parquet"))
+                window = lake.anomalies_window(key)
+                if window is not None:
+                    found.add(window)
         return sorted(found)
 
     def _keep_from(self, now: float) -> int:

@@ -76,7 +76,8 @@ def aggregates_plan(window: str) -> Plan:
             FROM base GROUP BY window_start, service
             UNION ALL
             SELECT window_start, service, 'error_rate' AS series, count(*) AS n,
-                   avg(CASE WHEN level = 'ERROR' THEN 1.0 ELSE 0.0 END) AS value
+                   avg(CASE WHEN level = 'ERROR' THEN CAST(1 AS DOUBLE)
+                            ELSE CAST(0 AS DOUBLE) END) AS value
             FROM base WHERE kind IN ('log', 'apm') GROUP BY window_start, service
         """),
         Step("windows", """
