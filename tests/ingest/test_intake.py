@@ -69,17 +69,17 @@ def test_content_types() -> None:
         assert (err.status, err.code) == (415, "unsupported_media_type")
 
 
-def test_single_event_keeps_its_bytes_and_takes_its_service_as_key() -> None:
+def test_single_event_keeps_its_bytes_and_takes_its_event_id_as_key() -> None:
     raw = orjson.dumps(event(1))
     [out] = parse(b"  " + raw + b"\n", JSON, LIMITS)
-    assert out == Accepted(0, "ev-1", "payments", raw)
+    assert out == Accepted(0, "ev-1", "ev-1", raw)  # the key spreads events over shards
 
 
-def test_service_defaults_from_the_catalog() -> None:
+def test_an_event_without_service_is_accepted_when_its_type_has_one() -> None:
     ev = event(2, event_type="payments.http_span")
     del ev["service"]
     [out] = parse(orjson.dumps(ev), JSON, LIMITS)
-    assert isinstance(out, Accepted) and out.key == "payments"
+    assert isinstance(out, Accepted) and out.key == ev["event_id"]
 
 
 def test_array_elements_are_checked_one_by_one() -> None:
@@ -87,7 +87,7 @@ def test_array_elements_are_checked_one_by_one() -> None:
     outcomes = parse(orjson.dumps(items), JSON, LIMITS)
     assert reasons(outcomes) == ["ok", "missing_field", "kind_mismatch", "not_an_object", "ok"]
     assert [o.seq for o in outcomes] == [0, 1, 2, 3, 4]
-    assert outcomes[0] == Accepted(0, "ev-0", "payments", orjson.dumps(items[0]))
+    assert outcomes[0] == Accepted(0, "ev-0", "ev-0", orjson.dumps(items[0]))
     assert isinstance(outcomes[3], Rejected) and outcomes[3].raw == b"7"
 
 
@@ -97,7 +97,7 @@ def test_ndjson_bad_line_is_rejected_and_the_rest_accepted() -> None:
     outcomes = parse(b"\n".join(lines), NDJSON, LIMITS)
     assert reasons(outcomes) == ["ok", "invalid_json", "ok"]
     assert isinstance(outcomes[1], Rejected) and outcomes[1].raw == b'{"event_id": "broken",'
-    assert outcomes[2] == Accepted(2, "ev-1", "payments", orjson.dumps(event(1)))
+    assert outcomes[2] == Accepted(2, "ev-1", "ev-1", orjson.dumps(event(1)))
 
 
 def test_whole_body_json_syntax_error_is_a_400_with_the_position() -> None:
@@ -200,7 +200,7 @@ def test_error_envelope_holds_the_reason_and_the_raw_bytes() -> None:
 def test_stream_records_put_rejections_under_the_errors_key() -> None:
     body = orjson.dumps(event(0)) + b"\nnot json\n"
     pairs = stream_records(parse(body, NDJSON, LIMITS), datetime.now(UTC))
-    assert pairs[0] == ("payments", orjson.dumps(event(0)))
+    assert pairs[0] == ("ev-0", orjson.dumps(event(0)))
     key, payload = pairs[1]
     env = orjson.loads(payload)
     assert key == ERRORS_KEY and env["error_code"] == "invalid_json"
@@ -248,7 +248,7 @@ def test_rejections_past_the_listed_count_are_packed_by_reason_in_the_stream() -
     lines += [orjson.dumps({"event_id": f"m{i}"}) for i in range(20)]
     outcomes = parse(b"\n".join(lines), NDJSON, limits)
     pairs = stream_records(outcomes, datetime.now(UTC), limits.max_listed_rejections)
-    assert ("payments", orjson.dumps(event(0))) in pairs
+    assert ("ev-0", orjson.dumps(event(0))) in pairs
     envelopes = [orjson.loads(p) for k, p in pairs if k == ERRORS_KEY]
     single = [e for e in envelopes if "records" not in e]
     packed = [e for e in envelopes if "records" in e]

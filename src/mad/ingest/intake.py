@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from mad.catalog import default_service
 from mad.events import check
 from mad.ingest.duplicates import REASON as DUPLICATE_KEY
 from mad.ingest.duplicates import message as duplicate_message
@@ -77,8 +76,10 @@ class BodyError(Exception):
 
 
 class Accepted(NamedTuple):
-    """A valid event: append `payload` under `key` (its service). `seq` is the record's
-    index in the request. Tuples, as a request carries hundreds of them."""
+    """A valid event: append `payload` under `key` (its event id: on Kinesis the partition
+    key, so events spread evenly over the shards whatever the service mix, and a re-sent
+    event goes to the shard of its first copy). `seq` is the record's index in the request.
+    Tuples, as a request carries hundreds of them."""
 
     seq: int
     event_id: str
@@ -252,9 +253,7 @@ def _check(index: int, raw: bytes, record: Any, limits: Limits, repeated: str | 
     problem = check(record)
     if problem is not None:
         return Rejected(index, problem.reason, problem.message, raw)
-    # check() guarantees a service: given, or the event type's only one.
-    key = record.get("service") or default_service(record["event_type"]) or ""
-    return Accepted(index, record["event_id"], key, raw)
+    return Accepted(index, record["event_id"], record["event_id"], raw)
 
 
 def too_deep(value: Any, limit: int) -> bool:
@@ -302,7 +301,7 @@ def error_envelope(
 
 def stream_records(outcomes: list[Outcome], received_at: datetime,
                    listed: int = LISTED_REJECTIONS) -> list[tuple[str, bytes]]:
-    """`(key, payload)` pairs to append: events under their service, rejections as
+    """`(key, payload)` pairs to append: events under their event id, rejections as
     error envelopes under `ERRORS_KEY`.
 
     The first `listed` rejections get an envelope each; the rest are packed by reason, up

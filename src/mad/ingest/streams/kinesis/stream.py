@@ -1,7 +1,8 @@
 """The Kinesis adapter: a `Stream` (and `StreamMonitor`) on a Kinesis data stream.
 
 Shards are the Kinesis shard ids (`shardId-000000000000`, ...); a record's partition key is
-its key (the service name), so order per key holds within a shard; positions are sequence
+its key (the event id, so records spread over every shard; rejections share one key), so
+order per key holds within a shard; positions are sequence
 numbers read as ints. Consumer checkpoints live in the state database (`mad.state`), table
 `stream_checkpoints`, so any process that opens the same stream and database sees them.
 
