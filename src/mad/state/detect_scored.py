@@ -34,6 +34,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from mad.state.db import UtcDateTime, metadata
 
@@ -122,11 +123,21 @@ class ScoredStore:
 
     def save_watermark(self, window: str, at: datetime, basis: str, sources: int, idle: int,
                        ingest_floor: datetime | None) -> None:
+        """Upsert the window size's watermark (one statement: detection workers sharing a
+        window size may save it at the same time)."""
+        values = {"window": window, "at": at, "basis": basis[:32], "sources": sources,
+                  "idle": idle, "ingest_floor": ingest_floor, "updated_at": datetime.now(UTC)}
         with self.engine.begin() as conn:
+            dialect = conn.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+                statement = insert(detect_watermarks).values(**values)
+                conn.execute(statement.on_conflict_do_update(
+                    index_elements=["window"],
+                    set_={k: statement.excluded[k] for k in values if k != "window"}))
+                return
             conn.execute(detect_watermarks.delete().where(detect_watermarks.c.window == window))
-            conn.execute(detect_watermarks.insert().values(
-                window=window, at=at, basis=basis[:32], sources=sources, idle=idle,
-                ingest_floor=ingest_floor, updated_at=datetime.now(UTC)))
+            conn.execute(detect_watermarks.insert().values(**values))
 
     # -- what was scored -------------------------------------------------------------------
 
