@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import orjson
 import pytest
 
@@ -42,11 +41,11 @@ from mad import lake
 from mad.config import AwsSettings, Settings, load_settings
 from mad.generate.backfill import run_backfill
 from mad.query.detection import anomaly_keys, read_anomalies
-from mad.state import DetectStore, open_state
 from mad.stores import open_store
 from tests.conftest import free_port
+from tests.detect.test_pipeline import incidents
 from tests.etl.helpers import float_blind, same
-from tests.ingest.test_end_to_end import post_all
+from tests.ingest.test_end_to_end import post_all, start
 from tests.pg_server import postgres_fixture
 from tests.redis_server import RedisServer
 
@@ -74,19 +73,8 @@ def mad(env: dict[str, str], *args: str, timeout: float = 900) -> str:
 
 
 def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "mad.cli", "ingest", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    port = env["MAD_INGEST__PORT"]
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise AssertionError(proc.stdout.read().decode()[-3000:] if proc.stdout else "")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the ingest API did not start")
+    """`mad ingest serve`, once its API answers."""
+    return start(["ingest", "serve"], env, int(env["MAD_INGEST__PORT"]))
 
 
 def stop(*procs: subprocess.Popen[bytes] | None) -> None:
@@ -189,16 +177,6 @@ def anomalies(url: str, aws: AwsSettings | None) -> list[tuple[Any, ...]]:
     found = read_anomalies(store, anomaly_keys(store, "1m"))
     return sorted(((a.window_start, a.service, a.series, a.stat, a.severity, a.detectors,
                     a.score, a.observed, a.expected) for a in found), key=float_blind)
-
-
-def incidents(state_url: str) -> list[dict[str, Any]]:
-    engine = open_state(state_url)
-    try:
-        rows = DetectStore(engine).incidents(1000)
-    finally:
-        engine.dispose()
-    return sorted(({k: v for k, v in r.items() if k != "updated_at"} for r in rows),
-                  key=lambda r: r["id"])
 
 
 def differences(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> list[Any]:
@@ -312,7 +290,7 @@ def test_embedded_and_scale_profiles_give_the_same_lake_and_detection(
     assert rejected(bucket_url, aws) == rejected(local_lake, None) != {}
     got, wanted = anomalies(bucket_url, aws), anomalies(local_lake, None)
     assert wanted and close(got, wanted)
-    got_incidents, want_incidents = incidents(state_url), incidents(settings.state_url)
+    got_incidents, want_incidents = incidents(load_settings(env=scale)), incidents(settings)
     assert want_incidents and close(got_incidents, want_incidents)
     status = orjson.loads(mad(scale, "store", "status", "--format", "json"))
     shown = orjson.dumps(status).decode()

@@ -47,7 +47,7 @@ def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
     proc = subprocess.Popen([sys.executable, "-m", "mad.cli", *args],
                             env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    for _ in range(200):
+    for _ in range(600):  # up to a minute on a loaded machine
         if proc.poll() is not None:
             raise RuntimeError(proc.stdout.read().decode() if proc.stdout else "exited")
         try:
