@@ -32,7 +32,10 @@ def render(data: dict[str, Any], limit: int = 10) -> str:
                          f"{s['watermark']}  lag {lag}  ({plural(s['points'], 'window')})")
     else:
         lines.append("series scored: none yet (run `mad detect run`)")
-    for row in data.get("shards") or ():
+    shards = data.get("shards") or []
+    if shards:
+        lines.append(f"shards ({len(shards) - 1} of this window size, and the incident step):")
+    for row in shards:
         holder = f"held by {row['holder']} until {row['expires']}" if row["holder"] else "free"
         what = (f"fed to {row['complete_to'] or 'nothing yet'}" if row["series"] is None
                 else f"{plural(row['series'], 'series', 'series')}, complete to "
