@@ -11,8 +11,9 @@ path writes it (`.jsonl.gz`); it is kept in `--work` for the next run. Contender
 * ours-1w, ours-2w: `EtlRunner(settings, engine=SparkEngine(session=spark))`, one
   `run_once()` (validation, quarantine, dedup, event-time partitions, staging and swap, the
   1m/5m/1h aggregates) with the session on a `LocalCluster` of 1 or 2 workers of 1 core;
-* peer-2w: `peer_spark_etl.run` (read, parse, drop malformed, dedup, flatten, Parquet by
-  kind/date/hour, per-service per-minute count/avg/p95) on a 2-worker cluster.
+* peer-2w: `peer_spark_etl.run` (read, parse, keep the contract's valid events, dedup,
+  flatten, Parquet by kind/date/hour, per-service per-minute count/avg/p95) on a 2-worker
+  cluster. Its `new` (events it wrote, read back after the timed part) must equal ours.
 
 Every measurement gets a fresh cluster, a fresh child process (its own driver JVM, so none is
 warmer than another) and its own hard-linked copy of the raw lake. `pass s` is the job alone,
