@@ -315,10 +315,7 @@ class DetectRunner:
         if claim.lost:
             self._drop(p, claim.lost)
         if claim.surplus:
-            dirty = set(p.dirty)
-            p.dirty = {k for k in dirty if self._shard(k) in claim.surplus}
-            self.checkpoint()
-            p.dirty = dirty - {k for k in dirty if self._shard(k) in claim.surplus}
+            self.checkpoint()  # saved first: the next holder resumes from it
             self._drop(p, claim.surplus)
             self.shards.release(claim.surplus)
         if claim.gained:
